@@ -1,0 +1,204 @@
+//! Classic pcap files (the libpcap format that `net_pcap` reads and writes).
+//! Reading is fallible and bounds-checked: a broken file is an error, never
+//! a panic.
+
+use std::io::{self, Write};
+
+const MAGIC_USEC: u32 = 0xa1b2_c3d4;
+const MAGIC_NSEC: u32 = 0xa1b2_3c4d;
+const FILE_HEADER_LEN: usize = 24;
+const RECORD_HEADER_LEN: usize = 16;
+
+/// Link type of Ethernet captures (`LINKTYPE_ETHERNET`).
+pub const LINKTYPE_ETHERNET: u32 = 1;
+
+/// A problem with a capture file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureError(pub String);
+
+impl std::fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+/// One captured packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Capture time in nanoseconds since the epoch.
+    pub ts_nanos: u64,
+    /// Length of the packet on the wire (may exceed `data.len()`).
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+/// A pcap file held in memory, read record by record.
+pub struct PcapReader<'a> {
+    rest: &'a [u8],
+    big_endian: bool,
+    nanos: bool,
+    link_type: u32,
+    index: usize,
+}
+
+impl<'a> PcapReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, CaptureError> {
+        if bytes.len() < FILE_HEADER_LEN {
+            return Err(CaptureError(
+                "not a pcap file: shorter than its header".into(),
+            ));
+        }
+        let magic_le = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
+        let magic_be = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
+        let (big_endian, nanos) = match (magic_le, magic_be) {
+            (MAGIC_USEC, _) => (false, false),
+            (MAGIC_NSEC, _) => (false, true),
+            (_, MAGIC_USEC) => (true, false),
+            (_, MAGIC_NSEC) => (true, true),
+            _ => return Err(CaptureError("not a pcap file: unknown magic number".into())),
+        };
+        let mut reader = PcapReader {
+            rest: &bytes[FILE_HEADER_LEN..],
+            big_endian,
+            nanos,
+            link_type: 0,
+            index: 0,
+        };
+        reader.link_type = reader.u32_at(&bytes[20..24]) & 0x0fff_ffff;
+        Ok(reader)
+    }
+
+    pub fn link_type(&self) -> u32 {
+        self.link_type
+    }
+
+    fn u32_at(&self, b: &[u8]) -> u32 {
+        let b: [u8; 4] = b[..4].try_into().unwrap();
+        if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    }
+}
+
+impl<'a> Iterator for PcapReader<'a> {
+    type Item = Result<Record<'a>, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let index = self.index;
+        self.index += 1;
+        if self.rest.len() < RECORD_HEADER_LEN {
+            self.rest = &[];
+            return Some(Err(CaptureError(format!(
+                "record {index}: truncated record header"
+            ))));
+        }
+        let h = &self.rest[..RECORD_HEADER_LEN];
+        let (sec, frac) = (self.u32_at(&h[0..4]) as u64, self.u32_at(&h[4..8]) as u64);
+        let incl = self.u32_at(&h[8..12]) as usize;
+        let orig_len = self.u32_at(&h[12..16]);
+        let body = &self.rest[RECORD_HEADER_LEN..];
+        if incl > body.len() {
+            self.rest = &[];
+            return Some(Err(CaptureError(format!(
+                "record {index}: claims {incl} bytes, {} left in the file",
+                body.len()
+            ))));
+        }
+        self.rest = &body[incl..];
+        let ts_nanos = sec * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
+        Some(Ok(Record {
+            ts_nanos,
+            orig_len,
+            data: &body[..incl],
+        }))
+    }
+}
+
+/// Writes a microsecond pcap file with Ethernet link type.
+pub struct PcapWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> PcapWriter<W> {
+    pub fn new(mut out: W) -> io::Result<Self> {
+        let mut h = Vec::with_capacity(FILE_HEADER_LEN);
+        h.extend_from_slice(&MAGIC_USEC.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        out.write_all(&h)?;
+        Ok(PcapWriter { out })
+    }
+
+    pub fn write(&mut self, ts_nanos: u64, frame: &[u8]) -> io::Result<()> {
+        let len = frame.len() as u32;
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[0..4].copy_from_slice(&((ts_nanos / 1_000_000_000) as u32).to_le_bytes());
+        h[4..8].copy_from_slice(&((ts_nanos % 1_000_000_000 / 1000) as u32).to_le_bytes());
+        h[8..12].copy_from_slice(&len.to_le_bytes());
+        h[12..16].copy_from_slice(&len.to_le_bytes());
+        self.out.write_all(&h)?;
+        self.out.write_all(frame)
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads a whole Ethernet pcap file into its frames.
+pub fn read_frames(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CaptureError> {
+    let reader = PcapReader::new(bytes)?;
+    if reader.link_type() != LINKTYPE_ETHERNET {
+        return Err(CaptureError(format!(
+            "link type {} is not Ethernet",
+            reader.link_type()
+        )));
+    }
+    reader.map(|r| r.map(|r| r.data.to_vec())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write(1_500_000_123_000, &[1, 2, 3]).unwrap();
+        w.write(1_500_000_124_000, &[]).unwrap();
+        let bytes = w.finish().unwrap();
+        let recs: Vec<_> = PcapReader::new(&bytes)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].data, &[1, 2, 3]);
+        assert_eq!(recs[0].ts_nanos, 1_500_000_123_000);
+        assert_eq!(read_frames(&bytes).unwrap(), vec![vec![1, 2, 3], vec![]]);
+    }
+
+    #[test]
+    fn broken_files_are_errors() {
+        assert!(PcapReader::new(&[0u8; 10]).is_err());
+        assert!(PcapReader::new(&[0u8; 24]).is_err());
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write(0, &[9; 40]).unwrap();
+        let bytes = w.finish().unwrap();
+        for cut in FILE_HEADER_LEN + 1..bytes.len() {
+            let res: Result<Vec<_>, _> = PcapReader::new(&bytes[..cut]).unwrap().collect();
+            assert!(res.is_err(), "cut at {cut}");
+        }
+    }
+}

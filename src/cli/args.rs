@@ -1,0 +1,396 @@
+//! testpmd-style command line: `ctfwd [EAL options] -- [application options]`.
+//! Application flags keep testpmd's names and meanings; both `--flag=value`
+//! and `--flag value` are accepted, as getopt_long does.
+
+use std::time::Duration;
+
+use dpdk_sys::consts::{RTE_ETH_RSS_IP, RTE_ETH_RSS_UDP};
+
+use crate::dataplane::{forward_mode, FwdConfig, PortConfig, Topology, FORWARD_MODES, MAX_BURST};
+use crate::wire::MacAddr;
+
+/// Everything the application flags say.
+#[derive(Clone)]
+pub struct Options {
+    pub fwd: FwdConfig,
+    /// Seconds between periodic stats (0: none).
+    pub stats_period: u64,
+    /// Stop once no packet has been received for this long.
+    pub idle_exit: Option<Duration>,
+}
+
+/// The outcome of parsing: run, or print help.
+pub enum Parsed {
+    Run(Box<Options>),
+    Help,
+}
+
+/// A flag and what it takes, for parsing and for `--help`.
+struct Flag {
+    name: &'static str,
+    value: Option<&'static str>,
+    help: &'static str,
+}
+
+const FLAGS: &[Flag] = &[
+    Flag {
+        name: "help",
+        value: None,
+        help: "print this help and exit",
+    },
+    Flag {
+        name: "portmask",
+        value: Some("HEX"),
+        help: "ports to forward on (default: all probed ports)",
+    },
+    Flag {
+        name: "nb-cores",
+        value: Some("N"),
+        help: "forwarding cores (default 1; at most the EAL worker lcores)",
+    },
+    Flag {
+        name: "rxq",
+        value: Some("N"),
+        help: "RX queues per port (default 1)",
+    },
+    Flag {
+        name: "txq",
+        value: Some("N"),
+        help: "TX queues per port (default 1)",
+    },
+    Flag {
+        name: "rxd",
+        value: Some("N"),
+        help: "RX descriptors per queue (default 1024, adjusted to the driver)",
+    },
+    Flag {
+        name: "txd",
+        value: Some("N"),
+        help: "TX descriptors per queue (default 1024, adjusted to the driver)",
+    },
+    Flag {
+        name: "burst",
+        value: Some("N"),
+        help: "packets per burst (default 32, at most 512)",
+    },
+    Flag {
+        name: "total-num-mbufs",
+        value: Some("N"),
+        help: "mbufs in the pool (default: enough for all rings and caches)",
+    },
+    Flag {
+        name: "mbcache",
+        value: Some("N"),
+        help: "per-lcore mbuf cache (default 250, at most 512)",
+    },
+    Flag {
+        name: "forward-mode",
+        value: Some("MODE"),
+        help: "forwarding engine (default io; see the list below)",
+    },
+    Flag {
+        name: "port-topology",
+        value: Some("T"),
+        help: "paired (default), chained or loop",
+    },
+    Flag {
+        name: "eth-peer",
+        value: Some("N,MAC"),
+        help: "destination MAC for port N in mac mode (default 02:00:00:00:00:N)",
+    },
+    Flag {
+        name: "rss-ip",
+        value: None,
+        help: "RSS on IP addresses (default, with more than one RX queue)",
+    },
+    Flag {
+        name: "rss-udp",
+        value: None,
+        help: "RSS on IP addresses and UDP ports",
+    },
+    Flag {
+        name: "stats-period",
+        value: Some("SECONDS"),
+        help: "print port and core stats every SECONDS (default 0: only at exit)",
+    },
+    Flag {
+        name: "auto-start",
+        value: None,
+        help: "start forwarding at once (always so: ctfwd has no interactive mode)",
+    },
+    Flag {
+        name: "record-core-cycles",
+        value: None,
+        help: "measure TSC cycles per packet on each forwarding core",
+    },
+    Flag {
+        name: "idle-exit",
+        value: Some("SECONDS"),
+        help: "stop once no packet has arrived for SECONDS (for pcap replays)",
+    },
+];
+
+/// `--help` text.
+pub fn usage() -> String {
+    let mut s = String::from(
+        "usage: ctfwd [EAL options] -- [options]\n\n\
+         EAL options are DPDK's (-l, --lcores, -a, --vdev, --no-huge, -m, --file-prefix, ...);\n\
+         see `dpdk-testpmd --help` or the DPDK EAL documentation.\n\noptions:\n",
+    );
+    for f in FLAGS {
+        let left = match f.value {
+            Some(v) => format!("--{}={v}", f.name),
+            None => format!("--{}", f.name),
+        };
+        s.push_str(&format!("  {left:<28} {}\n", f.help));
+    }
+    s.push_str("\nforward modes:\n");
+    for m in FORWARD_MODES {
+        s.push_str(&format!("  {:<12} {}\n", m.name, m.summary));
+    }
+    s.push_str(
+        "\nCtrl-C or SIGTERM stops forwarding, prints the final stats and the mbuf\n\
+         pool check, and exits 0 (1 if mbufs leaked or a worker failed; 2 on a\n\
+         set-up error).\n",
+    );
+    s
+}
+
+/// Parses the application flags (everything after `--`).
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut o = Options {
+        fwd: FwdConfig {
+            portmask: None,
+            nb_cores: 1,
+            port: PortConfig {
+                rx_queues: 1,
+                tx_queues: 1,
+                rx_desc: 1024,
+                tx_desc: 1024,
+                rss_hf: RTE_ETH_RSS_IP,
+                promiscuous: true,
+            },
+            burst: 32,
+            total_mbufs: None,
+            mbcache: 250,
+            mode: &FORWARD_MODES[0],
+            topology: Topology::Paired,
+            eth_peers: Vec::new(),
+            record_core_cycles: false,
+        },
+        stats_period: 0,
+        idle_exit: None,
+    };
+    let mut rss_chosen = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "-i" || arg == "--interactive" {
+            return Err("interactive mode is not supported: ctfwd always auto-starts".into());
+        }
+        if arg == "-a" {
+            continue; // testpmd's short --auto-start
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(format!(
+                "unexpected argument '{arg}' (options start with --; see --help)"
+            ));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("unknown option --{name} (see --help)"))?;
+        let value = match (flag.value, inline) {
+            (None, Some(_)) => return Err(format!("--{name} takes no value")),
+            (None, None) => String::new(),
+            (Some(_), Some(v)) => v,
+            (Some(what), None) => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| format!("--{name} needs a value ({what})"))?;
+                i += 1;
+                v.clone()
+            }
+        };
+        let v = value.as_str();
+        match name {
+            "help" => return Ok(Parsed::Help),
+            "portmask" => {
+                let mask =
+                    u64::from_str_radix(v.trim_start_matches("0x").trim_start_matches("0X"), 16)
+                        .map_err(|_| format!("--portmask: '{v}' is not a hexadecimal mask"))?;
+                if mask == 0 {
+                    return Err("--portmask: the mask selects no port".into());
+                }
+                o.fwd.portmask = Some(mask);
+            }
+            "nb-cores" => o.fwd.nb_cores = number(name, v, 1, 128)? as usize,
+            "rxq" => o.fwd.port.rx_queues = number(name, v, 1, 1024)? as u16,
+            "txq" => o.fwd.port.tx_queues = number(name, v, 1, 1024)? as u16,
+            "rxd" => o.fwd.port.rx_desc = number(name, v, 1, 65535)? as u16,
+            "txd" => o.fwd.port.tx_desc = number(name, v, 1, 65535)? as u16,
+            "burst" => o.fwd.burst = number(name, v, 1, MAX_BURST as u64)? as u16,
+            "total-num-mbufs" => {
+                o.fwd.total_mbufs = Some(number(name, v, 1025, u32::MAX as u64)? as u32)
+            }
+            "mbcache" => o.fwd.mbcache = number(name, v, 0, 512)? as u32,
+            "forward-mode" => {
+                o.fwd.mode = forward_mode(v).ok_or_else(|| {
+                    let names: Vec<&str> = FORWARD_MODES.iter().map(|m| m.name).collect();
+                    format!(
+                        "--forward-mode: unknown mode '{v}' (modes: {})",
+                        names.join(", ")
+                    )
+                })?
+            }
+            "port-topology" => {
+                o.fwd.topology = match v {
+                    "paired" => Topology::Paired,
+                    "chained" => Topology::Chained,
+                    "loop" => Topology::Loop,
+                    _ => {
+                        return Err(format!(
+                            "--port-topology: '{v}' is not one of paired, chained, loop"
+                        ))
+                    }
+                }
+            }
+            "eth-peer" => {
+                let (port, mac) = v
+                    .split_once(',')
+                    .ok_or_else(|| format!("--eth-peer: '{v}' is not N,XX:XX:XX:XX:XX:XX"))?;
+                let port = number(name, port, 0, 1023)? as u16;
+                let mac: MacAddr = mac.parse().map_err(|e| format!("--eth-peer: {e}"))?;
+                o.fwd.eth_peers.push((port, mac));
+            }
+            "rss-ip" | "rss-udp" => {
+                if !rss_chosen {
+                    o.fwd.port.rss_hf = 0;
+                    rss_chosen = true;
+                }
+                o.fwd.port.rss_hf |= if name == "rss-ip" {
+                    RTE_ETH_RSS_IP
+                } else {
+                    RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP
+                };
+            }
+            "stats-period" => o.stats_period = number(name, v, 0, 86400)?,
+            "auto-start" => {}
+            "record-core-cycles" => o.fwd.record_core_cycles = true,
+            "idle-exit" => {
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 86400.0)
+                    .ok_or_else(|| {
+                        format!("--idle-exit: '{v}' is not a number of seconds in (0, 86400]")
+                    })?;
+                o.idle_exit = Some(Duration::from_secs_f64(secs));
+            }
+            _ => unreachable!("every entry of FLAGS is handled"),
+        }
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+fn number(flag: &str, v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--{flag}: '{v}' is not a whole number from {min} to {max}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args)? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults_match_testpmd() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o.fwd.nb_cores, 1);
+        assert_eq!(o.fwd.burst, 32);
+        assert_eq!(o.fwd.mbcache, 250);
+        assert_eq!(o.fwd.mode.name, "io");
+        assert_eq!(o.fwd.topology, Topology::Paired);
+        assert_eq!(o.fwd.port.rss_hf, RTE_ETH_RSS_IP);
+        assert_eq!(o.stats_period, 0);
+    }
+
+    #[test]
+    fn both_value_forms() {
+        let o = run(&[
+            "--burst=64",
+            "--nb-cores",
+            "2",
+            "--portmask=0x3",
+            "--forward-mode",
+            "macswap",
+        ])
+        .unwrap();
+        assert_eq!(o.fwd.burst, 64);
+        assert_eq!(o.fwd.nb_cores, 2);
+        assert_eq!(o.fwd.portmask, Some(3));
+        assert_eq!(o.fwd.mode.name, "macswap");
+        let o = run(&[
+            "--eth-peer=1,02:00:00:00:00:aa",
+            "--rss-udp",
+            "--idle-exit=0.5",
+            "-a",
+        ])
+        .unwrap();
+        assert_eq!(o.fwd.eth_peers, vec![(1, MacAddr([2, 0, 0, 0, 0, 0xaa]))]);
+        assert_eq!(o.fwd.port.rss_hf, RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP);
+        assert_eq!(o.idle_exit, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bad_input_is_one_line_error() {
+        for bad in [
+            &["--bogus"][..],
+            &["--burst=0"],
+            &["--burst=513"],
+            &["--burst=x"],
+            &["--burst"],
+            &["--portmask=0"],
+            &["--portmask=zz"],
+            &["--forward-mode=nat"],
+            &["--port-topology=ring"],
+            &["--eth-peer=1"],
+            &["--eth-peer=1,02:00"],
+            &["--record-core-cycles=1"],
+            &["--idle-exit=-1"],
+            &["-i"],
+            &["stray"],
+        ] {
+            let e = run(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(!e.contains('\n') && !e.is_empty(), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag_and_mode() {
+        assert!(matches!(parse(&["--help".into()]), Ok(Parsed::Help)));
+        let u = usage();
+        for f in FLAGS {
+            assert!(u.contains(&format!("--{}", f.name)), "{}", f.name);
+        }
+        for m in FORWARD_MODES {
+            assert!(u.contains(m.name));
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Stats in testpmd's layout and field names (`RX-packets:`, `Rx-pps:`, ...),
+//! so scripts written for testpmd's output read ctfwd's too.
+
+use std::fmt::Write;
+
+use crate::dataplane::{FinalReport, Forwarding, Snapshot};
+
+/// The start-up banner: ports, and which core forwards which stream.
+pub fn banner(fwd: &Forwarding, mode: &str) -> String {
+    let mut s = String::new();
+    for p in fwd.ports() {
+        let (up, speed) = p.link();
+        let (rxd, txd) = p.descriptors();
+        let _ = writeln!(
+            s,
+            "Port {}: {} ({}, driver {}, link {} {} Mbps, rxd={rxd} txd={txd}, RSS 0x{:x})",
+            p.id(),
+            p.info().mac,
+            p.info().name,
+            p.info().driver,
+            if up { "up" } else { "down" },
+            speed,
+            p.rss_hf()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{mode} packet forwarding - ports={} - cores={} - streams={} - mbufs={}",
+        fwd.ports().count(),
+        fwd.cores().len(),
+        fwd.streams().len(),
+        fwd.pool_size()
+    );
+    for core in fwd.cores() {
+        let _ = writeln!(
+            s,
+            "Logical Core {} forwards packets on {} streams:",
+            core.lcore,
+            core.streams.len()
+        );
+        for st in &fwd.streams()[core.streams.clone()] {
+            let _ = writeln!(
+                s,
+                "  RX P={}/Q={} -> TX P={}/Q={} peer={}",
+                st.rx_port, st.rx_queue, st.tx_port, st.tx_queue, st.peer_mac
+            );
+        }
+    }
+    s
+}
+
+/// testpmd's periodic "NIC statistics" block per port, with the throughput
+/// since the previous snapshot, then one line per forwarding core.
+pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
+    let secs = now.at.duration_since(prev.at).as_secs_f64().max(1e-9);
+    let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 / secs) as u64;
+    let mut s = String::new();
+    for (p, q) in prev.ports.iter().zip(&now.ports) {
+        let st = &q.stats;
+        let _ = writeln!(
+            s,
+            "\n  ######################## NIC statistics for port {:<2} ########################",
+            q.id
+        );
+        let _ = writeln!(
+            s,
+            "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}",
+            st.ipackets, st.imissed, st.ibytes
+        );
+        let _ = writeln!(s, "  RX-errors: {}", st.ierrors);
+        let _ = writeln!(s, "  RX-nombuf:  {}", st.rx_nombuf);
+        let _ = writeln!(
+            s,
+            "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}",
+            st.opackets, st.oerrors, st.obytes
+        );
+        let _ = writeln!(s, "  TX-dropped: {}", q.tx_dropped);
+        let _ = writeln!(s, "\n  Throughput (since last show)");
+        let _ = writeln!(
+            s,
+            "  Rx-pps: {:>12}          Rx-bps: {:>12}",
+            rate(p.stats.ipackets, st.ipackets),
+            rate(p.stats.ibytes, st.ibytes) * 8
+        );
+        let _ = writeln!(
+            s,
+            "  Tx-pps: {:>12}          Tx-bps: {:>12}",
+            rate(p.stats.opackets, st.opackets),
+            rate(p.stats.obytes, st.obytes) * 8
+        );
+        let _ = writeln!(
+            s,
+            "  ############################################################################"
+        );
+    }
+    for core in fwd.cores() {
+        let sum = |snap: &Snapshot| -> (u64, u64, u64) {
+            snap.streams[core.streams.clone()]
+                .iter()
+                .fold((0, 0, 0), |a, c| (a.0 + c.rx, a.1 + c.tx, a.2 + c.dropped))
+        };
+        let (rx0, _, _) = sum(prev);
+        let (rx, tx, dropped) = sum(now);
+        let _ = writeln!(
+            s,
+            "  Core {}: RX-packets: {rx:<12} TX-packets: {tx:<12} TX-dropped: {dropped:<8} Mpps: {:.3}",
+            core.lcore,
+            rate(rx0, rx) as f64 / 1e6
+        );
+    }
+    s
+}
+
+/// The exit report: per-port and accumulated forward statistics (testpmd's
+/// layout), per stream and per core counts, cycles per packet if recorded,
+/// and the mbuf pool check.
+pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
+    let last = &report.last;
+    let (tsc_hz, pool_size) = (report.tsc_hz, report.pool_size);
+    let secs = last
+        .at
+        .duration_since(report.started)
+        .as_secs_f64()
+        .max(1e-9);
+    let mut s = String::new();
+    let (mut rx, mut rx_drop, mut tx, mut tx_drop) = (0, 0, 0, 0);
+    // Ports start with zeroed counters, so the totals are the run's.
+    for p in &last.ports {
+        let (ipackets, imissed, opackets) = (p.stats.ipackets, p.stats.imissed, p.stats.opackets);
+        let _ = writeln!(
+            s,
+            "\n  ---------------------- Forward statistics for port {:<2} ----------------------",
+            p.id
+        );
+        let _ = writeln!(
+            s,
+            "  RX-packets: {ipackets:<14} RX-dropped: {imissed:<14} RX-total: {}",
+            ipackets + imissed
+        );
+        if p.stats.ierrors > 0 || p.stats.rx_nombuf > 0 {
+            let _ = writeln!(
+                s,
+                "  RX-error: {:<16} RX-nombufs: {}",
+                p.stats.ierrors, p.stats.rx_nombuf
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  TX-packets: {opackets:<14} TX-dropped: {:<14} TX-total: {}",
+            p.tx_dropped,
+            opackets + p.tx_dropped
+        );
+        let _ = writeln!(
+            s,
+            "  ----------------------------------------------------------------------------"
+        );
+        rx += ipackets;
+        rx_drop += imissed;
+        tx += opackets;
+        tx_drop += p.tx_dropped;
+    }
+    let _ = writeln!(
+        s,
+        "\n  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++"
+    );
+    let _ = writeln!(
+        s,
+        "  RX-packets: {rx:<14} RX-dropped: {rx_drop:<14} RX-total: {}",
+        rx + rx_drop
+    );
+    let _ = writeln!(
+        s,
+        "  TX-packets: {tx:<14} TX-dropped: {tx_drop:<14} TX-total: {}",
+        tx + tx_drop
+    );
+    let _ = writeln!(
+        s,
+        "  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++\n"
+    );
+    if report.streams.len() > last.ports.len() {
+        for (st, c) in report.streams.iter().zip(&last.streams) {
+            let _ = writeln!(
+                s,
+                "  ------- Forward Stats for RX Port={:>2}/Queue={:>2} -> TX Port={:>2}/Queue={:>2} -------",
+                st.rx_port, st.rx_queue, st.tx_port, st.tx_queue
+            );
+            let _ = writeln!(
+                s,
+                "  RX-packets: {:<14} TX-packets: {:<14} TX-dropped: {}\n",
+                c.rx, c.tx, c.dropped
+            );
+        }
+    }
+    let mut busy_total = 0;
+    let mut rx_total = 0;
+    for core in &report.cores {
+        let lcore = core.lcore;
+        let streams = &last.streams[core.streams.clone()];
+        let (crx, ctx, cdrop, busy) = streams.iter().fold((0, 0, 0, 0), |a, c| {
+            (a.0 + c.rx, a.1 + c.tx, a.2 + c.dropped, a.3 + c.busy_cycles)
+        });
+        let _ = writeln!(
+            s,
+            "  Core {lcore}: RX-packets: {crx:<12} TX-packets: {ctx:<12} TX-dropped: {cdrop:<8} Mpps: {:.3}",
+            crx as f64 / secs / 1e6
+        );
+        if record_cycles && crx > 0 {
+            let _ = writeln!(
+                s,
+                "  Core {lcore}: CPU cycles/packet={:.2} (busy cycles={busy} / total RX packets={crx}) at {} MHz Clock",
+                busy as f64 / crx as f64,
+                tsc_hz / 1_000_000
+            );
+        }
+        busy_total += busy;
+        rx_total += crx;
+    }
+    if record_cycles && rx_total > 0 {
+        let _ = writeln!(
+            s,
+            "\n  CPU cycles/packet={:.2} (busy cycles={busy_total} / total RX packets={rx_total}) at {} MHz Clock",
+            busy_total as f64 / rx_total as f64,
+            tsc_hz / 1_000_000
+        );
+    }
+    for failure in &report.worker_failures {
+        let _ = writeln!(s, "\n  Worker failed: {failure}");
+    }
+    if report.mbufs_in_use == 0 {
+        let _ = writeln!(
+            s,
+            "\nMempool check: 0 of {pool_size} mbufs in use: every mbuf was sent or freed."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\nMempool check: LEAK: {} of {pool_size} mbufs still in use after all ports closed.",
+            report.mbufs_in_use
+        );
+    }
+    s
+}

@@ -1,0 +1,450 @@
+//! Setting up a forwarding run the way testpmd does: ports from the portmask,
+//! streams from queues and topology, streams spread over the forwarding
+//! lcores, one mbuf pool; then launching the workers, reading their counters
+//! and tearing everything down in the order that leaves no mbuf behind.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::eal::{Eal, Launched};
+use super::fwd::ForwardMode;
+use super::mbuf::MAX_BURST;
+use super::mempool::Mempool;
+use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
+use super::worker::{Stream, StreamCounters, Worker};
+use super::Error;
+use crate::wire::MacAddr;
+
+/// testpmd's `--port-topology`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Ports 0<->1, 2<->3, ...; an odd last port forwards to itself.
+    Paired,
+    /// Port i sends to port i+1, the last to the first.
+    Chained,
+    /// Every port sends back out of itself.
+    Loop,
+}
+
+impl Topology {
+    /// Index (among the forwarding ports) of the port that RX index `rxp` sends to.
+    fn tx_index(self, rxp: usize, nb_ports: usize) -> usize {
+        match self {
+            Topology::Paired if rxp % 2 == 0 && rxp + 1 < nb_ports => rxp + 1,
+            Topology::Paired if rxp % 2 == 0 => rxp,
+            Topology::Paired => rxp - 1,
+            Topology::Chained => (rxp + 1) % nb_ports,
+            Topology::Loop => rxp,
+        }
+    }
+}
+
+/// Where a stream reads and writes, before MACs are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSlot {
+    pub rx_port: u16,
+    pub rx_queue: u16,
+    pub tx_port: u16,
+    pub tx_queue: u16,
+}
+
+/// testpmd's stream layout (`rss_fwd_config_setup` and
+/// `setup_fwd_config_of_each_lcore`): streams ordered queue-major, port-minor,
+/// queue q of a port sending on queue q of its peer; then cut into
+/// contiguous runs, one per core, the last cores taking one extra when the
+/// count does not divide. Returns the streams and each core's range; there
+/// are never more cores than streams.
+pub fn assign_streams(
+    ports: &[u16],
+    queues: u16,
+    topology: Topology,
+    nb_cores: usize,
+) -> (Vec<StreamSlot>, Vec<Range<usize>>) {
+    let mut streams = Vec::with_capacity(ports.len() * queues as usize);
+    for q in 0..queues {
+        for rxp in 0..ports.len() {
+            streams.push(StreamSlot {
+                rx_port: ports[rxp],
+                rx_queue: q,
+                tx_port: ports[topology.tx_index(rxp, ports.len())],
+                tx_queue: q,
+            });
+        }
+    }
+    let cores = nb_cores.min(streams.len());
+    let mut ranges = Vec::with_capacity(cores);
+    if let Some(per_core) = streams.len().checked_div(cores) {
+        let extra = streams.len() % cores;
+        let mut start = 0;
+        for core in 0..cores {
+            let n = per_core + usize::from(core >= cores - extra);
+            ranges.push(start..start + n);
+            start += n;
+        }
+    }
+    (streams, ranges)
+}
+
+/// Everything a forwarding run is set up from (the application flags).
+#[derive(Clone)]
+pub struct FwdConfig {
+    pub portmask: Option<u64>,
+    pub nb_cores: usize,
+    pub port: PortConfig,
+    pub burst: u16,
+    pub total_mbufs: Option<u32>,
+    pub mbcache: u32,
+    pub mode: &'static ForwardMode,
+    pub topology: Topology,
+    pub eth_peers: Vec<(u16, MacAddr)>,
+    pub record_core_cycles: bool,
+}
+
+/// A forwarding lcore and the streams it polls.
+#[derive(Debug, Clone)]
+pub struct CoreAssignment {
+    pub lcore: u32,
+    pub streams: Range<usize>,
+}
+
+/// A running forwarder.
+pub struct Forwarding {
+    jobs: Vec<Launched<()>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<[StreamCounters]>,
+    streams: Vec<Stream>,
+    cores: Vec<CoreAssignment>,
+    ports: Vec<Port>,
+    pool: Arc<Mempool>,
+    tsc_hz: u64,
+    started: Instant,
+}
+
+impl Forwarding {
+    /// Sets up ports, pool and streams, then launches the workers.
+    pub fn start(eal: &Eal, cfg: &FwdConfig) -> Result<Forwarding, Error> {
+        let port_ids = select_ports(cfg.portmask)?;
+        let workers = eal.worker_lcores();
+        if workers.is_empty() {
+            return Err(Error::msg(
+                "no forwarding lcore: give EAL at least two lcores (for example -l 0-1); \
+                 the main lcore only prints stats",
+            ));
+        }
+        if cfg.nb_cores > workers.len() {
+            return Err(Error::msg(format!(
+                "--nb-cores={} but EAL has only {} worker lcore(s) (add lcores with -l or --lcores)",
+                cfg.nb_cores,
+                workers.len()
+            )));
+        }
+        let queues = cfg.port.rx_queues.min(cfg.port.tx_queues);
+        let (slots, ranges) = assign_streams(&port_ids, queues, cfg.topology, cfg.nb_cores);
+        let infos = port_ids
+            .iter()
+            .map(|&p| PortInfo::query(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let streams: Vec<Stream> = slots
+            .iter()
+            .map(|s| Stream {
+                rx_port: s.rx_port,
+                rx_queue: s.rx_queue,
+                tx_port: s.tx_port,
+                tx_queue: s.tx_queue,
+                peer_mac: peer_mac(&cfg.eth_peers, s.tx_port),
+                tx_mac: infos
+                    .iter()
+                    .find(|i| i.id == s.tx_port)
+                    .map(|i| i.mac)
+                    .unwrap_or_default(),
+            })
+            .collect();
+
+        let pool_size = cfg
+            .total_mbufs
+            .unwrap_or_else(|| default_pool_size(cfg, port_ids.len(), workers.len() + 1));
+        let socket = infos.first().map_or(0, |i| i.socket.max(0));
+        let pool = Arc::new(Mempool::new(
+            &format!("mb_pool_{socket}"),
+            pool_size,
+            cfg.mbcache,
+            socket,
+        )?);
+        let ports = infos
+            .into_iter()
+            .map(|info| Port::start(info, &cfg.port, Arc::clone(&pool)))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let counters: Arc<[StreamCounters]> = (0..streams.len())
+            .map(|_| StreamCounters::default())
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores: Vec<CoreAssignment> = ranges
+            .into_iter()
+            .zip(&workers)
+            .map(|(streams, &lcore)| CoreAssignment { lcore, streams })
+            .collect();
+        let mut fwd = Forwarding {
+            jobs: Vec::with_capacity(cores.len()),
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+            streams,
+            cores,
+            ports,
+            pool,
+            tsc_hz: eal.tsc_hz(),
+            started: Instant::now(),
+        };
+        for core in fwd.cores.clone() {
+            let worker = Worker {
+                streams: core
+                    .streams
+                    .clone()
+                    .map(|i| (fwd.streams[i].clone(), i))
+                    .collect(),
+                counters: Arc::clone(&counters),
+                burst: cfg.burst,
+                record_cycles: cfg.record_core_cycles,
+                stop: Arc::clone(&stop),
+            };
+            let run = cfg.mode.run;
+            // On failure, dropping `fwd` stops the workers already launched.
+            fwd.jobs.push(eal.launch(core.lcore, move || run(worker))?);
+        }
+        Ok(fwd)
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = &Port> {
+        self.ports.iter()
+    }
+
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    pub fn cores(&self) -> &[CoreAssignment] {
+        &self.cores
+    }
+
+    pub fn pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// Packets received by all workers so far (cheap: no device counters).
+    pub fn rx_packets(&self) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| c.rx.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Reads every counter now.
+    pub fn snapshot(&self) -> Snapshot {
+        let streams: Vec<StreamSnapshot> = self
+            .counters
+            .iter()
+            .map(|c| StreamSnapshot {
+                rx: c.rx.load(Ordering::Relaxed),
+                tx: c.tx.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+                busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
+            })
+            .collect();
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| PortSnapshot {
+                id: p.id(),
+                stats: p.stats(),
+                tx_dropped: self
+                    .streams
+                    .iter()
+                    .zip(&streams)
+                    .filter(|(s, _)| s.tx_port == p.id())
+                    .map(|(_, c)| c.dropped)
+                    .sum(),
+            })
+            .collect();
+        Snapshot {
+            at: Instant::now(),
+            ports,
+            streams,
+        }
+    }
+
+    /// Stops the workers, reads the last counters, stops and closes the
+    /// ports (returning their ring mbufs), and counts what is still out of
+    /// the pool: anything but 0 is a leak.
+    pub fn stop(mut self) -> FinalReport {
+        let worker_failures = self.join_workers();
+        let last = self.snapshot();
+        self.ports.clear();
+        FinalReport {
+            last,
+            mbufs_in_use: self.pool.in_use(),
+            pool_size: self.pool.size(),
+            worker_failures,
+            streams: std::mem::take(&mut self.streams),
+            cores: std::mem::take(&mut self.cores),
+            tsc_hz: self.tsc_hz,
+            started: self.started,
+        }
+    }
+
+    fn join_workers(&mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.jobs.drain(..).filter_map(|j| j.wait().err()).collect()
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        // Workers poll the ports; they must be gone before the ports close.
+        self.join_workers();
+    }
+}
+
+/// Counters of one port at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct PortSnapshot {
+    pub id: u16,
+    pub stats: PortStats,
+    /// Packets the TX queues of this port refused (freed by the workers).
+    pub tx_dropped: u64,
+}
+
+/// Counters of one stream at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamSnapshot {
+    pub rx: u64,
+    pub tx: u64,
+    pub dropped: u64,
+    pub busy_cycles: u64,
+}
+
+/// All counters at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub ports: Vec<PortSnapshot>,
+    pub streams: Vec<StreamSnapshot>,
+}
+
+/// What is known once forwarding has stopped.
+#[derive(Debug)]
+pub struct FinalReport {
+    pub last: Snapshot,
+    /// Mbufs not back in the pool after every queue was released.
+    pub mbufs_in_use: u32,
+    pub pool_size: u32,
+    /// Panic messages of workers that died.
+    pub worker_failures: Vec<String>,
+    pub streams: Vec<Stream>,
+    pub cores: Vec<CoreAssignment>,
+    pub tsc_hz: u64,
+    /// When the workers were launched.
+    pub started: Instant,
+}
+
+fn select_ports(portmask: Option<u64>) -> Result<Vec<u16>, Error> {
+    let available = available_ports();
+    if available.is_empty() {
+        return Err(Error::msg(
+            "no Ethernet ports: add virtual devices (--vdev=net_null0) or bind a NIC to a DPDK driver",
+        ));
+    }
+    let Some(mask) = portmask else {
+        return Ok(available);
+    };
+    let wanted: Vec<u16> = (0..64u16).filter(|b| mask & (1 << b) != 0).collect();
+    if let Some(missing) = wanted.iter().find(|p| !available.contains(p)) {
+        let list: Vec<String> = available.iter().map(u16::to_string).collect();
+        return Err(Error::msg(format!(
+            "--portmask=0x{mask:x} names port {missing}, which does not exist (ports: {})",
+            list.join(",")
+        )));
+    }
+    Ok(wanted)
+}
+
+/// testpmd's default peer address for a port: 02:00:00:00:00:<port>.
+fn peer_mac(peers: &[(u16, MacAddr)], port: u16) -> MacAddr {
+    peers
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == port)
+        .map(|(_, m)| *m)
+        .unwrap_or(MacAddr([2, 0, 0, 0, 0, port as u8]))
+}
+
+/// Enough mbufs to fill every descriptor ring, every lcore's cache (which
+/// can hold 1.5x its nominal size) and one burst in flight per lcore, with
+/// some slack.
+fn default_pool_size(cfg: &FwdConfig, nb_ports: usize, nb_lcores: usize) -> u32 {
+    let rings = nb_ports
+        * (cfg.port.rx_desc as usize * cfg.port.rx_queues as usize
+            + cfg.port.tx_desc as usize * cfg.port.tx_queues as usize);
+    let caches = nb_lcores * (cfg.mbcache as usize * 3 / 2 + MAX_BURST);
+    (rings + caches + 1024) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(rx_port: u16, rx_queue: u16, tx_port: u16) -> StreamSlot {
+        StreamSlot {
+            rx_port,
+            rx_queue,
+            tx_port,
+            tx_queue: rx_queue,
+        }
+    }
+
+    #[test]
+    fn paired_two_ports_one_queue() {
+        let (s, r) = assign_streams(&[0, 1], 1, Topology::Paired, 1);
+        assert_eq!(s, vec![slot(0, 0, 1), slot(1, 0, 0)]);
+        assert_eq!(r, vec![0..2]);
+    }
+
+    #[test]
+    fn queue_major_order_and_extra_streams_on_last_cores() {
+        // testpmd with 2 ports, --rxq=2 --txq=2 --nb-cores=3: 4 streams,
+        // cores take 1, 1, 2.
+        let (s, r) = assign_streams(&[0, 1], 2, Topology::Paired, 3);
+        assert_eq!(
+            s,
+            vec![slot(0, 0, 1), slot(1, 0, 0), slot(0, 1, 1), slot(1, 1, 0)]
+        );
+        assert_eq!(r, vec![0..1, 1..2, 2..4]);
+    }
+
+    #[test]
+    fn never_more_cores_than_streams() {
+        let (s, r) = assign_streams(&[0, 1], 1, Topology::Paired, 4);
+        assert_eq!(s.len(), 2);
+        assert_eq!(r, vec![0..1, 1..2]);
+    }
+
+    #[test]
+    fn topologies() {
+        let tx = |t: Topology, n: usize| (0..n).map(|p| t.tx_index(p, n)).collect::<Vec<_>>();
+        assert_eq!(tx(Topology::Paired, 4), vec![1, 0, 3, 2]);
+        assert_eq!(tx(Topology::Paired, 3), vec![1, 0, 2]);
+        assert_eq!(tx(Topology::Chained, 3), vec![1, 2, 0]);
+        assert_eq!(tx(Topology::Loop, 2), vec![0, 1]);
+        let (s, _) = assign_streams(&[3, 5], 1, Topology::Paired, 1);
+        assert_eq!(s, vec![slot(3, 0, 5), slot(5, 0, 3)]);
+    }
+
+    #[test]
+    fn peer_default_and_override() {
+        assert_eq!(peer_mac(&[], 1), MacAddr([2, 0, 0, 0, 0, 1]));
+        let m = MacAddr([0xaa; 6]);
+        assert_eq!(peer_mac(&[(1, m)], 1), m);
+        assert_eq!(peer_mac(&[(1, m)], 0), MacAddr([2, 0, 0, 0, 0, 0]));
+    }
+}

@@ -1,0 +1,92 @@
+//! Forwarding engines and the mode table (testpmd's `fwd_engine`).
+//!
+//! A mode is one [`ForwardEngine`] type plus a table row. The worker loop is
+//! generic over the engine, so each mode gets its own monomorphised loop and
+//! the per-burst call inlines; adding a mode is a new type and a new row.
+
+use super::mbuf::Burst;
+use super::worker::{Stream, Worker};
+use crate::wire::EthernetFrame;
+
+/// What a mode does to each received burst before it is transmitted.
+pub trait ForwardEngine: Default {
+    /// Works on `burst`, received on `stream`'s RX queue and about to be
+    /// sent on its TX queue.
+    fn forward(&mut self, stream: &Stream, burst: &mut Burst);
+}
+
+/// A row of the mode table.
+pub struct ForwardMode {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub(crate) run: fn(Worker),
+}
+
+impl ForwardMode {
+    const fn of<E: ForwardEngine>(name: &'static str, summary: &'static str) -> ForwardMode {
+        ForwardMode {
+            name,
+            summary,
+            run: Worker::run::<E>,
+        }
+    }
+}
+
+/// Every `--forward-mode`, by name.
+pub static FORWARD_MODES: &[ForwardMode] = &[
+    ForwardMode::of::<Io>("io", "forward packets unchanged"),
+    ForwardMode::of::<Mac>(
+        "mac",
+        "set source MAC to the TX port's, destination MAC to the peer's (--eth-peer)",
+    ),
+    ForwardMode::of::<MacSwap>("macswap", "swap source and destination MAC addresses"),
+];
+
+/// Looks a mode up by its `--forward-mode` name.
+pub fn forward_mode(name: &str) -> Option<&'static ForwardMode> {
+    FORWARD_MODES.iter().find(|m| m.name == name)
+}
+
+/// `io`: the packets go out as they came in.
+#[derive(Default)]
+pub struct Io;
+
+impl ForwardEngine for Io {
+    #[inline]
+    fn forward(&mut self, _: &Stream, _: &mut Burst) {}
+}
+
+/// `mac`: rewrite both addresses, as testpmd's mac engine.
+#[derive(Default)]
+pub struct Mac;
+
+impl ForwardEngine for Mac {
+    #[inline]
+    fn forward(&mut self, stream: &Stream, burst: &mut Burst) {
+        burst.prefetch_data(burst.len());
+        for mut pkt in burst.packets_mut() {
+            // A runt shorter than an Ethernet header goes out untouched, as
+            // the driver handed it to us.
+            if let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut()) {
+                eth.set_dst_addr(stream.peer_mac);
+                eth.set_src_addr(stream.tx_mac);
+            }
+        }
+    }
+}
+
+/// `macswap`: exchange the addresses, as testpmd's macswap engine.
+#[derive(Default)]
+pub struct MacSwap;
+
+impl ForwardEngine for MacSwap {
+    #[inline]
+    fn forward(&mut self, _: &Stream, burst: &mut Burst) {
+        burst.prefetch_data(burst.len());
+        for mut pkt in burst.packets_mut() {
+            if let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut()) {
+                eth.swap_addrs();
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The DPDK side: safe wrappers over EAL, mempools, ports and mbufs
+//! (`eal`, `mempool`, `port`, `mbuf`), the per-core workers and their
+//! forwarding engines (`worker`, `fwd`), and the set-up of a run
+//! (`forwarding`). Every `unsafe` block of the crate lives in these thin
+//! wrappers, each with a `// SAFETY:` comment.
+
+mod eal;
+mod forwarding;
+mod fwd;
+mod mbuf;
+mod mempool;
+mod port;
+mod worker;
+
+pub use eal::{dpdk_version, Eal};
+pub use forwarding::{
+    assign_streams, CoreAssignment, FinalReport, Forwarding, FwdConfig, PortSnapshot, Snapshot,
+    StreamSlot, StreamSnapshot, Topology,
+};
+pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
+pub use mbuf::MAX_BURST;
+pub use port::{Port, PortConfig, PortStats};
+pub use worker::Stream;
+
+/// A set-up or runtime failure of the data plane, as one line of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    pub(crate) fn msg(m: impl Into<String>) -> Error {
+        Error(m.into())
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,266 @@
+//! Ethernet ports: configure, start, read stats, stop.
+
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use dpdk_sys as sys;
+
+use super::eal::strerror;
+use super::mempool::Mempool;
+use super::Error;
+use crate::wire::MacAddr;
+
+/// Ports DPDK has probed (PCI devices bound to a DPDK driver, `--vdev`s).
+pub fn available_ports() -> Vec<u16> {
+    (0..sys::RTE_MAX_ETHPORTS as u16)
+        // SAFETY: any port id is accepted; the call only checks a table entry.
+        .filter(|&p| unsafe { sys::rte_eth_dev_is_valid_port(p) } != 0)
+        .collect()
+}
+
+/// What a port is, read before configuring it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub id: u16,
+    pub name: String,
+    pub driver: String,
+    pub mac: MacAddr,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    /// RSS hash types the device can compute (`flow_type_rss_offloads`).
+    pub rss_offloads: u64,
+    pub socket: i32,
+}
+
+impl PortInfo {
+    pub fn query(id: u16) -> Result<PortInfo, Error> {
+        let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+        // SAFETY: info is writable storage for one rte_eth_dev_info.
+        check(
+            unsafe { sys::rte_eth_dev_info_get(id, info.as_mut_ptr()) },
+            || format!("port {id}: cannot read device info"),
+        )?;
+        // SAFETY: rte_eth_dev_info_get filled it in on success.
+        let info = unsafe { info.assume_init() };
+        let mut name = [0 as std::ffi::c_char; 64];
+        // SAFETY: name has RTE_ETH_NAME_MAX_LEN (64) bytes, as the API requires.
+        check(
+            unsafe { sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr()) },
+            || format!("port {id}: cannot read its name"),
+        )?;
+        let mut mac = sys::rte_ether_addr::default();
+        // SAFETY: mac is writable storage for one address.
+        check(unsafe { sys::rte_eth_macaddr_get(id, &mut mac) }, || {
+            format!("port {id}: cannot read its MAC address")
+        })?;
+        Ok(PortInfo {
+            id,
+            // SAFETY: both are NUL-terminated: `name` was written by DPDK, and
+            // driver_name points to the driver's static name.
+            name: unsafe { CStr::from_ptr(name.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+            driver: if info.driver_name.is_null() {
+                String::new()
+            } else {
+                // SAFETY: see above.
+                unsafe { CStr::from_ptr(info.driver_name) }
+                    .to_string_lossy()
+                    .into_owned()
+            },
+            mac: MacAddr(mac.addr_bytes),
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            rss_offloads: info.flow_type_rss_offloads,
+            // SAFETY: any valid port id is accepted.
+            socket: unsafe { sys::rte_eth_dev_socket_id(id) },
+        })
+    }
+}
+
+/// How to set a port up.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    /// RSS hash types wanted (testpmd's `--rss-ip`/`--rss-udp`); masked with
+    /// what the device supports, and used only with more than one RX queue.
+    pub rss_hf: u64,
+    pub promiscuous: bool,
+}
+
+/// A configured, started port. Dropping it stops and closes the port, which
+/// returns the mbufs held in its descriptor rings to the pool.
+pub struct Port {
+    info: PortInfo,
+    rx_desc: u16,
+    tx_desc: u16,
+    rss_hf: u64,
+    _pool: Arc<Mempool>,
+}
+
+impl Port {
+    pub fn start(info: PortInfo, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, Error> {
+        let id = info.id;
+        if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
+            return Err(Error::msg(format!(
+                "port {id} ({}) has at most {} RX and {} TX queues; asked for {} and {}",
+                info.name, info.max_rx_queues, info.max_tx_queues, cfg.rx_queues, cfg.tx_queues
+            )));
+        }
+        let mut conf = sys::rte_eth_conf::default();
+        let rss_hf = if cfg.rx_queues > 1 {
+            cfg.rss_hf & info.rss_offloads
+        } else {
+            0
+        };
+        if rss_hf != 0 {
+            conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
+        // SAFETY: conf is a valid, initialised rte_eth_conf; the port is
+        // stopped (never started, or stopped by a previous Port's drop).
+        check(
+            unsafe { sys::rte_eth_dev_configure(id, cfg.rx_queues, cfg.tx_queues, &conf) },
+            || {
+                format!(
+                    "port {id}: cannot configure {} RX / {} TX queues",
+                    cfg.rx_queues, cfg.tx_queues
+                )
+            },
+        )?;
+        let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: both pointers are to live u16s.
+        check(
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rx_desc, &mut tx_desc) },
+            || format!("port {id}: cannot adjust descriptor counts"),
+        )?;
+        let socket = info.socket.max(0) as u32;
+        for q in 0..cfg.rx_queues {
+            // SAFETY: the port is configured with rx_queues queues; a null
+            // rx_conf means the driver's defaults; the pool outlives the port.
+            check(
+                unsafe {
+                    sys::rte_eth_rx_queue_setup(
+                        id,
+                        q,
+                        rx_desc,
+                        socket,
+                        std::ptr::null(),
+                        pool.as_ptr(),
+                    )
+                },
+                || format!("port {id}: cannot set up RX queue {q} ({rx_desc} descriptors)"),
+            )?;
+        }
+        for q in 0..cfg.tx_queues {
+            // SAFETY: as for RX; a null tx_conf means the driver's defaults.
+            check(
+                unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) },
+                || format!("port {id}: cannot set up TX queue {q} ({tx_desc} descriptors)"),
+            )?;
+        }
+        // SAFETY: all queues are set up.
+        check(unsafe { sys::rte_eth_dev_start(id) }, || {
+            format!("port {id}: cannot start")
+        })?;
+        let port = Port {
+            info,
+            rx_desc,
+            tx_desc,
+            rss_hf,
+            _pool: pool,
+        };
+        if cfg.promiscuous {
+            // Virtual devices often cannot switch promiscuous mode; a bump in
+            // the wire still works on them, so a refusal is not fatal.
+            // SAFETY: the port is started.
+            let _ = unsafe { sys::rte_eth_promiscuous_enable(id) };
+        }
+        Ok(port)
+    }
+
+    pub fn id(&self) -> u16 {
+        self.info.id
+    }
+
+    pub fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    /// Descriptor counts after the driver's adjustment.
+    pub fn descriptors(&self) -> (u16, u16) {
+        (self.rx_desc, self.tx_desc)
+    }
+
+    /// RSS hash types in force (0: RSS off).
+    pub fn rss_hf(&self) -> u64 {
+        self.rss_hf
+    }
+
+    /// Link state: (up, speed in Mbps).
+    pub fn link(&self) -> (bool, u32) {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: link is writable; nowait never blocks.
+        if unsafe { sys::rte_eth_link_get_nowait(self.info.id, &mut link) } != 0 {
+            return (false, 0);
+        }
+        (link.link_status() != 0, link.link_speed)
+    }
+
+    /// The device's counters (`rte_eth_stats_get`).
+    pub fn stats(&self) -> PortStats {
+        let mut s = MaybeUninit::<sys::rte_eth_stats>::zeroed();
+        // SAFETY: s is writable storage for one rte_eth_stats; on failure it
+        // stays zeroed, which reads as "no traffic".
+        let s = unsafe {
+            sys::rte_eth_stats_get(self.info.id, s.as_mut_ptr());
+            s.assume_init()
+        };
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // SAFETY: no worker polls the port any more (workers are joined before
+        // ports are dropped); close frees the queues and their mbufs.
+        unsafe {
+            sys::rte_eth_dev_stop(self.info.id);
+            sys::rte_eth_dev_close(self.info.id);
+        }
+    }
+}
+
+/// A port's device counters, as `rte_eth_stats` names them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+fn check(ret: i32, what: impl FnOnce() -> String) -> Result<(), Error> {
+    if ret < 0 {
+        Err(Error::msg(format!("{}: {}", what(), strerror(-ret))))
+    } else {
+        Ok(())
+    }
+}

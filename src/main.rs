@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(ctfwd::cli::main(std::env::args().collect()));
+}
