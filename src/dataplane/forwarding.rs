@@ -146,6 +146,9 @@ impl Forwarding {
             .iter()
             .map(|&p| PortInfo::query(p))
             .collect::<Result<Vec<_>, _>>()?;
+        for info in &infos {
+            info.check_queues(&cfg.port)?;
+        }
         let streams: Vec<Stream> = slots
             .iter()
             .map(|s| Stream {

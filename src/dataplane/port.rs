@@ -79,6 +79,26 @@ impl PortInfo {
     }
 }
 
+impl PortInfo {
+    /// Checks the queue counts against what the device offers, before any
+    /// memory is set aside for them (`rte_eth_dev_configure` would refuse
+    /// them later with a vaguer error).
+    pub fn check_queues(&self, cfg: &PortConfig) -> Result<(), Error> {
+        if cfg.rx_queues > self.max_rx_queues || cfg.tx_queues > self.max_tx_queues {
+            return Err(Error::msg(format!(
+                "port {} ({}) has at most {} RX and {} TX queues; asked for {} and {}",
+                self.id,
+                self.name,
+                self.max_rx_queues,
+                self.max_tx_queues,
+                cfg.rx_queues,
+                cfg.tx_queues
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How to set a port up.
 #[derive(Debug, Clone)]
 pub struct PortConfig {
@@ -105,12 +125,6 @@ pub struct Port {
 impl Port {
     pub fn start(info: PortInfo, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, Error> {
         let id = info.id;
-        if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
-            return Err(Error::msg(format!(
-                "port {id} ({}) has at most {} RX and {} TX queues; asked for {} and {}",
-                info.name, info.max_rx_queues, info.max_tx_queues, cfg.rx_queues, cfg.tx_queues
-            )));
-        }
         let mut conf = sys::rte_eth_conf::default();
         let rss_hf = if cfg.rx_queues > 1 {
             cfg.rss_hf & info.rss_offloads

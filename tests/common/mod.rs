@@ -1,0 +1,209 @@
+//! Running the real `ctfwd` binary on DPDK virtual devices, without hugepages.
+#![allow(dead_code)] // each test binary uses its own part of these helpers
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ctfwd::capture::{read_frames, PcapWriter};
+
+pub const CTFWD: &str = env!("CARGO_BIN_EXE_ctfwd");
+
+/// A distinct `--file-prefix` per DPDK process: tests run in parallel.
+pub fn file_prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "ctfwd-{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// EAL flags for a test run: no hugepages, no PCI, private runtime files.
+pub fn eal_args(test: &str, lcores: &str, vdevs: &[String]) -> Vec<String> {
+    let mut a = vec![
+        "--lcores".to_string(),
+        lcores.to_string(),
+        "--no-huge".into(),
+        "-m".into(),
+        "256".into(),
+        "--no-pci".into(),
+        "--no-shconf".into(),
+        format!("--file-prefix={}", file_prefix(test)),
+        "--log-level=lib.eal:warning".into(),
+    ];
+    a.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+    a
+}
+
+/// A running ctfwd, killed (by its PID, which we started) if the test fails
+/// before it exits.
+pub struct Running {
+    child: Option<Child>,
+    readers: Vec<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    pub fn start(eal: &[String], app: &[&str]) -> Running {
+        let child = Command::new(CTFWD)
+            .args(eal)
+            .arg("--")
+            .args(app)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ctfwd");
+        let mut child = child;
+        // Drain both pipes as the process writes, so it never blocks on a
+        // full pipe while we wait for it.
+        let readers = vec![
+            drain(child.stdout.take().unwrap()),
+            drain(child.stderr.take().unwrap()),
+        ];
+        Running {
+            child: Some(child),
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().unwrap();
+        while child.try_wait().expect("try_wait").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "ctfwd did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = self.child.take().unwrap().wait().expect("wait");
+        let mut streams = self.readers.drain(..).map(|r| r.join().unwrap());
+        Output {
+            status,
+            stdout: streams.next().unwrap(),
+            stderr: streams.next().unwrap(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Runs ctfwd to completion (it must stop by itself, e.g. `--idle-exit`).
+pub fn run(eal: &[String], app: &[&str]) -> Output {
+    Running::start(eal, app).wait(Duration::from_secs(60))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean run: exit 0 and the mempool check found no leak.
+pub fn assert_clean_exit(o: &Output) {
+    let out = stdout(o);
+    assert!(
+        status_ok(o.status),
+        "ctfwd failed ({:?})\nstdout:\n{out}\nstderr:\n{}",
+        o.status,
+        stderr(o)
+    );
+    assert!(
+        out.contains("Mempool check: 0 of"),
+        "no clean mempool check in:\n{out}"
+    );
+}
+
+fn status_ok(s: ExitStatus) -> bool {
+    s.code() == Some(0)
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(std::io::BufWriter::new(f)).unwrap();
+    for (i, fr) in frames.iter().enumerate() {
+        w.write(i as u64 * 1000, fr).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    read_frames(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A `net_pcap` vdev reading `rx` files and writing `tx` files, one per queue.
+pub fn pcap_vdev(index: u16, rx: &[PathBuf], tx: &[PathBuf]) -> String {
+    let mut v = format!("net_pcap{index}");
+    for p in rx {
+        v.push_str(&format!(",rx_pcap={}", p.display()));
+    }
+    for p in tx {
+        v.push_str(&format!(",tx_pcap={}", p.display()));
+    }
+    v
+}
+
+/// The MAC ctfwd reports for `port` in its banner ("Port N: XX:..").
+pub fn port_mac(out: &str, port: u16) -> [u8; 6] {
+    let prefix = format!("Port {port}: ");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no '{prefix}' line in:\n{out}"));
+    let mac = &line[prefix.len()..prefix.len() + 17];
+    let mut b = [0u8; 6];
+    for (i, part) in mac.split(':').enumerate() {
+        b[i] = u8::from_str_radix(part, 16).unwrap();
+    }
+    b
+}
+
+/// The number after `key` on the first line of `section` that has it.
+pub fn field(out: &str, section: &str, key: &str) -> u64 {
+    let start = out
+        .find(section)
+        .unwrap_or_else(|| panic!("no '{section}' in:\n{out}"));
+    let rest = &out[start..];
+    let at = rest
+        .find(key)
+        .unwrap_or_else(|| panic!("no '{key}' after '{section}'"));
+    rest[at + key.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{key}'"))
+}

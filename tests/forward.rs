@@ -1,0 +1,234 @@
+//! End to end through the real binary on DPDK's `net_pcap`, `net_null` and
+//! `net_ring` virtual devices: what comes out of each port, exits, errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ctfwd::synth::sample_conversations;
+
+const IDLE: &str = "--idle-exit=0.5";
+
+/// Replays the sample traffic through ports 0 and 1 with `app` flags and
+/// returns (frames out of port 1, frames out of port 0, stdout).
+fn replay(test: &str, app: &[&str]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (inside, outside) = sample_conversations(12, 3);
+    let p = |n: &str| dir.path().join(n);
+    write_pcap(&p("in0.pcap"), &inside);
+    write_pcap(&p("in1.pcap"), &outside);
+    let vdevs = [
+        pcap_vdev(0, &[p("in0.pcap")], &[p("out0.pcap")]),
+        pcap_vdev(1, &[p("in1.pcap")], &[p("out1.pcap")]),
+    ];
+    let mut flags = vec![IDLE];
+    flags.extend_from_slice(app);
+    let o = run(&eal_args(test, "0@0,1@1", &vdevs), &flags);
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(
+        field(&out, "Accumulated forward statistics", "RX-packets:"),
+        72
+    );
+    assert_eq!(
+        field(&out, "Accumulated forward statistics", "TX-packets:"),
+        72
+    );
+    (read_pcap(&p("out1.pcap")), read_pcap(&p("out0.pcap")), out)
+}
+
+#[test]
+fn io_mode_forwards_frames_unchanged() {
+    let (inside, outside) = sample_conversations(12, 3);
+    let (out1, out0, _) = replay("io", &["--forward-mode=io"]);
+    assert_eq!(out1, inside, "port 0 -> port 1 must be byte-identical");
+    assert_eq!(out0, outside, "port 1 -> port 0 must be byte-identical");
+}
+
+#[test]
+fn mac_mode_rewrites_both_addresses() {
+    let (inside, outside) = sample_conversations(12, 3);
+    let peer = [0x02, 0, 0, 0, 0, 0xaa];
+    let (out1, out0, stdout) = replay(
+        "mac",
+        &["--forward-mode=mac", "--eth-peer=1,02:00:00:00:00:AA"],
+    );
+    let mac0 = port_mac(&stdout, 0);
+    let mac1 = port_mac(&stdout, 1);
+    for (sent, got) in inside.iter().zip(&out1) {
+        assert_eq!(got[0..6], peer, "destination is port 1's --eth-peer");
+        assert_eq!(got[6..12], mac1, "source is port 1's own MAC");
+        assert_eq!(got[12..], sent[12..], "the rest is untouched");
+    }
+    for (sent, got) in outside.iter().zip(&out0) {
+        assert_eq!(
+            got[0..6],
+            [2, 0, 0, 0, 0, 0],
+            "testpmd's default peer for port 0"
+        );
+        assert_eq!(got[6..12], mac0);
+        assert_eq!(got[12..], sent[12..]);
+    }
+    assert_eq!((out1.len(), out0.len()), (inside.len(), outside.len()));
+}
+
+#[test]
+fn macswap_mode_swaps_addresses() {
+    let (inside, _) = sample_conversations(12, 3);
+    let (out1, _, _) = replay("macswap", &["--forward-mode=macswap"]);
+    assert_eq!(out1.len(), inside.len());
+    for (sent, got) in inside.iter().zip(&out1) {
+        assert_eq!(got[0..6], sent[6..12]);
+        assert_eq!(got[6..12], sent[0..6]);
+        assert_eq!(got[12..], sent[12..]);
+    }
+}
+
+#[test]
+fn two_queues_on_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (inside, outside) = sample_conversations(16, 4);
+    let half = inside.len() / 2;
+    // Queue q of each port reads its own file; it must come out, unchanged,
+    // on queue q of the peer port.
+    write_pcap(&p("in0q0.pcap"), &inside[..half]);
+    write_pcap(&p("in0q1.pcap"), &inside[half..]);
+    write_pcap(&p("in1q0.pcap"), &outside[..half]);
+    write_pcap(&p("in1q1.pcap"), &outside[half..]);
+    let vdevs = [
+        pcap_vdev(
+            0,
+            &[p("in0q0.pcap"), p("in0q1.pcap")],
+            &[p("out0q0.pcap"), p("out0q1.pcap")],
+        ),
+        pcap_vdev(
+            1,
+            &[p("in1q0.pcap"), p("in1q1.pcap")],
+            &[p("out1q0.pcap"), p("out1q1.pcap")],
+        ),
+    ];
+    // Three lcores on two CPUs: the main lcore mostly sleeps.
+    let o = run(
+        &eal_args("2q", "0@0,1@0,2@1", &vdevs),
+        &[IDLE, "--rxq=2", "--txq=2", "--nb-cores=2"],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert!(out.contains("cores=2 - streams=4"), "{out}");
+    assert!(
+        out.contains("Logical Core 1 forwards packets on 2 streams"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Logical Core 2 forwards packets on 2 streams"),
+        "{out}"
+    );
+    assert_eq!(read_pcap(&p("out1q0.pcap")), inside[..half]);
+    assert_eq!(read_pcap(&p("out1q1.pcap")), inside[half..]);
+    assert_eq!(read_pcap(&p("out0q0.pcap")), outside[..half]);
+    assert_eq!(read_pcap(&p("out0q1.pcap")), outside[half..]);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_no_mbuf_in_use() {
+    let r = Running::start(
+        &eal_args("null", "0@0,1@1", &["net_null0".into(), "net_null1".into()]),
+        &["--stats-period=1", "--record-core-cycles"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    r.signal("TERM");
+    let o = r.wait(Duration::from_secs(30));
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    let rx = field(&out, "Accumulated forward statistics", "RX-packets:");
+    let tx = field(&out, "Accumulated forward statistics", "TX-packets:");
+    let dropped = field(&out, "Accumulated forward statistics", "TX-dropped:");
+    assert!(rx > 0, "net_null always has packets:\n{out}");
+    assert_eq!(
+        rx,
+        tx + dropped,
+        "every packet received was sent or dropped"
+    );
+    assert!(out.contains("Rx-pps:"), "periodic stats missing:\n{out}");
+    assert!(out.contains("CPU cycles/packet="), "{out}");
+}
+
+#[test]
+fn ring_ports_start_and_stop() {
+    let r = Running::start(
+        &eal_args("ring", "0@0,1@1", &["net_ring0".into(), "net_ring1".into()]),
+        &["--forward-mode=macswap"],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    r.signal("INT");
+    let o = r.wait(Duration::from_secs(30));
+    assert_clean_exit(&o);
+    assert!(stdout(&o).contains("macswap packet forwarding - ports=2"));
+}
+
+/// Runs ctfwd with bad input and checks: exit status 2, exactly one line of
+/// ctfwd's own on stderr, no panic.
+fn assert_usage_error(eal: &[String], app: &[&str], expect: &str) {
+    let o = run(eal, app);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{app:?}: stderr:\n{err}");
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ctfwd:")).collect();
+    assert_eq!(ours.len(), 1, "{app:?}: {err}");
+    assert!(
+        ours[0].contains(expect),
+        "{app:?}: '{}' lacks '{expect}'",
+        ours[0]
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_one_clear_line_and_status_2() {
+    let eal = || eal_args("bad", "0@0,1@1", &["net_null0".into(), "net_null1".into()]);
+    assert_usage_error(&eal(), &["--bogus"], "unknown option --bogus");
+    assert_usage_error(&eal(), &["--burst=9999"], "--burst");
+    assert_usage_error(&eal(), &["--forward-mode=warp"], "unknown mode");
+    assert_usage_error(&eal(), &["--portmask=0x4"], "names port 2");
+    assert_usage_error(&eal(), &["--nb-cores=2"], "only 1 worker lcore");
+    assert_usage_error(
+        &eal_args("bad", "0@0,1@1", &["net_ring0".into()]),
+        &["--rxq=32", "--txq=32"],
+        "at most 16 RX",
+    );
+    assert_usage_error(
+        &eal_args("bad", "0@0", &["net_null0".into()]),
+        &[],
+        "no forwarding lcore",
+    );
+    assert_usage_error(
+        &eal_args("bad", "0@0,1@1", &["net_nonexistent0".into()]),
+        &[],
+        "EAL initialisation failed",
+    );
+}
+
+#[test]
+fn help_lists_flags_and_exits_0() {
+    for args in [&["--help"][..], &["--", "--help"]] {
+        let o = std::process::Command::new(CTFWD)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        let out = stdout(&o);
+        for flag in [
+            "--portmask",
+            "--nb-cores",
+            "--forward-mode",
+            "--eth-peer",
+            "--record-core-cycles",
+        ] {
+            assert!(out.contains(flag), "{flag} missing from --help");
+        }
+    }
+}
