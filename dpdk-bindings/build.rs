@@ -17,20 +17,20 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let dpdk = match pkg_config::Config::new()
+    // Checked with a plain pkg-config call first, so that a machine without
+    // DPDK gets one clear line instead of a wall of missing-header errors.
+    let found = std::process::Command::new("pkg-config")
+        .args(["--atleast-version=22.11", "libdpdk"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("error: {SETUP_HINT}");
+        std::process::exit(1);
+    }
+    let dpdk = pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
-    {
-        Ok(lib) => lib,
-        Err(e) => {
-            // One clear line instead of a wall of missing-header errors.
-            eprintln!(
-                "error: {SETUP_HINT} ({})",
-                e.to_string().lines().next().unwrap_or("")
-            );
-            std::process::exit(1);
-        }
-    };
+        .unwrap_or_else(|e| panic!("pkg-config libdpdk: {e}"));
 
     // pkg-config's cflags carry `-include rte_config.h` and `-march=corei7`,
     // both needed: without the -march, rte_memcpy.h does not compile, and
@@ -115,10 +115,7 @@ fn pkg_config_cflags() -> Vec<String> {
     let out = std::process::Command::new("pkg-config")
         .args(["--cflags", "libdpdk"])
         .output()
-        .unwrap_or_else(|e| {
-            eprintln!("error: {SETUP_HINT} (running pkg-config: {e})");
-            std::process::exit(1);
-        });
+        .unwrap_or_else(|e| panic!("running pkg-config: {e}"));
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_owned)
