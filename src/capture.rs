@@ -202,3 +202,220 @@ mod tests {
         }
     }
 }
+
+/// A packet from a pcap or pcapng file, with the link type of its interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub ts_nanos: u64,
+    pub link_type: u32,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+/// Reads pcap or pcapng, whichever the file is.
+pub enum CaptureReader<'a> {
+    Pcap(PcapReader<'a>),
+    Pcapng(PcapngReader<'a>),
+}
+
+impl<'a> CaptureReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, CaptureError> {
+        if bytes.len() >= 4 && bytes[..4] == PCAPNG_SHB.to_le_bytes() {
+            Ok(CaptureReader::Pcapng(PcapngReader::new(bytes)?))
+        } else {
+            Ok(CaptureReader::Pcap(PcapReader::new(bytes)?))
+        }
+    }
+}
+
+impl<'a> Iterator for CaptureReader<'a> {
+    type Item = Result<Packet<'a>, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            CaptureReader::Pcap(r) => {
+                let link_type = r.link_type();
+                r.next().map(|rec| {
+                    rec.map(|rec| Packet {
+                        ts_nanos: rec.ts_nanos,
+                        link_type,
+                        orig_len: rec.orig_len,
+                        data: rec.data,
+                    })
+                })
+            }
+            CaptureReader::Pcapng(r) => r.next(),
+        }
+    }
+}
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_OPB: u32 = 2;
+const PCAPNG_SPB: u32 = 3;
+const PCAPNG_EPB: u32 = 6;
+const PCAPNG_BYTE_ORDER: u32 = 0x1A2B_3C4D;
+
+/// pcapng (draft-ietf-opsawg-pcapng): section headers, interface
+/// descriptions (link type, timestamp resolution) and packet blocks
+/// (enhanced, simple, and the obsolete packet block). Other blocks are
+/// skipped.
+pub struct PcapngReader<'a> {
+    rest: &'a [u8],
+    big_endian: bool,
+    /// Per interface of the current section: (link type, ticks per second).
+    interfaces: Vec<(u32, u64)>,
+    failed: bool,
+}
+
+impl<'a> PcapngReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, CaptureError> {
+        if bytes.len() < 12 {
+            return Err(CaptureError(
+                "not a pcapng file: shorter than its header".into(),
+            ));
+        }
+        Ok(PcapngReader {
+            rest: bytes,
+            big_endian: false,
+            interfaces: Vec::new(),
+            failed: false,
+        })
+    }
+
+    fn u32_at(&self, b: &[u8], off: usize) -> u32 {
+        let b: [u8; 4] = b[off..off + 4].try_into().unwrap();
+        if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    }
+
+    fn u16_at(&self, b: &[u8], off: usize) -> u16 {
+        let b: [u8; 2] = b[off..off + 2].try_into().unwrap();
+        if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    }
+
+    fn fail(&mut self, msg: String) -> Option<Result<Packet<'a>, CaptureError>> {
+        self.failed = true;
+        Some(Err(CaptureError(msg)))
+    }
+
+    /// Ticks per second from an `if_tsresol` option (code 9) in `opts`.
+    fn tsresol(&self, mut opts: &[u8]) -> u64 {
+        while opts.len() >= 4 {
+            let code = self.u16_at(opts, 0);
+            let len = self.u16_at(opts, 2) as usize;
+            let padded = len.div_ceil(4) * 4;
+            if code == 0 || opts.len() < 4 + padded {
+                break;
+            }
+            if code == 9 && len >= 1 {
+                let v = opts[4];
+                return if v & 0x80 != 0 {
+                    1u64.checked_shl(u32::from(v & 0x7f)).unwrap_or(1_000_000)
+                } else {
+                    10u64.checked_pow(u32::from(v)).unwrap_or(1_000_000)
+                };
+            }
+            opts = &opts[4 + padded..];
+        }
+        1_000_000
+    }
+}
+
+impl<'a> Iterator for PcapngReader<'a> {
+    type Item = Result<Packet<'a>, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed || self.rest.is_empty() {
+                return None;
+            }
+            if self.rest.len() < 12 {
+                return self.fail("truncated pcapng block header".into());
+            }
+            let block_type = u32::from_le_bytes(self.rest[..4].try_into().unwrap());
+            if block_type == PCAPNG_SHB {
+                // The byte-order magic decides how this section is read.
+                let magic = &self.rest[8..12];
+                self.big_endian = match (
+                    u32::from_le_bytes(magic.try_into().unwrap()),
+                    u32::from_be_bytes(magic.try_into().unwrap()),
+                ) {
+                    (PCAPNG_BYTE_ORDER, _) => false,
+                    (_, PCAPNG_BYTE_ORDER) => true,
+                    _ => return self.fail("pcapng section with a bad byte-order magic".into()),
+                };
+                self.interfaces.clear();
+            }
+            let block_type = self.u32_at(self.rest, 0);
+            let len = self.u32_at(self.rest, 4) as usize;
+            if len < 12 || len % 4 != 0 || len > self.rest.len() {
+                return self.fail(format!("pcapng block of bad length {len}"));
+            }
+            let block = &self.rest[..len];
+            self.rest = &self.rest[len..];
+            let body = &block[8..len - 4];
+            match block_type {
+                PCAPNG_IDB => {
+                    if body.len() < 8 {
+                        return self.fail("truncated pcapng interface block".into());
+                    }
+                    let link = u32::from(self.u16_at(body, 0));
+                    let res = self.tsresol(&body[8..]);
+                    self.interfaces.push((link, res));
+                }
+                PCAPNG_EPB | PCAPNG_OPB => {
+                    if body.len() < 20 {
+                        return self.fail("truncated pcapng packet block".into());
+                    }
+                    let iface = if block_type == PCAPNG_EPB {
+                        self.u32_at(body, 0) as usize
+                    } else {
+                        self.u16_at(body, 0) as usize
+                    };
+                    let ts =
+                        (u64::from(self.u32_at(body, 4)) << 32) | u64::from(self.u32_at(body, 8));
+                    let cap = self.u32_at(body, 12) as usize;
+                    let orig_len = self.u32_at(body, 16);
+                    let Some(&(link_type, res)) = self.interfaces.get(iface) else {
+                        return self.fail(format!("pcapng packet on undeclared interface {iface}"));
+                    };
+                    let Some(data) = body.get(20..20 + cap) else {
+                        return self.fail("pcapng packet longer than its block".into());
+                    };
+                    let ts_nanos = (ts as u128 * 1_000_000_000 / res.max(1) as u128) as u64;
+                    return Some(Ok(Packet {
+                        ts_nanos,
+                        link_type,
+                        orig_len,
+                        data,
+                    }));
+                }
+                PCAPNG_SPB => {
+                    if body.len() < 4 {
+                        return self.fail("truncated pcapng simple packet block".into());
+                    }
+                    let Some(&(link_type, _)) = self.interfaces.first() else {
+                        return self.fail("pcapng packet before any interface".into());
+                    };
+                    let orig_len = self.u32_at(body, 0);
+                    let cap = (orig_len as usize).min(body.len() - 4);
+                    return Some(Ok(Packet {
+                        ts_nanos: 0,
+                        link_type,
+                        orig_len,
+                        data: &body[4..4 + cap],
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod conntrack;
 pub mod dataplane;
 pub mod synth;
 pub mod wire;

@@ -133,7 +133,7 @@ const FLAGS: &[Flag] = &[
 /// `--help` text.
 pub fn usage() -> String {
     let mut s = String::from(
-        "usage: ctfwd [EAL options] -- [options]\n\n\
+        "usage: ctfwd [EAL options] -- [options]\n       ctfwd trace [--json] [--checksum] FILE   (see ctfwd trace --help)\n\n\
          EAL options are DPDK's (-l, --lcores, -a, --vdev, --no-huge, -m, --file-prefix, ...);\n\
          see `dpdk-testpmd --help` or the DPDK EAL documentation.\n\noptions:\n",
     );

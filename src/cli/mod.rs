@@ -3,6 +3,7 @@
 
 mod args;
 mod report;
+mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub fn main(argv: Vec<String>) -> i32 {
     if matches!(argv.get(1).map(String::as_str), Some("-h" | "--help")) {
         print!("{}", usage());
         return EXIT_OK;
+    }
+    if argv.get(1).map(String::as_str) == Some("trace") {
+        return trace::run(&argv[2..]);
     }
     if argv.get(1).map(String::as_str) == Some("--version") {
         println!("ctfwd {} ({})", env!("CARGO_PKG_VERSION"), dpdk_version());

@@ -91,6 +91,37 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     }
 }
 
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+/// Pre-standard QinQ outer tag, still seen on older switches.
+const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+
+/// The EtherType and offset of the payload of an Ethernet frame, after up to
+/// two VLAN tags (802.1Q, 802.1ad). A third tag is refused.
+pub(crate) fn payload(frame: &[u8]) -> Result<(u16, usize), super::Error> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| super::Error::TruncatedLink)?;
+    let mut ethertype = eth.ethertype();
+    let mut off = ETHERNET_HEADER_LEN;
+    for _ in 0..2 {
+        if !matches!(
+            ethertype,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
+        ) {
+            return Ok((ethertype, off));
+        }
+        let tag = frame.get(off..off + 4).ok_or(super::Error::TruncatedVlan)?;
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        off += 4;
+    }
+    if matches!(
+        ethertype,
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
+    ) {
+        return Err(super::Error::TooManyVlanTags);
+    }
+    Ok((ethertype, off))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

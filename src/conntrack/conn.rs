@@ -1,0 +1,111 @@
+//! A tracked connection (Linux's `struct nf_conn`) and its status bits.
+
+use super::tcp::TcpConn;
+use super::tuple::{Dir, Tuple};
+
+/// Status bits, with Linux's `IPS_*` values so that dumps read the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status(pub u32);
+
+impl Status {
+    /// The connection was announced by a helper (an expectation matched).
+    pub const EXPECTED: Status = Status(1 << 0);
+    /// Packets have been seen in both directions.
+    pub const SEEN_REPLY: Status = Status(1 << 1);
+    /// Worth keeping: never early-dropped.
+    pub const ASSURED: Status = Status(1 << 2);
+    /// In the table (both directions inserted).
+    pub const CONFIRMED: Status = Status(1 << 3);
+    pub const SRC_NAT: Status = Status(1 << 4);
+    pub const DST_NAT: Status = Status(1 << 5);
+    pub const SEQ_ADJUST: Status = Status(1 << 6);
+    pub const SRC_NAT_DONE: Status = Status(1 << 7);
+    pub const DST_NAT_DONE: Status = Status(1 << 8);
+    pub const DYING: Status = Status(1 << 9);
+    pub const FIXED_TIMEOUT: Status = Status(1 << 10);
+    pub const UNTRACKED: Status = Status(1 << 12);
+    pub const HELPER: Status = Status(1 << 13);
+
+    const NAMES: [(Status, &'static str); 13] = [
+        (Status::EXPECTED, "EXPECTED"),
+        (Status::SEEN_REPLY, "SEEN_REPLY"),
+        (Status::ASSURED, "ASSURED"),
+        (Status::CONFIRMED, "CONFIRMED"),
+        (Status::SRC_NAT, "SRC_NAT"),
+        (Status::DST_NAT, "DST_NAT"),
+        (Status::SEQ_ADJUST, "SEQ_ADJUST"),
+        (Status::SRC_NAT_DONE, "SRC_NAT_DONE"),
+        (Status::DST_NAT_DONE, "DST_NAT_DONE"),
+        (Status::DYING, "DYING"),
+        (Status::FIXED_TIMEOUT, "FIXED_TIMEOUT"),
+        (Status::UNTRACKED, "UNTRACKED"),
+        (Status::HELPER, "HELPER"),
+    ];
+
+    pub fn has(self, bit: Status) -> bool {
+        self.0 & bit.0 == bit.0
+    }
+
+    pub fn set(&mut self, bit: Status) {
+        self.0 |= bit.0;
+    }
+
+    /// The set bits by name, `|`-separated.
+    pub fn names(self) -> String {
+        let v: Vec<&str> = Status::NAMES
+            .iter()
+            .filter(|(b, _)| self.has(*b))
+            .map(|(_, n)| *n)
+            .collect();
+        v.join("|")
+    }
+}
+
+/// Protocol-specific state (`union nf_conntrack_proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtoState {
+    Tcp(TcpConn),
+    /// UDP: a reply after this instant (2 s after the first packet) makes
+    /// the flow a stream (`nf_ct_udp.stream_ts`).
+    Udp {
+        stream_after: u64,
+    },
+    /// ICMP/ICMPv6 queries and every other protocol: timeout only.
+    Other,
+}
+
+/// A connection: both tuples, status, timeout, per-direction counters and
+/// the protocol's state. 192 bytes; with its two index entries (8 bytes
+/// each) a connection costs 208 bytes plus the index's free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
+    /// stored, not derived, because NAT makes it differ from the inverse.
+    pub tuples: [Tuple; 2],
+    pub status: Status,
+    /// Unique id (as `conntrack -L -o id` shows), assigned at creation.
+    pub id: u32,
+    /// When it expires, in the caller's nanoseconds.
+    pub deadline: u64,
+    pub proto: ProtoState,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+impl Conn {
+    pub fn tuple(&self, dir: Dir) -> &Tuple {
+        &self.tuples[dir.index()]
+    }
+
+    pub fn tcp(&self) -> Option<&TcpConn> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Seconds left before expiry at `now`.
+    pub fn seconds_left(&self, now: u64) -> u64 {
+        self.deadline.saturating_sub(now) / super::SEC
+    }
+}

@@ -1,0 +1,870 @@
+//! Connection tracking after Linux's `nf_conntrack` and the seed article
+//! (`shared/seed`): sans-IO and free of DPDK. The caller passes packets
+//! and the time in, and gets verdicts out.
+//!
+//! One [`Shard`] is the tracker of one worker: it owns its table and is
+//! never shared. A packet goes through two steps, as in netfilter:
+//!
+//! - **ingress** ([`Shard::ingress`], the PREROUTING hook): the tuple is
+//!   looked up; on a miss a connection is created *unconfirmed*, outside the
+//!   table, and an [`Unconfirmed`] token is handed back; the protocol
+//!   tracker updates state and timeout; the packet gets its [`CtInfo`].
+//! - **confirm** ([`Shard::confirm`], the POSTROUTING hook): the token is
+//!   spent to insert both directions and set CONFIRMED. A packet dropped in
+//!   between gives its token to [`Shard::discard`], so no unconfirmed
+//!   connection outlives its packet; [`Shard::reap_unconfirmed`] is the
+//!   backstop at the end of a burst.
+//!
+//! Time is whatever clock the caller uses, in nanoseconds. Expired entries
+//! are never reported as found and are removed by bounded work
+//! ([`Shard::gc`]) or when a lookup meets them.
+//!
+//! Differences from Linux, on purpose: no IP defragmentation (a later
+//! fragment is INVALID, a first fragment is tracked by its transport
+//! header); ICMPv6 neighbour discovery and MLD are UNTRACKED, as Linux
+//! does; a TCP connection whose first packet is invalid is not created.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+mod table;
+mod tcp;
+mod timeouts;
+mod tuple;
+
+use crate::wire::{
+    self, IcmpHeader, IpPacket, TcpHeader, UdpHeader, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP,
+};
+
+pub use conn::{Conn, ProtoState, Status};
+pub use table::{ConnTable, Slot};
+pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
+pub use timeouts::{TcpTimeouts, Timeouts};
+pub use tuple::{proto_name, Dir, Tuple};
+
+/// One second in the tracker's clock (nanoseconds).
+pub const SEC: u64 = 1_000_000_000;
+
+/// UDP replies later than this after the first packet make a stream.
+const UDP_STREAM_AFTER: u64 = 2 * SEC;
+
+/// What ingress concluded about a packet (`enum ip_conntrack_info`, plus
+/// the two iptables states that carry no connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtInfo {
+    New,
+    Established,
+    Related,
+    EstablishedReply,
+    RelatedReply,
+    Invalid,
+    Untracked,
+}
+
+impl CtInfo {
+    pub fn name(self) -> &'static str {
+        match self {
+            CtInfo::New => "NEW",
+            CtInfo::Established => "ESTABLISHED",
+            CtInfo::Related => "RELATED",
+            CtInfo::EstablishedReply => "ESTABLISHED_REPLY",
+            CtInfo::RelatedReply => "RELATED_REPLY",
+            CtInfo::Invalid => "INVALID",
+            CtInfo::Untracked => "UNTRACKED",
+        }
+    }
+}
+
+/// Tracker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Connections this shard holds at most (unconfirmed ones included).
+    pub max: usize,
+    pub tcp: TcpConfig,
+    pub timeouts: Timeouts,
+    /// Verify transport checksums (`nf_conntrack_checksum`).
+    pub checksum: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max: 65536,
+            tcp: TcpConfig::default(),
+            timeouts: Timeouts::default(),
+            checksum: false,
+        }
+    }
+}
+
+/// Counters, named as `conntrack -S` names them. Every packet given to
+/// ingress counts once in exactly one of `found`, `new`, `invalid` and
+/// `ignore`; the others count events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets of an existing connection (RELATED ICMP errors included).
+    pub found: u64,
+    /// Packets that created a connection.
+    pub new: u64,
+    /// Packets marked INVALID.
+    pub invalid: u64,
+    /// Packets not tracked (not IP, or UNTRACKED).
+    pub ignore: u64,
+    /// Connections confirmed into the table.
+    pub insert: u64,
+    /// Confirms refused: the tuple was taken meanwhile (TCP).
+    pub insert_failed: u64,
+    /// New connections refused: table full and nothing to early-drop.
+    pub drop: u64,
+    /// Connections evicted to make room.
+    pub early_drop: u64,
+    /// INVALID packets that were malformed (bad headers or checksums).
+    pub error: u64,
+    /// Connections removed on timeout.
+    pub expired: u64,
+    /// Confirms that found the same tuple confirmed meanwhile and joined it.
+    pub clash_resolve: u64,
+    /// TCP connections deleted to be reopened by a new SYN.
+    pub search_restart: u64,
+    /// Connections deleted by their tracker (an RST with no reply).
+    pub delete: u64,
+    /// Unconfirmed connections reclaimed because nobody confirmed or
+    /// discarded them (a caller bug; should stay 0).
+    pub unconfirmed_reaped: u64,
+}
+
+impl Stats {
+    /// (name, value) pairs in a fixed order.
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("found", self.found),
+            ("new", self.new),
+            ("invalid", self.invalid),
+            ("ignore", self.ignore),
+            ("insert", self.insert),
+            ("insert_failed", self.insert_failed),
+            ("drop", self.drop),
+            ("early_drop", self.early_drop),
+            ("error", self.error),
+            ("expired", self.expired),
+            ("clash_resolve", self.clash_resolve),
+            ("search_restart", self.search_restart),
+            ("delete", self.delete),
+            ("unconfirmed_reaped", self.unconfirmed_reaped),
+        ]
+    }
+}
+
+/// A connection handle: its slot and id (the id tells a reused slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    pub slot: Slot,
+    pub id: u32,
+}
+
+/// A connection created at ingress and not yet confirmed. Only
+/// [`Shard::confirm`] and [`Shard::discard`] take it, by value, so a
+/// connection is confirmed at most once and only while unconfirmed.
+#[must_use = "an unconfirmed connection must be confirmed or discarded"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unconfirmed {
+    slot: Slot,
+    gen: u32,
+}
+
+/// The result of ingress for one packet.
+#[derive(Debug)]
+pub struct Verdict {
+    pub ctinfo: CtInfo,
+    /// The connection the packet belongs to (None when INVALID/UNTRACKED).
+    pub conn: Option<ConnRef>,
+    /// Why the packet is INVALID or UNTRACKED.
+    pub reason: Option<&'static str>,
+    /// Set when the packet created a connection: confirm it at egress.
+    pub unconfirmed: Option<Unconfirmed>,
+}
+
+impl Verdict {
+    fn invalid(reason: &'static str) -> Verdict {
+        Verdict {
+            ctinfo: CtInfo::Invalid,
+            conn: None,
+            reason: Some(reason),
+            unconfirmed: None,
+        }
+    }
+}
+
+/// Why a confirm did not insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmError {
+    /// The tuple was confirmed by another packet meanwhile and the protocol
+    /// does not allow joining it (TCP): drop the packet.
+    InsertFailed,
+    /// The token was reaped before it was confirmed.
+    Stale,
+}
+
+/// A packet's transport layer, as the tracker uses it.
+#[derive(Debug, Clone, Copy)]
+enum L4<'a> {
+    Tcp(Segment<'a>),
+    Udp,
+    /// ICMP or ICMPv6 query or reply.
+    IcmpQuery,
+    /// ICMP or ICMPv6 error quoting `inner`.
+    IcmpError(&'a [u8]),
+    Other,
+}
+
+/// A packet made ready for lookup: its tuple and hash are computed, so a
+/// burst can be hashed and prefetched before any lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Classified<'a> {
+    ip: IpPacket<'a>,
+    l4: Result<L4<'a>, Early>,
+    tuple: Tuple,
+    hash: u64,
+}
+
+/// A verdict reached before any lookup.
+#[derive(Debug, Clone, Copy)]
+enum Early {
+    Invalid {
+        reason: &'static str,
+        malformed: bool,
+    },
+    Untracked(&'static str),
+}
+
+impl Classified<'_> {
+    pub fn tuple(&self) -> &Tuple {
+        &self.tuple
+    }
+
+    /// Whether the packet needs a table lookup (else its verdict is known).
+    pub fn needs_lookup(&self) -> bool {
+        self.l4.is_ok()
+    }
+}
+
+/// The connection tracker of one worker.
+pub struct Shard {
+    table: ConnTable,
+    cfg: Config,
+    stats: Stats,
+    unconfirmed: Vec<Slot>,
+    next_id: u32,
+}
+
+impl Shard {
+    pub fn new(cfg: Config) -> Shard {
+        Shard {
+            table: ConnTable::new(cfg.max),
+            cfg,
+            stats: Stats::default(),
+            unconfirmed: Vec::with_capacity(1024),
+            next_id: 1,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    /// The connection behind a handle, if it still exists.
+    pub fn conn(&self, r: ConnRef) -> Option<&Conn> {
+        let c = self.table.get(r.slot);
+        (c.id == r.id && (c.status.has(Status::CONFIRMED) || self.table.is_unconfirmed(r.slot)))
+            .then_some(c)
+    }
+
+    /// Counts a frame that is not IP (or is UNTRACKED by policy).
+    pub fn ignore(&mut self) {
+        self.stats.ignore += 1;
+    }
+
+    /// Counts a frame whose link or IP header could not be parsed: INVALID.
+    pub fn malformed(&mut self) {
+        self.stats.invalid += 1;
+        self.stats.error += 1;
+    }
+
+    /// Extracts the tuple (`nf_ct_get_tuple`) and hashes it. Pure: it
+    /// reads the table's seed only.
+    pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
+        let mut tuple = Tuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport: 0,
+            dport: 0,
+            proto: ip.proto,
+            family: if ip.l3 == L3::V4 { 4 } else { 6 },
+            zone,
+        };
+        let l4 = self.transport(&ip, &mut tuple);
+        let hash = if l4.is_ok() {
+            self.table.hash(&tuple)
+        } else {
+            0
+        };
+        Classified {
+            ip,
+            l4,
+            tuple,
+            hash,
+        }
+    }
+
+    fn transport<'a>(&self, ip: &IpPacket<'a>, tuple: &mut Tuple) -> Result<L4<'a>, Early> {
+        let malformed = |e: wire::Error| Early::Invalid {
+            reason: e.reason(),
+            malformed: true,
+        };
+        if ip.fragment == wire::Fragment::Later {
+            // No reassembly here (Linux reassembles first, in nf_defrag).
+            return Err(Early::Invalid {
+                reason: "fragment",
+                malformed: false,
+            });
+        }
+        if self.cfg.checksum && (!wire::ip_header_ok(ip) || wire::l4_ok(ip) == Some(false)) {
+            return Err(Early::Invalid {
+                reason: "bad-checksum",
+                malformed: true,
+            });
+        }
+        match (ip.proto, ip.l3) {
+            (PROTO_TCP, _) => {
+                let hdr = TcpHeader::parse(ip.l4).map_err(malformed)?;
+                tcp::check_flags(&hdr).map_err(|reason| Early::Invalid {
+                    reason,
+                    malformed: true,
+                })?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
+                Ok(L4::Tcp(Segment { hdr, payload_len }))
+            }
+            (PROTO_UDP, _) => {
+                let hdr = UdpHeader::parse(ip.l4, ip.l4_wire_len(), false).map_err(malformed)?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                Ok(L4::Udp)
+            }
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => {
+                let icmp = IcmpHeader::parse(ip.l4).map_err(malformed)?;
+                let v6 = ip.l3 == L3::V6;
+                tuple.dport = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
+                if is_icmp_error(icmp.ty, v6) {
+                    return Ok(L4::IcmpError(icmp.body));
+                }
+                if v6 && icmpv6_untracked(icmp.ty) {
+                    return Err(Early::Untracked("icmpv6-neighbour-discovery"));
+                }
+                tuple.sport = icmp.id;
+                Ok(L4::IcmpQuery)
+            }
+            _ => Ok(L4::Other),
+        }
+    }
+
+    /// Prefetch hints for a classified packet: the index bucket, and the
+    /// connection the bucket most likely points to (valid once the bucket
+    /// is in cache). The caller issues the prefetches: this module has no
+    /// unsafe code.
+    pub fn bucket_addr(&self, c: &Classified<'_>) -> *const u8 {
+        self.table.bucket_addr(c.hash)
+    }
+
+    pub fn candidate_addr(&self, c: &Classified<'_>) -> Option<*const u8> {
+        self.table.candidate_addr(c.hash)
+    }
+
+    /// Ingress for a whole burst, as DPDK's l3fwd does its lookups: every
+    /// packet is already classified (hashed); the index buckets are
+    /// prefetched for all, then the candidate connections, then each packet
+    /// is resolved. `prefetch` is the caller's (the data plane's) prefetch.
+    pub fn ingress_burst(
+        &mut self,
+        pkts: &[Classified<'_>],
+        now: u64,
+        prefetch: impl Fn(*const u8),
+        out: &mut Vec<Verdict>,
+    ) {
+        for c in pkts.iter().filter(|c| c.needs_lookup()) {
+            prefetch(self.table.bucket_addr(c.hash));
+        }
+        for c in pkts.iter().filter(|c| c.needs_lookup()) {
+            if let Some(a) = self.table.candidate_addr(c.hash) {
+                prefetch(a);
+            }
+        }
+        out.extend(pkts.iter().map(|c| self.ingress(c, now)));
+    }
+
+    /// Ingress for one classified packet (`nf_conntrack_in`).
+    pub fn ingress(&mut self, c: &Classified<'_>, now: u64) -> Verdict {
+        let v = match c.l4 {
+            Err(Early::Untracked(reason)) => {
+                self.stats.ignore += 1;
+                return Verdict {
+                    ctinfo: CtInfo::Untracked,
+                    conn: None,
+                    reason: Some(reason),
+                    unconfirmed: None,
+                };
+            }
+            Err(Early::Invalid { reason, malformed }) => {
+                if malformed {
+                    self.stats.error += 1;
+                }
+                Verdict::invalid(reason)
+            }
+            Ok(L4::IcmpError(inner)) => self.icmp_error(c, inner, now),
+            Ok(l4) => self.resolve_and_track(c, l4, now),
+        };
+        match v.ctinfo {
+            CtInfo::Invalid => self.stats.invalid += 1,
+            CtInfo::New if v.unconfirmed.is_some() => self.stats.new += 1,
+            _ => self.stats.found += 1,
+        }
+        v
+    }
+
+    /// Looks the connection up or creates it (`resolve_normal_ct`), then
+    /// lets the protocol tracker judge the packet.
+    fn resolve_and_track(&mut self, c: &Classified<'_>, l4: L4<'_>, now: u64) -> Verdict {
+        // A TCP reopen deletes the old connection and resolves once more.
+        for _ in 0..2 {
+            let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, now) {
+                Some((slot, dir)) => (slot, dir, false),
+                None => match self.init_conntrack(c, &l4, now) {
+                    Ok(slot) => (slot, Dir::Original, true),
+                    Err(reason) => return Verdict::invalid(reason),
+                },
+            };
+            match self.track_l4(slot, dir, c, &l4, now) {
+                Track::Accept => return self.accept(slot, dir, fresh),
+                Track::Ignore => return self.ctinfo_only(slot, dir, fresh),
+                Track::Kill => {
+                    let v = self.accept(slot, dir, false);
+                    if fresh {
+                        self.drop_unconfirmed(slot);
+                    } else {
+                        self.table.delete(slot);
+                    }
+                    self.stats.delete += 1;
+                    return v;
+                }
+                Track::Invalid(reason) => {
+                    if fresh {
+                        self.drop_unconfirmed(slot);
+                    }
+                    return Verdict::invalid(reason);
+                }
+                Track::Reopen => {
+                    self.table.delete(slot);
+                    self.stats.search_restart += 1;
+                }
+            }
+        }
+        Verdict::invalid("tcp-reopen-loop")
+    }
+
+    /// A lookup that treats an expired entry as absent and removes it.
+    fn lookup(&mut self, t: &Tuple, hash: u64, now: u64) -> Option<(Slot, Dir)> {
+        let (slot, dir) = self.table.lookup(t, hash)?;
+        if self.table.get(slot).deadline <= now {
+            self.table.delete(slot);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some((slot, dir))
+    }
+
+    /// Creates an unconfirmed connection for a packet that matched nothing
+    /// (`init_conntrack`), if its protocol lets it start one.
+    fn init_conntrack(
+        &mut self,
+        c: &Classified<'_>,
+        l4: &L4<'_>,
+        now: u64,
+    ) -> Result<Slot, &'static str> {
+        let orig = c.tuple;
+        let (reply, proto) = match l4 {
+            L4::Tcp(seg) => {
+                let tcp = TcpConn::new(seg, &self.cfg.tcp).ok_or("tcp-cannot-start-connection")?;
+                (orig.swapped(), ProtoState::Tcp(tcp))
+            }
+            L4::Udp => (
+                orig.swapped(),
+                ProtoState::Udp {
+                    stream_after: now + UDP_STREAM_AFTER,
+                },
+            ),
+            L4::IcmpQuery => {
+                let v6 = c.ip.l3 == L3::V6;
+                let ty = (orig.dport >> 8) as u8;
+                // Only requests open a connection (Linux's valid_new).
+                if !icmp_opens(ty, v6) {
+                    return Err("icmp-not-a-request");
+                }
+                let mut r = orig.swapped();
+                r.sport = orig.sport;
+                r.dport = u16::from(icmp_reply_type(ty, v6).ok_or("icmp-not-a-request")?) << 8
+                    | (orig.dport & 0xff);
+                (r, ProtoState::Other)
+            }
+            L4::Other | L4::IcmpError(_) => (orig.swapped(), ProtoState::Other),
+        };
+        let conn = Conn {
+            tuples: [orig, reply],
+            status: Status::default(),
+            id: self.next_id,
+            deadline: now,
+            proto,
+            packets: [0; 2],
+            bytes: [0; 2],
+        };
+        let slot = match self.table.alloc(conn) {
+            Some(s) => s,
+            None => {
+                if self.table.early_drop(c.hash, now) {
+                    self.stats.early_drop += 1;
+                } else {
+                    self.stats.drop += 1;
+                    return Err("table-full");
+                }
+                self.table.alloc(conn).ok_or("table-full")?
+            }
+        };
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.unconfirmed.push(slot);
+        Ok(slot)
+    }
+
+    /// The protocol tracker's verdict, with timeout and accounting applied
+    /// (`nf_conntrack_handle_packet`).
+    fn track_l4(
+        &mut self,
+        slot: Slot,
+        dir: Dir,
+        c: &Classified<'_>,
+        l4: &L4<'_>,
+        now: u64,
+    ) -> Track {
+        let cfg = self.cfg;
+        let conn = self.table.get_mut(slot);
+        let seen_reply = conn.status.has(Status::SEEN_REPLY);
+        let timeout = match (&mut conn.proto, l4) {
+            (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
+                let assured = conn.status.has(Status::ASSURED);
+                match tcp.packet(dir, seg, seen_reply, assured, &cfg.tcp) {
+                    TcpVerdict::Accept { timeout, assured } => {
+                        if assured {
+                            conn.status.set(Status::ASSURED);
+                        }
+                        Some(timeout)
+                    }
+                    TcpVerdict::AcceptNoRefresh => None,
+                    TcpVerdict::Ignore => return Track::Ignore,
+                    TcpVerdict::Invalid { reason, shrink_to } => {
+                        if let Some(s) = shrink_to {
+                            conn.deadline = conn.deadline.min(now + u64::from(s) * SEC);
+                        }
+                        return Track::Invalid(reason);
+                    }
+                    TcpVerdict::Kill => {
+                        account(conn, dir, c);
+                        return Track::Kill;
+                    }
+                    TcpVerdict::Reopen => return Track::Reopen,
+                }
+            }
+            (ProtoState::Udp { stream_after }, L4::Udp) => {
+                // Linux's udp_packet: a flow answered, and still active 2 s
+                // after it began, is a stream: longer timeout, ASSURED.
+                if seen_reply && now > *stream_after {
+                    conn.status.set(Status::ASSURED);
+                    Some(cfg.timeouts.udp_stream)
+                } else {
+                    Some(cfg.timeouts.udp)
+                }
+            }
+            (ProtoState::Other, L4::IcmpQuery) if c.ip.l3 == L3::V6 => Some(cfg.timeouts.icmpv6),
+            (ProtoState::Other, L4::IcmpQuery) => Some(cfg.timeouts.icmp),
+            (ProtoState::Other, L4::Other) => Some(cfg.timeouts.generic),
+            // A tuple shared by two trackers cannot happen: the protocol is
+            // part of the tuple.
+            _ => return Track::Invalid("protocol-mismatch"),
+        };
+        if let Some(t) = timeout {
+            conn.deadline = now + u64::from(t) * SEC;
+        }
+        account(conn, dir, c);
+        Track::Accept
+    }
+
+    /// Builds the verdict of an accepted packet and notes a first reply.
+    fn accept(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
+        let v = self.ctinfo_only(slot, dir, fresh);
+        if dir == Dir::Reply {
+            self.table.get_mut(slot).status.set(Status::SEEN_REPLY);
+        }
+        v
+    }
+
+    /// Linux's ctinfo rules: a reply-direction hit is ESTABLISHED_REPLY; an
+    /// original-direction hit is ESTABLISHED once a reply was seen, else
+    /// RELATED if the connection was expected, else NEW.
+    fn ctinfo_only(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
+        let conn = self.table.get(slot);
+        let ctinfo = match dir {
+            Dir::Reply => CtInfo::EstablishedReply,
+            Dir::Original if conn.status.has(Status::SEEN_REPLY) => CtInfo::Established,
+            Dir::Original if conn.status.has(Status::EXPECTED) => CtInfo::Related,
+            Dir::Original => CtInfo::New,
+        };
+        Verdict {
+            ctinfo,
+            conn: Some(ConnRef { slot, id: conn.id }),
+            reason: None,
+            unconfirmed: fresh.then(|| Unconfirmed {
+                slot,
+                gen: self.table.generation(slot),
+            }),
+        }
+    }
+
+    /// An ICMP error belongs to the connection of the packet it quotes
+    /// (`nf_conntrack_inet_error`): RELATED, or RELATED_REPLY, to it.
+    fn icmp_error(&mut self, c: &Classified<'_>, inner: &[u8], now: u64) -> Verdict {
+        // The quoted packet is usually cut short: parse it laxly, and need
+        // only the first 8 transport bytes (ports, or ICMP id).
+        let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
+            return Verdict::invalid("icmp-error-bad-inner-packet");
+        };
+        if q.l3 != c.ip.l3 || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
+            return Verdict::invalid("icmp-error-bad-inner-packet");
+        }
+        let mut t = Tuple {
+            src: q.src,
+            dst: q.dst,
+            sport: 0,
+            dport: 0,
+            proto: q.proto,
+            family: c.tuple.family,
+            zone: c.tuple.zone,
+        };
+        let ports = |b: &[u8]| {
+            (
+                u16::from_be_bytes([b[0], b[1]]),
+                u16::from_be_bytes([b[2], b[3]]),
+            )
+        };
+        let v6 = q.l3 == L3::V6;
+        match q.proto {
+            PROTO_TCP | PROTO_UDP => (t.sport, t.dport) = ports(q.l4),
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                let (ty, code) = (q.l4[0], q.l4[1]);
+                // An error about an error, or about a reply, relates to nothing.
+                let Some(rty) = icmp_opens(ty, v6)
+                    .then(|| icmp_reply_type(ty, v6))
+                    .flatten()
+                else {
+                    return Verdict::invalid("icmp-error-about-non-request");
+                };
+                t.sport = u16::from_be_bytes([q.l4[4], q.l4[5]]);
+                t.dport = u16::from(rty) << 8 | u16::from(code);
+            }
+            _ => {}
+        }
+        // The quoted packet travelled the other way: its inverse is the
+        // tuple of the direction this error travels.
+        let inv = if matches!(q.proto, PROTO_ICMP | PROTO_ICMPV6) {
+            Tuple {
+                src: t.dst,
+                dst: t.src,
+                ..t
+            }
+        } else {
+            t.swapped()
+        };
+        let h = self.table.hash(&inv);
+        let Some((slot, dir)) = self.lookup(&inv, h, now) else {
+            return Verdict::invalid("icmp-error-no-connection");
+        };
+        let conn = self.table.get(slot);
+        // The error must be addressed to the host that sent the quoted
+        // packet (Linux 5.x: "outer daddr != inner").
+        if conn.tuples[dir.index()].dst != c.ip.dst {
+            return Verdict::invalid("icmp-error-address-mismatch");
+        }
+        Verdict {
+            ctinfo: if dir == Dir::Reply {
+                CtInfo::RelatedReply
+            } else {
+                CtInfo::Related
+            },
+            conn: Some(ConnRef { slot, id: conn.id }),
+            reason: None,
+            unconfirmed: None,
+        }
+    }
+
+    /// Egress: inserts both directions of the packet's new connection and
+    /// sets CONFIRMED (`__nf_conntrack_confirm`). If the same tuple was
+    /// confirmed meanwhile (two packets of one new flow in a burst), UDP,
+    /// ICMP and other datagram flows join it, as Linux's clash resolution
+    /// does; TCP fails with `InsertFailed` and the packet should be dropped.
+    pub fn confirm(&mut self, u: Unconfirmed) -> Result<ConnRef, ConfirmError> {
+        let slot = u.slot;
+        if self.table.generation(slot) != u.gen || !self.table.is_unconfirmed(slot) {
+            return Err(ConfirmError::Stale);
+        }
+        self.forget_unconfirmed(slot);
+        let conn = *self.table.get(slot);
+        for dir in [Dir::Original, Dir::Reply] {
+            let t = &conn.tuples[dir.index()];
+            if let Some((other, _)) = self.table.lookup(t, self.table.hash(t)) {
+                self.table.delete(slot);
+                if conn.tuples[0].proto == PROTO_TCP {
+                    self.stats.insert_failed += 1;
+                    return Err(ConfirmError::InsertFailed);
+                }
+                self.stats.clash_resolve += 1;
+                let o = self.table.get_mut(other);
+                for d in 0..2 {
+                    o.packets[d] += conn.packets[d];
+                    o.bytes[d] += conn.bytes[d];
+                }
+                return Ok(ConnRef {
+                    slot: other,
+                    id: o.id,
+                });
+            }
+        }
+        self.table.insert(slot);
+        self.stats.insert += 1;
+        Ok(ConnRef { slot, id: conn.id })
+    }
+
+    /// The packet that created this connection was dropped before egress:
+    /// free the connection (Linux frees an unconfirmed conntrack with its skb).
+    pub fn discard(&mut self, u: Unconfirmed) {
+        if self.table.generation(u.slot) == u.gen && self.table.is_unconfirmed(u.slot) {
+            self.drop_unconfirmed(u.slot);
+        }
+    }
+
+    fn drop_unconfirmed(&mut self, slot: Slot) {
+        self.forget_unconfirmed(slot);
+        self.table.delete(slot);
+    }
+
+    fn forget_unconfirmed(&mut self, slot: Slot) {
+        if let Some(i) = self.unconfirmed.iter().rposition(|&s| s == slot) {
+            self.unconfirmed.swap_remove(i);
+        }
+    }
+
+    /// Frees every connection still unconfirmed. Called at the end of each
+    /// burst, it guarantees none survives its packet even if a token was
+    /// lost; each one it frees is counted as `unconfirmed_reaped`.
+    pub fn reap_unconfirmed(&mut self) -> usize {
+        let n = self.unconfirmed.len();
+        while let Some(slot) = self.unconfirmed.pop() {
+            self.table.delete(slot);
+        }
+        self.stats.unconfirmed_reaped += n as u64;
+        n
+    }
+
+    /// Connections created but not yet confirmed.
+    pub fn unconfirmed_count(&self) -> usize {
+        self.unconfirmed.len()
+    }
+
+    /// Removes expired connections, looking at `budget` slots at most.
+    pub fn gc(&mut self, now: u64, budget: usize) -> usize {
+        let n = self.table.gc(now, budget);
+        self.stats.expired += n as u64;
+        n
+    }
+
+    /// Finds a confirmed connection by either of its tuples.
+    pub fn find(&self, t: &Tuple) -> Option<(ConnRef, Dir)> {
+        let (slot, dir) = self.table.lookup(t, self.table.hash(t))?;
+        Some((
+            ConnRef {
+                slot,
+                id: self.table.get(slot).id,
+            },
+            dir,
+        ))
+    }
+}
+
+/// What the protocol tracker decided, as the shard acts on it.
+enum Track {
+    Accept,
+    Ignore,
+    Invalid(&'static str),
+    Kill,
+    Reopen,
+}
+
+/// Per-direction packet and byte counters (`nf_ct_acct`); bytes are the IP
+/// length, as Linux counts `skb->len`.
+fn account(conn: &mut Conn, dir: Dir, c: &Classified<'_>) {
+    conn.packets[dir.index()] += 1;
+    conn.bytes[dir.index()] += c.ip.wire_len as u64;
+}
+
+/// ICMP error types (`icmp_is_err`; for ICMPv6, types below 128).
+fn is_icmp_error(ty: u8, v6: bool) -> bool {
+    if v6 {
+        ty < 128
+    } else {
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// Request types that may open a connection (Linux's `valid_new`): echo,
+/// timestamp, information and address mask; ICMPv6 echo and node information.
+fn icmp_opens(ty: u8, v6: bool) -> bool {
+    if v6 {
+        matches!(ty, 128 | 139)
+    } else {
+        matches!(ty, 8 | 13 | 15 | 17)
+    }
+}
+
+/// The reply type of a request (Linux's `invmap`).
+fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
+    Some(match (v6, ty) {
+        (false, 8) => 0,
+        (false, 13) => 14,
+        (false, 15) => 16,
+        (false, 17) => 18,
+        (true, 128) => 129,
+        (true, 139) => 140,
+        _ => return None,
+    })
+}
+
+/// ICMPv6 types Linux leaves UNTRACKED (`noct_valid_new`): MLD and
+/// neighbour discovery, which are link-local signalling.
+fn icmpv6_untracked(ty: u8) -> bool {
+    matches!(ty, 130..=137 | 143)
+}

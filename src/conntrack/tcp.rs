@@ -1,0 +1,882 @@
+//! TCP connection tracking, after Linux's `nf_conntrack_proto_tcp.c`: the
+//! state table, window tracking (Guido van Rooij's "Real Stateful TCP Packet
+//! Filtering in IP Filter", with RFC 793/1323/2018 details) and the special
+//! cases Linux has grown for real stacks. A plain state machine: the caller
+//! hands in a segment and the connection's status, it returns a verdict.
+
+use crate::wire::{
+    TcpHeader, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
+};
+
+use super::timeouts::TcpTimeouts;
+use super::tuple::Dir;
+
+/// `enum tcp_conntrack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TcpState {
+    None = 0,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    SynSent2,
+}
+
+impl TcpState {
+    /// The name `conntrack -L` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+}
+
+/// What the flags of a segment amount to (`enum tcp_bit_set`): the row of
+/// the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum FlagSet {
+    Syn = 0,
+    SynAck,
+    Fin,
+    Ack,
+    Rst,
+    None,
+}
+
+impl FlagSet {
+    fn of(flags: u8) -> FlagSet {
+        if flags & TCP_RST != 0 {
+            FlagSet::Rst
+        } else if flags & TCP_SYN != 0 {
+            if flags & TCP_ACK != 0 {
+                FlagSet::SynAck
+            } else {
+                FlagSet::Syn
+            }
+        } else if flags & TCP_FIN != 0 {
+            FlagSet::Fin
+        } else if flags & TCP_ACK != 0 {
+            FlagSet::Ack
+        } else {
+            FlagSet::None
+        }
+    }
+}
+
+/// A table cell: the next state, or one of the two non-states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    To(TcpState),
+    /// sIV: the segment is invalid in this state.
+    Invalid,
+    /// sIG: we may be out of sync; let it pass without changing state.
+    Ignore,
+}
+
+use Next::{Ignore as IG, Invalid as IV};
+use TcpState as S;
+const SS: Next = Next::To(S::SynSent);
+const SR: Next = Next::To(S::SynRecv);
+const ES: Next = Next::To(S::Established);
+const FW: Next = Next::To(S::FinWait);
+const CW: Next = Next::To(S::CloseWait);
+const LA: Next = Next::To(S::LastAck);
+const TW: Next = Next::To(S::TimeWait);
+const CL: Next = Next::To(S::Close);
+const S2: Next = Next::To(S::SynSent2);
+
+/// `tcp_conntracks[dir][flags][state]`, Linux's table cell for cell.
+#[rustfmt::skip]
+static TRANSITIONS: [[[Next; 10]; 6]; 2] = [
+    // ORIGINAL direction
+    [
+        //         NONE SYN_SENT SYN_RECV ESTAB FIN_WAIT CLOSE_WAIT LAST_ACK TIME_WAIT CLOSE SYN_SENT2
+        /* syn */    [SS, SS, IG, IG, IG, IG, IG, SS, SS, S2],
+        // NONE->SYN_SENT opens; a SYN is retransmitted in SYN_SENT/SYN_SENT2; TIME_WAIT and
+        // CLOSE may be reopened (RFC 1122 4.2.2.13); elsewhere we may be out of sync: ignore.
+        /* synack */ [IV, IV, SR, IV, IV, IV, IV, IV, IV, SR],
+        // The client never sends SYN/ACK except in a simultaneous open (SYN_SENT2, SYN_RECV).
+        /* fin */    [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        // Close starts from SYN_RECV or ESTABLISHED; FIN seen both ways -> LAST_ACK.
+        /* ack */    [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],
+        // NONE->ESTABLISHED is a mid-stream pickup; the ACK of a SYN/ACK establishes;
+        // an ACK of the peer's FIN moves FIN_WAIT to CLOSE_WAIT, LAST_ACK to TIME_WAIT.
+        /* rst */    [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none */   [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+    // REPLY direction
+    [
+        /* syn */    [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],
+        // A SYN answering a SYN is a simultaneous open (SYN_SENT2); a reopened TIME_WAIT
+        // may have the roles swapped.
+        /* synack */ [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],
+        // The standard answer to a SYN; later SYN/ACKs are retransmissions: ignore.
+        /* fin */    [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        /* ack */    [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],
+        // An ACK in SYN_SENT may be a half-open connection's: ignore it.
+        /* rst */    [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none */   [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+];
+
+// Per-direction flags (IP_CT_TCP_FLAG_*).
+const WINDOW_SCALE: u8 = 0x01;
+const SACK_PERM: u8 = 0x02;
+const CLOSE_INIT: u8 = 0x04;
+const BE_LIBERAL: u8 = 0x08;
+const DATA_UNACKNOWLEDGED: u8 = 0x10;
+const MAXACK_SET: u8 = 0x20;
+// Connection-wide flags kept in `last_flags`.
+const EXP_CHALLENGE_ACK: u8 = 0x40;
+const SIMULTANEOUS_OPEN: u8 = 0x80;
+
+/// RFC 7323: a shift count above 14 is treated as 14.
+const MAX_WSCALE: u8 = 14;
+/// Linux's MAXACKWINCONST: the least distance an ACK may trail td_end.
+const MAX_ACK_WINDOW: u32 = 66000;
+
+/// What is known of one end (`struct ip_ct_tcp_state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpPeer {
+    /// Highest sequence number sent, plus length.
+    pub td_end: u32,
+    /// Highest sequence number the other end's window allows.
+    pub td_maxend: u32,
+    /// Largest window seen from this end (scaled).
+    pub td_maxwin: u32,
+    /// Highest ACK sent.
+    pub td_maxack: u32,
+    pub td_scale: u8,
+    pub flags: u8,
+}
+
+/// TCP state of a connection (`struct ip_ct_tcp`): 52 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConn {
+    pub state: TcpState,
+    pub seen: [TcpPeer; 2],
+    last_dir: Dir,
+    retrans: u8,
+    last_index: FlagSet,
+    last_wscale: u8,
+    last_flags: u8,
+    last_win: u16,
+    last_seq: u32,
+    last_ack: u32,
+    last_end: u32,
+}
+
+/// A segment as the tracker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub hdr: TcpHeader<'a>,
+    /// Payload length as the wire carried it (from the IP length).
+    pub payload_len: u32,
+}
+
+impl Segment<'_> {
+    /// seq + payload + SYN + FIN (`segment_seq_plus_len`).
+    fn end(&self) -> u32 {
+        self.hdr
+            .seq
+            .wrapping_add(self.payload_len)
+            .wrapping_add(self.hdr.has(TCP_SYN) as u32)
+            .wrapping_add(self.hdr.has(TCP_FIN) as u32)
+    }
+}
+
+/// Tracker settings (Linux's `nf_conntrack_tcp_*` sysctls).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpConfig {
+    /// `nf_conntrack_tcp_be_liberal`: only out-of-window RSTs are invalid.
+    pub be_liberal: bool,
+    /// `nf_conntrack_tcp_loose`: pick up connections already established.
+    pub loose: bool,
+    /// `nf_conntrack_tcp_max_retrans`: retransmissions before the shorter
+    /// "retrans" timeout applies.
+    pub max_retrans: u8,
+    pub timeouts: TcpTimeouts,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            be_liberal: false,
+            loose: true,
+            max_retrans: 3,
+            timeouts: TcpTimeouts::default(),
+        }
+    }
+}
+
+/// What the tracker decided for a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpVerdict {
+    /// In window: refresh the timeout to `timeout` seconds, set ASSURED if
+    /// `assured`.
+    Accept { timeout: u32, assured: bool },
+    /// Accepted but the timeout is not renewed (a retransmitted SYN).
+    AcceptNoRefresh,
+    /// Let through without touching the state: we may be out of sync.
+    Ignore,
+    /// Invalid; `shrink_to` shortens a stale assured connection's timeout.
+    Invalid {
+        reason: &'static str,
+        shrink_to: Option<u32>,
+    },
+    /// Accepted, then the connection is deleted (an RST before any reply).
+    Kill,
+    /// A SYN reopening a closed connection: delete it and track the SYN as new.
+    Reopen,
+}
+
+#[inline]
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[inline]
+fn after(a: u32, b: u32) -> bool {
+    before(b, a)
+}
+
+/// Linux's `tcp_valid_flags`: the combinations of FIN, SYN, RST, ACK and URG
+/// that a real stack sends (PSH, ECE and CWR are always allowed).
+fn valid_flags(flags: u8) -> bool {
+    let f = flags & !(TCP_ECE | TCP_CWR | TCP_PSH);
+    matches!(
+        f,
+        x if x == TCP_SYN
+            || x == TCP_SYN | TCP_URG
+            || x == TCP_SYN | TCP_ACK
+            || x == TCP_RST
+            || x == TCP_RST | TCP_ACK
+            || x == TCP_FIN | TCP_ACK
+            || x == TCP_FIN | TCP_ACK | TCP_URG
+            || x == TCP_ACK
+            || x == TCP_ACK | TCP_URG
+    )
+}
+
+/// `tcp_error`'s flag check; the header-length checks are the parser's.
+pub fn check_flags(hdr: &TcpHeader<'_>) -> Result<(), &'static str> {
+    if valid_flags(hdr.flags) {
+        Ok(())
+    } else {
+        Err("tcp-invalid-flags")
+    }
+}
+
+/// Reads window scale and SACK-permitted from the options (`tcp_options`).
+fn read_options(options: &[u8], peer: &mut TcpPeer) {
+    peer.td_scale = 0;
+    peer.flags &= BE_LIBERAL;
+    let mut o = options;
+    while let Some((&kind, rest)) = o.split_first() {
+        match kind {
+            0 => return,
+            1 => o = rest,
+            _ => {
+                let Some(&size) = rest.first() else { return };
+                let size = size as usize;
+                if size < 2 || size > o.len() {
+                    return; // silly or partial option
+                }
+                if kind == 4 && size == 2 {
+                    peer.flags |= SACK_PERM;
+                } else if kind == 3 && size == 3 {
+                    peer.td_scale = o[2].min(MAX_WSCALE);
+                    peer.flags |= WINDOW_SCALE;
+                }
+                o = &o[size..];
+            }
+        }
+    }
+}
+
+/// The highest right edge among SACK blocks, if above `sack` (`tcp_sack`).
+fn highest_sack(options: &[u8], mut sack: u32) -> u32 {
+    // The common timestamp-only layout carries no SACK.
+    if options.len() == 12 && options[..4] == [1, 1, 8, 10] {
+        return sack;
+    }
+    let mut o = options;
+    while let Some((&kind, rest)) = o.split_first() {
+        match kind {
+            0 => break,
+            1 => o = rest,
+            _ => {
+                let Some(&size) = rest.first() else { break };
+                let size = size as usize;
+                if size < 2 || size > o.len() {
+                    break;
+                }
+                if kind == 5 && size >= 10 && (size - 2) % 8 == 0 {
+                    for block in o[2..size].chunks_exact(8) {
+                        let right = u32::from_be_bytes(block[4..8].try_into().unwrap());
+                        if after(right, sack) {
+                            sack = right;
+                        }
+                    }
+                    break;
+                }
+                o = &o[size..];
+            }
+        }
+    }
+    sack
+}
+
+/// The outcome of the window check (`enum nf_ct_tcp_action`).
+enum Window {
+    Accept,
+    Ignore,
+    Invalid(&'static str),
+}
+
+impl TcpConn {
+    /// `tcp_new`: a connection from its first segment, or `None` when that
+    /// segment cannot open one (then the packet is INVALID).
+    pub fn new(seg: &Segment<'_>, cfg: &TcpConfig) -> Option<TcpConn> {
+        let index = FlagSet::of(seg.hdr.flags);
+        let mut c = TcpConn {
+            state: TcpState::None,
+            seen: [TcpPeer::default(); 2],
+            last_dir: Dir::Original,
+            retrans: 0,
+            last_index: FlagSet::None,
+            last_wscale: 0,
+            last_flags: 0,
+            last_win: 0,
+            last_seq: 0,
+            last_ack: 0,
+            last_end: 0,
+        };
+        let s = &mut c.seen[0];
+        s.td_end = seg.end();
+        s.td_maxwin = u32::from(seg.hdr.window).max(1);
+        match TRANSITIONS[0][index as usize][0] {
+            Next::To(TcpState::SynSent) => {
+                s.td_maxend = s.td_end;
+                read_options(seg.hdr.options, s);
+            }
+            Next::To(_) if cfg.loose => {
+                // Mid-stream pickup: the history is lost, so assume SACK and
+                // be liberal, since the window scale was never seen.
+                s.td_maxend = s.td_end.wrapping_add(s.td_maxwin);
+                c.seen[0].flags = SACK_PERM | BE_LIBERAL;
+                c.seen[1].flags = SACK_PERM | BE_LIBERAL;
+            }
+            _ => return None,
+        }
+        Some(c)
+    }
+
+    /// `nf_conntrack_tcp_packet`: tracks one segment of this connection.
+    /// `seen_reply` and `assured` are the connection's status bits.
+    pub fn packet(
+        &mut self,
+        dir: Dir,
+        seg: &Segment<'_>,
+        seen_reply: bool,
+        assured: bool,
+        cfg: &TcpConfig,
+    ) -> TcpVerdict {
+        let t = &cfg.timeouts;
+        let index = FlagSet::of(seg.hdr.flags);
+        let d = dir.index();
+        let mut old = self.state;
+        let next = TRANSITIONS[d][index as usize][old as usize];
+        let mut new = match next {
+            Next::To(s) => s,
+            _ => old,
+        };
+        let mut check_window = true;
+        let mut ignore = next == IG;
+        match next {
+            Next::To(TcpState::SynSent) if old >= TcpState::TimeWait => {
+                // RFC 1122: a SYN may reopen a connection in TIME_WAIT. If
+                // either end began closing, or this side reset it, the old
+                // connection is gone: delete it and track the SYN afresh.
+                let closing = (self.seen[0].flags | self.seen[1].flags) & CLOSE_INIT != 0;
+                if closing || (self.last_dir == dir && self.last_index == FlagSet::Rst) {
+                    return TcpVerdict::Reopen;
+                }
+                ignore = true;
+            }
+            Next::Invalid => {
+                return TcpVerdict::Invalid {
+                    reason: "tcp-invalid-state-transition",
+                    shrink_to: None,
+                }
+            }
+            Next::To(TcpState::TimeWait)
+                if old == TcpState::LastAck
+                    && index == FlagSet::Ack
+                    && self.last_dir != dir
+                    && self.last_index == FlagSet::Syn
+                    && self.last_flags & EXP_CHALLENGE_ACK != 0 =>
+            {
+                // An RFC 5961 challenge ACK answering a spurious SYN does not
+                // acknowledge the last FIN.
+                self.last_flags &= !EXP_CHALLENGE_ACK;
+                return TcpVerdict::Ignore;
+            }
+            Next::To(TcpState::SynSent2) => self.last_flags |= SIMULTANEOUS_OPEN,
+            Next::To(TcpState::SynRecv)
+                if dir == Dir::Reply
+                    && index == FlagSet::Ack
+                    && self.last_flags & SIMULTANEOUS_OPEN != 0 =>
+            {
+                new = TcpState::Established;
+            }
+            Next::To(TcpState::Close) if index == FlagSet::Rst => {
+                match self.check_rst(dir, seg, old, seen_reply, assured, cfg) {
+                    RstCheck::Invalid => {
+                        return TcpVerdict::Invalid {
+                            reason: "tcp-invalid-rst",
+                            shrink_to: None,
+                        }
+                    }
+                    RstCheck::SkipWindow => check_window = false,
+                    RstCheck::KeepState => new = old,
+                    RstCheck::Normal => {}
+                }
+            }
+            _ => {}
+        }
+        if ignore {
+            if index == FlagSet::SynAck
+                && self.last_index == FlagSet::Syn
+                && self.last_dir != dir
+                && seg.hdr.ack == self.last_end
+            {
+                // This SYN/ACK answers a SYN we ignored: both ends are in
+                // sync and we are not. Resynchronise from that SYN.
+                old = TcpState::SynSent;
+                new = TcpState::SynRecv;
+                let l = self.last_dir.index();
+                self.seen[l].td_end = self.last_end;
+                self.seen[l].td_maxend = self.last_end;
+                self.seen[l].td_maxwin = u32::from(self.last_win).max(1);
+                self.seen[l].td_scale = self.last_wscale;
+                self.last_flags &= !EXP_CHALLENGE_ACK;
+                self.seen[l].flags = self.last_flags;
+                let me = &mut self.seen[d];
+                *me = TcpPeer {
+                    flags: me.flags & BE_LIBERAL,
+                    ..TcpPeer::default()
+                };
+            } else {
+                self.note_ignored(dir, index, seg, old);
+                return TcpVerdict::Ignore;
+            }
+        }
+        if check_window {
+            match self.in_window(dir, index, seg, cfg.be_liberal) {
+                Window::Accept => {}
+                Window::Ignore => return TcpVerdict::Ignore,
+                Window::Invalid(reason) => {
+                    return TcpVerdict::Invalid {
+                        reason,
+                        shrink_to: self.stale_timeout(dir, index, assured, t),
+                    }
+                }
+            }
+        }
+        // From here on the segment is in window.
+        self.last_index = index;
+        self.last_dir = dir;
+        self.state = new;
+        if old != new && new == TcpState::FinWait {
+            self.seen[d].flags |= CLOSE_INIT;
+        }
+        let mut timeout = if self.retrans >= cfg.max_retrans && t.get(new) > t.retrans {
+            t.retrans
+        } else if index == FlagSet::Rst {
+            t.close
+        } else if (self.seen[0].flags | self.seen[1].flags) & DATA_UNACKNOWLEDGED != 0
+            && t.get(new) > t.unacknowledged
+        {
+            t.unacknowledged
+        } else if self.last_win == 0 && t.get(new) > t.retrans {
+            t.retrans
+        } else {
+            t.get(new)
+        };
+        if !seen_reply {
+            // An RST as the only answer: no connection was ever established.
+            if seg.hdr.has(TCP_RST) {
+                return TcpVerdict::Kill;
+            }
+            // A retransmitted SYN does not renew the timeout, or port reuse
+            // could keep the entry alive for ever.
+            if index == FlagSet::Syn && old == TcpState::SynSent {
+                return TcpVerdict::AcceptNoRefresh;
+            }
+            // A picked-up connection without a reply gets no long timeout.
+            if new == TcpState::Established && timeout > t.unacknowledged {
+                timeout = t.unacknowledged;
+            }
+            return TcpVerdict::Accept {
+                timeout,
+                assured: false,
+            };
+        }
+        let assure = !assured
+            && matches!(old, TcpState::SynRecv | TcpState::Established)
+            && new == TcpState::Established;
+        TcpVerdict::Accept {
+            timeout,
+            assured: assure,
+        }
+    }
+
+    /// Remembers an ignored segment, to resynchronise on its answer.
+    fn note_ignored(&mut self, dir: Dir, index: FlagSet, seg: &Segment<'_>, old: TcpState) {
+        self.last_index = index;
+        self.last_dir = dir;
+        self.last_seq = seg.hdr.seq;
+        self.last_end = seg.end();
+        self.last_win = seg.hdr.window;
+        if index == FlagSet::Syn && dir == Dir::Original {
+            let mut peer = TcpPeer::default();
+            read_options(seg.hdr.options, &mut peer);
+            self.last_flags = 0;
+            self.last_wscale = 0;
+            if peer.flags & WINDOW_SCALE != 0 {
+                self.last_flags |= WINDOW_SCALE;
+                self.last_wscale = peer.td_scale;
+            }
+            if peer.flags & SACK_PERM != 0 {
+                self.last_flags |= SACK_PERM;
+            }
+            // In LAST_ACK the answer may be an RFC 5961 challenge ACK.
+            if old == TcpState::LastAck {
+                self.last_flags |= EXP_CHALLENGE_ACK;
+            }
+        }
+        if old == TcpState::SynSent && index == FlagSet::Ack && dir == Dir::Reply {
+            self.last_ack = seg.hdr.ack;
+        }
+    }
+
+    fn check_rst(
+        &self,
+        dir: Dir,
+        seg: &Segment<'_>,
+        old: TcpState,
+        seen_reply: bool,
+        assured: bool,
+        cfg: &TcpConfig,
+    ) -> RstCheck {
+        // Closing already: the tuple may have been reused, skip the checks.
+        if matches!(
+            self.state,
+            TcpState::FinWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+                | TcpState::CloseWait
+        ) {
+            return RstCheck::SkipWindow;
+        }
+        let peer = &self.seen[dir.other().index()];
+        let established = self.state == TcpState::Established && assured;
+        let mut verdict = RstCheck::Normal;
+        if peer.flags & MAXACK_SET != 0 && self.last_index != FlagSet::Syn {
+            let seq = seg.hdr.seq;
+            if seq == 0 && !established {
+                return RstCheck::Normal;
+            }
+            // RFC 5961 3.2: an RST must carry the sequence number the peer
+            // expects; one below it is a blind reset.
+            if before(seq, peer.td_maxack) && !cfg.be_liberal {
+                return RstCheck::Invalid;
+            }
+            if !established || seq == peer.td_maxack {
+                return RstCheck::Normal;
+            }
+            if self.last_index == FlagSet::Ack && self.last_dir == dir && seq == self.last_end {
+                return RstCheck::Normal;
+            }
+            // Not an exact match: keep the state so a challenge ACK can
+            // settle it.
+            verdict = RstCheck::KeepState;
+        }
+        if ((seen_reply && self.last_index == FlagSet::Syn)
+            || (!assured && self.last_index == FlagSet::Ack))
+            && seg.hdr.ack == self.last_end
+        {
+            // The RST answers a SYN or ACK we let through while out of sync.
+            return RstCheck::SkipWindow;
+        }
+        if old == TcpState::SynSent
+            && self.last_index == FlagSet::Ack
+            && self.last_dir == Dir::Reply
+            && seg.hdr.seq == self.last_ack
+        {
+            // Reset answering a challenge ACK we let through.
+            return RstCheck::SkipWindow;
+        }
+        verdict
+    }
+
+    /// `nf_tcp_handle_invalid`: FIN or RST out of window in both directions
+    /// of an assured connection means the ends have moved on; shorten its
+    /// timeout to the "unacknowledged" one rather than keep it for days.
+    fn stale_timeout(
+        &mut self,
+        dir: Dir,
+        index: FlagSet,
+        assured: bool,
+        t: &TcpTimeouts,
+    ) -> Option<u32> {
+        if !assured || !matches!(index, FlagSet::Rst | FlagSet::Fin) {
+            return None;
+        }
+        if self.last_dir != dir && matches!(self.last_index, FlagSet::Fin | FlagSet::Rst) {
+            Some(t.unacknowledged)
+        } else {
+            self.last_index = index;
+            self.last_dir = dir;
+            None
+        }
+    }
+
+    /// `tcp_in_window`: checks the segment against what each end has
+    /// announced, and learns from it.
+    fn in_window(&mut self, dir: Dir, index: FlagSet, seg: &Segment<'_>, liberal: bool) -> Window {
+        let d = dir.index();
+        let state = self.state;
+        let h = &seg.hdr;
+        let (lo, hi) = self.seen.split_at_mut(1);
+        let (sender, receiver) = if d == 0 {
+            (&mut lo[0], &mut hi[0])
+        } else {
+            (&mut hi[0], &mut lo[0])
+        };
+        let liberal = liberal || sender.flags & BE_LIBERAL != 0;
+        let mut seq = h.seq;
+        let mut ack = h.ack;
+        let mut sack = ack;
+        let mut end = seg.end();
+        let win_raw = h.window;
+        let mut win = u32::from(win_raw);
+        if receiver.flags & SACK_PERM != 0 {
+            sack = highest_sack(h.options, sack);
+        }
+
+        if sender.td_maxwin == 0 {
+            if h.has(TCP_SYN) {
+                init_sender(sender, receiver, h, end, win, dir);
+                if !h.has(TCP_ACK) {
+                    return Window::Accept; // simultaneous open
+                }
+            } else {
+                // Mid-connection: take what the segment says.
+                sender.td_end = end;
+                let swin = win << sender.td_scale;
+                sender.td_maxwin = swin.max(1);
+                sender.td_maxend = end.wrapping_add(sender.td_maxwin);
+                if receiver.td_maxwin == 0 {
+                    // Nothing seen the other way yet: let III and IV pass.
+                    receiver.td_end = sack;
+                    receiver.td_maxend = sack;
+                } else if sack == receiver.td_end.wrapping_add(1) {
+                    receiver.td_end = receiver.td_end.wrapping_add(1); // keepalive answer
+                }
+            }
+        } else if h.has(TCP_SYN)
+            && after(end, sender.td_end)
+            && matches!(state, TcpState::SynSent | TcpState::SynRecv)
+        {
+            // RFC 793: a reinitialised end only has to use larger sequence
+            // numbers. Start this direction again.
+            init_sender(sender, receiver, h, end, win, dir);
+            if dir == Dir::Reply && !h.has(TCP_ACK) {
+                return Window::Accept;
+            }
+        }
+
+        if !h.has(TCP_ACK) {
+            ack = receiver.td_end;
+            sack = ack;
+        } else if h.flags & (TCP_ACK | TCP_RST) == TCP_ACK | TCP_RST && ack == 0 {
+            // Stacks that set ACK with a zero value in RSTs.
+            ack = receiver.td_end;
+            sack = ack;
+        }
+        if h.has(TCP_RST) && seq == 0 && state == TcpState::SynSent {
+            // An RST answering our SYN.
+            seq = sender.td_end;
+            end = seq;
+        }
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WINDOW);
+        let verdict = |w: Window| if liberal { Window::Accept } else { w };
+
+        // I. Upper bound for valid data: seq <= sender.td_maxend.
+        if !before(seq, sender.td_maxend.wrapping_add(1)) {
+            let overshot = end.wrapping_sub(sender.td_maxend).wrapping_add(1);
+            let ack_ok = after(
+                sack,
+                receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1),
+            );
+            let in_recv_win = receiver.td_maxwin != 0
+                && after(
+                    end,
+                    sender
+                        .td_end
+                        .wrapping_sub(receiver.td_maxwin)
+                        .wrapping_sub(1),
+                );
+            if in_recv_win
+                && ack_ok
+                && overshot <= receiver.td_maxwin
+                && before(sack, receiver.td_end.wrapping_add(1))
+            {
+                // A stack sending a little more than the window allows: note
+                // the data so the peer's ACK of it is not out of bounds later.
+                sender.td_end = end;
+                sender.flags |= DATA_UNACKNOWLEDGED;
+                return verdict(Window::Ignore);
+            }
+            return verdict(Window::Invalid("tcp-seq-over-upper-bound"));
+        }
+        // III. Upper bound for valid (s)ack: sack <= receiver.td_end.
+        if !before(sack, receiver.td_end.wrapping_add(1)) {
+            return verdict(Window::Invalid("tcp-ack-over-upper-bound"));
+        }
+        // II. Lower bound for valid data: end >= sender.td_end - receiver.td_maxwin.
+        let in_recv_win = receiver.td_maxwin == 0
+            || after(
+                end,
+                sender
+                    .td_end
+                    .wrapping_sub(receiver.td_maxwin)
+                    .wrapping_sub(1),
+            );
+        if !in_recv_win {
+            return verdict(Window::Ignore);
+        }
+        // IV. Lower bound for valid (s)ack.
+        if !after(
+            sack,
+            receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1),
+        ) {
+            return verdict(Window::Ignore);
+        }
+
+        // RFC 7323: windows in SYNs are never scaled.
+        if !h.has(TCP_SYN) {
+            win <<= sender.td_scale;
+        }
+        let swin = win.wrapping_add(sack.wrapping_sub(ack));
+        if sender.td_maxwin < swin {
+            sender.td_maxwin = swin;
+        }
+        if after(end, sender.td_end) {
+            sender.td_end = end;
+            sender.flags |= DATA_UNACKNOWLEDGED;
+        }
+        if h.has(TCP_ACK) {
+            if sender.flags & MAXACK_SET == 0 {
+                sender.td_maxack = ack;
+                sender.flags |= MAXACK_SET;
+            } else if after(ack, sender.td_maxack) {
+                sender.td_maxack = ack;
+            }
+        }
+        if receiver.td_maxwin != 0 && after(end, sender.td_maxend) {
+            receiver.td_maxwin = receiver
+                .td_maxwin
+                .wrapping_add(end.wrapping_sub(sender.td_maxend));
+        }
+        if after(sack.wrapping_add(win), receiver.td_maxend.wrapping_sub(1)) {
+            receiver.td_maxend = sack.wrapping_add(win);
+            if win == 0 {
+                receiver.td_maxend = receiver.td_maxend.wrapping_add(1);
+            }
+        }
+        if ack == receiver.td_end {
+            receiver.flags &= !DATA_UNACKNOWLEDGED;
+        }
+
+        // Count retransmissions: the same ACK segment again.
+        if index == FlagSet::Ack {
+            if self.last_dir == dir
+                && self.last_seq == seq
+                && self.last_ack == ack
+                && self.last_end == end
+                && self.last_win == win_raw
+            {
+                self.retrans = self.retrans.saturating_add(1);
+            } else {
+                self.last_dir = dir;
+                self.last_seq = seq;
+                self.last_ack = ack;
+                self.last_end = end;
+                self.last_win = win_raw;
+                self.retrans = 0;
+            }
+        }
+        Window::Accept
+    }
+
+    /// Whether early drop may take this connection though it is assured
+    /// (`tcp_can_early_drop`): it is closing anyway.
+    pub fn can_early_drop(&self) -> bool {
+        matches!(
+            self.state,
+            TcpState::FinWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+                | TcpState::CloseWait
+        )
+    }
+}
+
+enum RstCheck {
+    Normal,
+    Invalid,
+    SkipWindow,
+    KeepState,
+}
+
+/// `tcp_init_sender`: a SYN or SYN/ACK (re)starts this direction.
+fn init_sender(
+    sender: &mut TcpPeer,
+    receiver: &mut TcpPeer,
+    h: &TcpHeader<'_>,
+    end: u32,
+    win: u32,
+    dir: Dir,
+) {
+    sender.td_end = end;
+    sender.td_maxend = end;
+    sender.td_maxwin = win.max(1);
+    read_options(h.options, sender);
+    // RFC 7323: scaling is on only if both ends offered it.
+    if dir == Dir::Reply
+        && !(sender.flags & WINDOW_SCALE != 0 && receiver.flags & WINDOW_SCALE != 0)
+    {
+        sender.td_scale = 0;
+        receiver.td_scale = 0;
+    }
+}

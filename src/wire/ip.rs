@@ -1,0 +1,324 @@
+//! IPv4 and IPv6 headers, IPv6 extension headers, and the walk from a link
+//! header down to the transport header.
+//!
+//! Lengths come from the IP headers, not from the capture: a frame cut short
+//! by a capture's snap length is described as the wire carried it, and only
+//! the bytes actually present are ever read.
+
+use super::{ethernet, Error};
+
+/// IP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L3 {
+    V4,
+    V6,
+}
+
+/// An IPv4 address (in the low 4 bytes) or an IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    pub fn v4(o: [u8; 4]) -> Addr {
+        let mut a = [0u8; 16];
+        a[12..].copy_from_slice(&o);
+        Addr(a)
+    }
+
+    pub fn from_std(ip: std::net::IpAddr) -> Addr {
+        match ip {
+            std::net::IpAddr::V4(v4) => Addr::v4(v4.octets()),
+            std::net::IpAddr::V6(v6) => Addr(v6.octets()),
+        }
+    }
+
+    pub fn display(&self, l3: L3) -> std::net::IpAddr {
+        match l3 {
+            L3::V4 => std::net::IpAddr::from([self.0[12], self.0[13], self.0[14], self.0[15]]),
+            L3::V6 => std::net::IpAddr::from(self.0),
+        }
+    }
+}
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+const EXT_HOP_BY_HOP: u8 = 0;
+const EXT_ROUTING: u8 = 43;
+const EXT_FRAGMENT: u8 = 44;
+const EXT_AH: u8 = 51;
+const EXT_DEST_OPTS: u8 = 60;
+const EXT_MOBILITY: u8 = 135;
+const EXT_HIP: u8 = 139;
+const EXT_SHIM6: u8 = 140;
+
+/// Where a packet sits among the fragments of its datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not fragmented.
+    Whole,
+    /// First fragment: the transport header is there.
+    First,
+    /// A later fragment: no transport header.
+    Later,
+}
+
+/// An IP packet, down to its transport header.
+#[derive(Debug, Clone, Copy)]
+pub struct IpPacket<'a> {
+    pub l3: L3,
+    pub src: Addr,
+    pub dst: Addr,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    pub fragment: Fragment,
+    /// Length of the IP packet on the wire (header included).
+    pub wire_len: usize,
+    /// Offset of the transport header from the start of the IP header.
+    pub l4_offset: usize,
+    /// The IP header bytes (for checksum checks).
+    pub header: &'a [u8],
+    /// The captured transport bytes (possibly fewer than the wire carried,
+    /// never more than the IP length says).
+    pub l4: &'a [u8],
+}
+
+impl IpPacket<'_> {
+    /// Length of the transport segment on the wire.
+    pub fn l4_wire_len(&self) -> usize {
+        self.wire_len - self.l4_offset
+    }
+}
+
+/// Parses an IP packet at the start of `data`. `wire_avail` is how many
+/// bytes of it the wire carried (`data.len()` unless the capture cut it).
+/// `lax` accepts a packet whose total length exceeds what is there, as the
+/// copy of the offending packet inside an ICMP error usually is.
+pub fn parse_ip(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>, Error> {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => parse_ipv4(data, wire_avail, lax),
+        Some(6) => parse_ipv6(data, wire_avail, lax),
+        Some(_) => Err(Error::BadIpVersion),
+        None => Err(Error::TruncatedIp),
+    }
+}
+
+fn parse_ipv4(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>, Error> {
+    if data.len() < 20 {
+        return Err(Error::TruncatedIp);
+    }
+    let ihl = (data[0] & 0x0f) as usize * 4;
+    if ihl < 20 {
+        return Err(Error::BadIpHeaderLength);
+    }
+    if data.len() < ihl {
+        return Err(Error::TruncatedIp);
+    }
+    let total = u16::from_be_bytes([data[2], data[3]]) as usize;
+    if total < ihl {
+        return Err(Error::BadIpTotalLength);
+    }
+    // RFC 791 total length must fit in what the link delivered (Linux's
+    // ip_rcv_core drops the packet otherwise). An ICMP error's quoted packet
+    // is cut short by design, so there it is checked laxly.
+    if total > wire_avail && !lax {
+        return Err(Error::BadIpTotalLength);
+    }
+    let frag = u16::from_be_bytes([data[6], data[7]]);
+    let (more, offset) = (frag & 0x2000 != 0, frag & 0x1fff);
+    let fragment = match (offset, more) {
+        (0, false) => Fragment::Whole,
+        (0, true) => Fragment::First,
+        _ => Fragment::Later,
+    };
+    let end = total.min(data.len());
+    Ok(IpPacket {
+        l3: L3::V4,
+        src: Addr::v4(data[12..16].try_into().unwrap()),
+        dst: Addr::v4(data[16..20].try_into().unwrap()),
+        proto: data[9],
+        fragment,
+        wire_len: total,
+        l4_offset: ihl,
+        header: &data[..ihl],
+        l4: &data[ihl..end],
+    })
+}
+
+fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>, Error> {
+    if data.len() < 40 {
+        return Err(Error::TruncatedIp);
+    }
+    let payload = u16::from_be_bytes([data[4], data[5]]) as usize;
+    // A zero payload length means a jumbogram (RFC 2675), which needs a
+    // hop-by-hop jumbo option; ctfwd does not track jumbograms.
+    if payload == 0 && data[6] != 59 {
+        return Err(Error::BadIpTotalLength);
+    }
+    let total = 40 + payload;
+    if total > wire_avail && !lax {
+        return Err(Error::BadIpTotalLength);
+    }
+    let end = total.min(data.len());
+    let mut next = data[6];
+    let mut off = 40;
+    let mut fragment = Fragment::Whole;
+    // Walk the extension headers (RFC 8200 section 4), each bounded by the
+    // bytes present and by the payload length.
+    loop {
+        match next {
+            EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS | EXT_MOBILITY | EXT_HIP | EXT_SHIM6 => {
+                let h = data.get(off..off + 2).ok_or(Error::TruncatedExtHeader)?;
+                let len = (h[1] as usize + 1) * 8;
+                if off + len > end {
+                    return Err(Error::TruncatedExtHeader);
+                }
+                next = h[0];
+                off += len;
+            }
+            EXT_AH => {
+                let h = data.get(off..off + 2).ok_or(Error::TruncatedExtHeader)?;
+                let len = (h[1] as usize + 2) * 4;
+                if off + len > end {
+                    return Err(Error::TruncatedExtHeader);
+                }
+                next = h[0];
+                off += len;
+            }
+            EXT_FRAGMENT => {
+                let h = data.get(off..off + 8).ok_or(Error::TruncatedExtHeader)?;
+                if off + 8 > end {
+                    return Err(Error::TruncatedExtHeader);
+                }
+                if fragment != Fragment::Whole {
+                    return Err(Error::NestedFragment);
+                }
+                let fo = u16::from_be_bytes([h[2], h[3]]);
+                let (offset, more) = (fo >> 3, fo & 1 != 0);
+                fragment = match (offset, more) {
+                    // An atomic fragment (RFC 6946) is a whole packet.
+                    (0, false) => Fragment::Whole,
+                    (0, true) => Fragment::First,
+                    _ => Fragment::Later,
+                };
+                next = h[0];
+                off += 8;
+                if fragment == Fragment::Later {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    Ok(IpPacket {
+        l3: L3::V6,
+        src: Addr(data[8..24].try_into().unwrap()),
+        dst: Addr(data[24..40].try_into().unwrap()),
+        proto: next,
+        fragment,
+        wire_len: total,
+        l4_offset: off,
+        header: &data[..40],
+        l4: &data[off.min(end)..end],
+    })
+}
+
+/// Link-layer framings of captured packets (pcap LINKTYPE_ values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    Ethernet,
+    /// Raw IPv4 or IPv6, version from the first nibble.
+    RawIp,
+    /// Linux cooked capture v1 (16-byte header).
+    LinuxSll,
+    /// Linux cooked capture v2 (20-byte header).
+    LinuxSll2,
+    /// BSD loopback, address family in host order (LINKTYPE_NULL).
+    Null,
+    /// OpenBSD loopback, address family in network order (LINKTYPE_LOOP).
+    Loop,
+}
+
+impl LinkType {
+    /// From a pcap/pcapng link type number.
+    pub fn from_linktype(lt: u32) -> Option<LinkType> {
+        Some(match lt {
+            1 => LinkType::Ethernet,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            // DLT_RAW is 12 or 14 on some platforms; 101 is LINKTYPE_RAW;
+            // 228 and 229 are LINKTYPE_IPV4 and LINKTYPE_IPV6.
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            _ => return None,
+        })
+    }
+}
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    /// An IP packet.
+    Ip(IpPacket<'a>),
+    /// Not IP (ARP, LLDP, ...): the EtherType.
+    NotIp(u16),
+}
+
+/// Parses a frame of `link` type. `wire_len` is the frame's length on the
+/// wire (`data.len()` unless a capture cut it).
+pub fn parse_frame(link: LinkType, data: &[u8], wire_len: usize) -> Result<Frame<'_>, Error> {
+    let (ethertype, off) = match link {
+        LinkType::Ethernet => ethernet::payload(data)?,
+        LinkType::RawIp => {
+            return parse_ip(data, wire_len, false).map(Frame::Ip);
+        }
+        LinkType::LinuxSll => {
+            let h = data.get(..16).ok_or(Error::TruncatedLink)?;
+            (u16::from_be_bytes([h[14], h[15]]), 16)
+        }
+        LinkType::LinuxSll2 => {
+            let h = data.get(..20).ok_or(Error::TruncatedLink)?;
+            (u16::from_be_bytes([h[0], h[1]]), 20)
+        }
+        LinkType::Null | LinkType::Loop => {
+            let h: [u8; 4] = data
+                .get(..4)
+                .ok_or(Error::TruncatedLink)?
+                .try_into()
+                .unwrap();
+            let family = if link == LinkType::Loop {
+                u32::from_be_bytes(h)
+            } else {
+                // Host order of the capturing machine: accept either.
+                let le = u32::from_le_bytes(h);
+                if le < 256 {
+                    le
+                } else {
+                    u32::from_be_bytes(h)
+                }
+            };
+            let ethertype = match family {
+                2 => 0x0800,
+                10 | 24 | 28 | 30 => 0x86dd,
+                _ => 0,
+            };
+            (ethertype, 4)
+        }
+    };
+    match ethertype {
+        0x0800 | 0x86dd => {
+            let ip = &data[off..];
+            let avail = wire_len.saturating_sub(off);
+            let pkt = parse_ip(ip, avail, false)?;
+            let want = if ethertype == 0x0800 { L3::V4 } else { L3::V6 };
+            if pkt.l3 != want {
+                return Err(Error::BadIpVersion);
+            }
+            Ok(Frame::Ip(pkt))
+        }
+        other => Ok(Frame::NotIp(other)),
+    }
+}

@@ -1,0 +1,113 @@
+//! Transport headers: TCP, UDP, ICMP and ICMPv6.
+
+use super::Error;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+pub const TCP_ECE: u8 = 0x40;
+pub const TCP_CWR: u8 = 0x80;
+
+/// A TCP header with its options.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpHeader<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    /// Header length (data offset x 4).
+    pub header_len: usize,
+    /// The option bytes (header_len - 20 of them).
+    pub options: &'a [u8],
+}
+
+impl<'a> TcpHeader<'a> {
+    /// Parses the header at the start of `l4`. The whole header, options
+    /// included, must be present (Linux's tcp_error: "truncated packet").
+    pub fn parse(l4: &'a [u8]) -> Result<Self, Error> {
+        if l4.len() < 20 {
+            return Err(Error::TruncatedTcp);
+        }
+        let header_len = (l4[12] >> 4) as usize * 4;
+        if header_len < 20 {
+            return Err(Error::BadTcpDataOffset);
+        }
+        if l4.len() < header_len {
+            return Err(Error::TruncatedTcp);
+        }
+        Ok(TcpHeader {
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            seq: u32::from_be_bytes(l4[4..8].try_into().unwrap()),
+            ack: u32::from_be_bytes(l4[8..12].try_into().unwrap()),
+            flags: l4[13],
+            window: u16::from_be_bytes([l4[14], l4[15]]),
+            header_len,
+            options: &l4[20..header_len],
+        })
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// A UDP header.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpHeader {
+    pub sport: u16,
+    pub dport: u16,
+    pub length: u16,
+    pub checksum: u16,
+}
+
+impl UdpHeader {
+    /// Parses the header; `wire_len` is the UDP length the IP header gives.
+    /// The UDP length field must agree with it (Linux's udp_error:
+    /// "truncated/malformed packet" when it exceeds it or is below 8).
+    pub fn parse(l4: &[u8], wire_len: usize, lax: bool) -> Result<Self, Error> {
+        if l4.len() < 8 {
+            return Err(Error::TruncatedUdp);
+        }
+        let h = UdpHeader {
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            length: u16::from_be_bytes([l4[4], l4[5]]),
+            checksum: u16::from_be_bytes([l4[6], l4[7]]),
+        };
+        if !lax && (usize::from(h.length) > wire_len || h.length < 8) {
+            return Err(Error::BadUdpLength);
+        }
+        Ok(h)
+    }
+}
+
+/// The first 8 bytes of an ICMP or ICMPv6 message.
+#[derive(Debug, Clone, Copy)]
+pub struct IcmpHeader<'a> {
+    pub ty: u8,
+    pub code: u8,
+    /// Identifier of query messages (echo, timestamp, ...).
+    pub id: u16,
+    /// What follows the 8-byte header (for errors, the offending packet).
+    pub body: &'a [u8],
+}
+
+impl<'a> IcmpHeader<'a> {
+    pub fn parse(l4: &'a [u8]) -> Result<Self, Error> {
+        if l4.len() < 8 {
+            return Err(Error::TruncatedIcmp);
+        }
+        Ok(IcmpHeader {
+            ty: l4[0],
+            code: l4[1],
+            id: u16::from_be_bytes([l4[4], l4[5]]),
+            body: &l4[8..],
+        })
+    }
+}
