@@ -1,9 +1,175 @@
 //! Frames built from scratch with correct checksums, for the demo's sample
-//! traffic, the end-to-end tests and the benchmarks' generators.
+//! traffic, the tests and the benchmarks' generators.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+
+const MAC_A: MacAddr = MacAddr([0x02, 0x18, 0, 0, 0, 1]);
+const MAC_B: MacAddr = MacAddr([0x02, 0x19, 0, 0, 0, 1]);
+
+/// A TCP segment's header fields.
+#[derive(Debug, Clone, Default)]
+pub struct Tcp {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    /// Raw option bytes; padded to a multiple of 4 with EOL.
+    pub options: Vec<u8>,
+}
+
+impl Tcp {
+    pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
+        let mut opts = self.options.clone();
+        while opts.len() % 4 != 0 {
+            opts.push(0);
+        }
+        let hl = 20 + opts.len();
+        let mut b = Vec::with_capacity(hl + payload.len());
+        b.extend_from_slice(&self.sport.to_be_bytes());
+        b.extend_from_slice(&self.dport.to_be_bytes());
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        b.extend_from_slice(&self.ack.to_be_bytes());
+        b.push(((hl / 4) as u8) << 4);
+        b.push(self.flags);
+        b.extend_from_slice(&self.window.to_be_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(&opts);
+        b.extend_from_slice(payload);
+        b
+    }
+}
+
+/// A UDP datagram (checksum filled in by [`ip_frame`]).
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(8 + payload.len());
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// An ICMP or ICMPv6 message: type, code, identifier, sequence, body.
+pub fn icmp(ty: u8, code: u8, id: u16, seq: u16, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![ty, code, 0, 0];
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+/// An IP packet (no link header) carrying `l4`, with the IPv4 header
+/// checksum and the transport checksum computed. `ext` lists IPv6
+/// extension headers to put first (each 8 bytes long, by their protocol
+/// numbers: 0 hop-by-hop, 43 routing, 44 fragment, 60 destination options).
+pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, ext: &[u8], l4: &[u8]) -> Vec<u8> {
+    let mut l4 = l4.to_vec();
+    let csum_at = match proto {
+        PROTO_TCP => Some(16),
+        PROTO_UDP => Some(6),
+        PROTO_ICMP | PROTO_ICMPV6 => Some(2),
+        _ => None,
+    };
+    let l4_len = l4.len() as u32;
+    let pseudo = |s: &[u8], d: &[u8]| sum_words(sum_words(0, s), d) + proto as u32 + l4_len;
+    if let Some(at) = csum_at.filter(|&at| l4.len() >= at + 2) {
+        l4[at] = 0;
+        l4[at + 1] = 0;
+        let initial = match (src, dst) {
+            (IpAddr::V4(_), _) if proto == PROTO_ICMP => 0,
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo(&s.octets(), &d.octets()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => pseudo(&s.octets(), &d.octets()),
+            _ => panic!("mixed address families"),
+        };
+        let mut c = internet_checksum(initial, &l4);
+        if c == 0 && proto == PROTO_UDP {
+            c = 0xffff; // RFC 768: zero means "no checksum"
+        }
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = 20 + l4.len();
+            let mut p = vec![0x45, 0];
+            p.extend_from_slice(&(total as u16).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            let c = internet_checksum(0, &p);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p.extend_from_slice(&l4);
+            p
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let payload = ext.len() * 8 + l4.len();
+            let mut p = vec![0x60, 0, 0, 0];
+            p.extend_from_slice(&(payload as u16).to_be_bytes());
+            p.push(*ext.first().unwrap_or(&proto));
+            p.push(64);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            for (i, &e) in ext.iter().enumerate() {
+                let next = *ext.get(i + 1).unwrap_or(&proto);
+                match e {
+                    // Fragment header: offset 0, no more fragments (atomic).
+                    44 => p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 1]),
+                    // Routing type 0 with no segments left; others: PadN.
+                    43 => p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]),
+                    _ => p.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]),
+                }
+            }
+            p.extend_from_slice(&l4);
+            p
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+/// An Ethernet frame carrying an IP packet (`ip_packet`), with up to two
+/// VLAN tags (outer first, 802.1ad then 802.1Q).
+pub fn frame(ip: &[u8], vlans: &[u16]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 4 * vlans.len() + ip.len());
+    f.extend_from_slice(&MAC_B.0);
+    f.extend_from_slice(&MAC_A.0);
+    for (i, vid) in vlans.iter().enumerate() {
+        let tpid: u16 = if i + 1 < vlans.len() { 0x88a8 } else { 0x8100 };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    let ethertype: u16 = if ip.first().map(|b| b >> 4) == Some(6) {
+        0x86dd
+    } else {
+        0x0800
+    };
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+fn sum_words(mut acc: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    if let [last] = chunks.remainder() {
+        acc += (*last as u32) << 8;
+    }
+    acc
+}
+
+/// RFC 1071 checksum of `data`, starting from a partial sum.
+pub fn internet_checksum(initial: u32, data: &[u8]) -> u16 {
+    let mut acc = sum_words(initial, data) as u64;
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
 
 /// One direction of a UDP/IPv4 flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,59 +197,18 @@ impl UdpFlow {
 
     /// An Ethernet/IPv4/UDP frame carrying `payload`.
     pub fn frame(&self, payload: &[u8]) -> Vec<u8> {
-        let udp_len = 8 + payload.len();
-        let ip_len = 20 + udp_len;
-        let mut f = Vec::with_capacity(14 + ip_len);
-        f.extend_from_slice(&self.dst_mac.0);
-        f.extend_from_slice(&self.src_mac.0);
-        f.extend_from_slice(&0x0800u16.to_be_bytes());
-        // IPv4 header: version 4, IHL 5, DF, TTL 64, protocol 17.
-        let ip_start = f.len();
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&(ip_len as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-        f.extend_from_slice(&self.src.octets());
-        f.extend_from_slice(&self.dst.octets());
-        let ip_sum = internet_checksum(0, &f[ip_start..]);
-        f[ip_start + 10..ip_start + 12].copy_from_slice(&ip_sum.to_be_bytes());
-        let udp_start = f.len();
-        f.extend_from_slice(&self.sport.to_be_bytes());
-        f.extend_from_slice(&self.dport.to_be_bytes());
-        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(payload);
-        let mut pseudo = 0u32;
-        for word in [&self.src.octets()[..], &self.dst.octets()[..]] {
-            pseudo = sum_words(pseudo, word);
-        }
-        pseudo += 17 + udp_len as u32;
-        let udp_sum = match internet_checksum(pseudo, &f[udp_start..]) {
-            0 => 0xffff, // RFC 768: a computed zero is sent as all ones.
-            s => s,
-        };
-        f[udp_start + 6..udp_start + 8].copy_from_slice(&udp_sum.to_be_bytes());
+        let ip = ip_packet(
+            self.src.into(),
+            self.dst.into(),
+            PROTO_UDP,
+            &[],
+            &udp(self.sport, self.dport, payload),
+        );
+        let mut f = frame(&ip, &[]);
+        f[0..6].copy_from_slice(&self.dst_mac.0);
+        f[6..12].copy_from_slice(&self.src_mac.0);
         f
     }
-}
-
-fn sum_words(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u32) << 8;
-    }
-    acc
-}
-
-/// RFC 1071 checksum of `data`, starting from a partial sum.
-pub fn internet_checksum(initial: u32, data: &[u8]) -> u16 {
-    let mut acc = sum_words(initial, data) as u64;
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
 }
 
 /// The demo's sample traffic: `flows` UDP conversations between hosts in
@@ -117,25 +242,44 @@ pub fn sample_conversations(flows: u16, requests: u16) -> (Vec<Vec<u8>>, Vec<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{l4_ok, parse_frame, Frame, LinkType};
+
+    fn parsed_ok(f: &[u8]) -> bool {
+        match parse_frame(LinkType::Ethernet, f, f.len()) {
+            Ok(Frame::Ip(ip)) => crate::wire::ip_header_ok(&ip) && l4_ok(&ip) == Some(true),
+            _ => false,
+        }
+    }
 
     #[test]
     fn checksums_verify() {
-        let flow = UdpFlow {
-            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-            src: Ipv4Addr::new(198, 18, 0, 1),
-            dst: Ipv4Addr::new(198, 19, 0, 1),
-            sport: 1234,
-            dport: 53,
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let b: IpAddr = "198.19.0.1".parse().unwrap();
+        let a6: IpAddr = "2001:db8::1".parse().unwrap();
+        let b6: IpAddr = "2001:db8::2".parse().unwrap();
+        let tcp = Tcp {
+            sport: 1,
+            dport: 2,
+            flags: 0x02,
+            window: 100,
+            options: vec![2, 4, 5, 0xb4, 3, 3, 7],
+            ..Tcp::default()
         };
-        let f = flow.frame(b"hello");
-        assert_eq!(f.len(), 14 + 20 + 8 + 5);
-        // A correct header sums to zero (RFC 1071).
-        assert_eq!(internet_checksum(0, &f[14..34]), 0);
-        let mut pseudo = sum_words(0, &f[26..34]);
-        pseudo += 17 + 13;
-        assert_eq!(internet_checksum(pseudo, &f[34..]), 0);
-        assert_eq!(flow.reversed().reversed(), flow);
+        for f in [
+            frame(&ip_packet(a, b, PROTO_UDP, &[], &udp(1, 2, b"hello")), &[]),
+            frame(&ip_packet(a, b, PROTO_TCP, &[], &tcp.bytes(b"xyz")), &[7]),
+            frame(
+                &ip_packet(a, b, PROTO_ICMP, &[], &icmp(8, 0, 1, 1, b"ping")),
+                &[1, 2],
+            ),
+            frame(
+                &ip_packet(a6, b6, PROTO_ICMPV6, &[0, 60], &icmp(128, 0, 1, 1, b"p")),
+                &[],
+            ),
+            frame(&ip_packet(a6, b6, PROTO_TCP, &[44], &tcp.bytes(b"")), &[]),
+        ] {
+            assert!(parsed_ok(&f), "{f:02x?}");
+        }
     }
 
     #[test]
@@ -143,6 +287,7 @@ mod tests {
         let (a, b) = sample_conversations(5, 3);
         assert_eq!(a.len(), 15);
         assert_eq!(b.len(), 15);
+        assert!(a.iter().chain(&b).all(|f| parsed_ok(f)));
         // Each answer swaps the request's addresses.
         assert_eq!(&a[0][26..30], &b[0][30..34]);
     }

@@ -868,3 +868,6 @@ fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
 fn icmpv6_untracked(ty: u8) -> bool {
     matches!(ty, 130..=137 | 143)
 }
+
+#[cfg(test)]
+mod tests;
