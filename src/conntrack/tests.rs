@@ -668,7 +668,7 @@ fn gc_expires_incrementally() {
     h.advance(31);
     let mut removed = 0;
     let mut calls = 0;
-    while h.shard.table().len() > 0 {
+    while !h.shard.table().is_empty() {
         removed += h.shard.gc(h.now, 1000);
         calls += 1;
         assert!(calls < 200, "gc makes progress");
