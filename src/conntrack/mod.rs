@@ -871,3 +871,6 @@ fn icmpv6_untracked(ty: u8) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

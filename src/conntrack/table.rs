@@ -19,7 +19,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use super::conn::{Conn, ProtoState, Status};
+use super::conn::{Conn, Status};
 use super::tuple::{Dir, Tuple};
 
 const WAYS: usize = 8;
@@ -58,7 +58,11 @@ pub struct Slot(pub(crate) u32);
 pub struct ConnTable {
     seed: u64,
     mask: usize,
+    max: usize,
     buckets: Vec<Bucket>,
+    /// Slots in use so far; reserved for `max` at construction and grown by
+    /// `push` into that reservation, so no allocation ever happens later and
+    /// pages of a large table are only touched once used.
     conns: Vec<Conn>,
     kinds: Vec<SlotKind>,
     /// Bumped each time a slot is freed, so a stale handle can be told.
@@ -66,6 +70,11 @@ pub struct ConnTable {
     free: Vec<u32>,
     gc_cursor: usize,
     confirmed: usize,
+    /// The farthest any entry was ever placed from its home bucket. With
+    /// the ring wrapping, every bucket can have a non-zero overflow count
+    /// at once (seen in a two-bucket table), so the overflow counts alone
+    /// cannot end a probe for an absent key; this bound does.
+    max_displacement: usize,
 }
 
 impl ConnTable {
@@ -73,32 +82,25 @@ impl ConnTable {
     pub fn new(max: usize) -> ConnTable {
         let max = max.clamp(1, (REPLY_BIT - 1) as usize);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
-        let blank = Conn {
-            tuples: [Tuple::default(); 2],
-            status: Status::default(),
-            id: 0,
-            deadline: 0,
-            proto: ProtoState::Other,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_usize(max);
         ConnTable {
             seed: h.finish(),
             mask: buckets - 1,
+            max,
             buckets: vec![EMPTY_BUCKET; buckets],
-            conns: vec![blank; max],
-            kinds: vec![SlotKind::Free; max],
-            gens: vec![0; max],
-            free: (0..max as u32).rev().collect(),
+            conns: Vec::with_capacity(max),
+            kinds: Vec::with_capacity(max),
+            gens: Vec::with_capacity(max),
+            free: Vec::with_capacity(max),
             gc_cursor: 0,
             confirmed: 0,
+            max_displacement: 0,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.conns.len()
+        self.max
     }
 
     /// Connections in the table (confirmed).
@@ -118,8 +120,7 @@ impl ConnTable {
     /// Bytes of memory the table holds.
     pub fn memory(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<Bucket>()
-            + self.conns.len()
-                * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotKind>() + 4 + 4)
+            + self.max * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotKind>() + 4 + 4)
     }
 
     #[inline]
@@ -171,6 +172,7 @@ impl ConnTable {
     pub fn lookup(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
         let sig = Self::sig(hash);
         let mut b = self.home(hash);
+        let mut probed = 0;
         loop {
             let bucket = &self.buckets[b];
             let mut m = Self::matches(bucket, sig);
@@ -190,19 +192,29 @@ impl ConnTable {
                     return Some((Slot(slot), dir));
                 }
             }
-            if bucket.overflow == 0 {
+            if bucket.overflow == 0 || probed == self.max_displacement {
                 return None;
             }
+            probed += 1;
             b = (b + 1) & self.mask;
         }
     }
 
     /// Takes a free slot for a new, unconfirmed connection.
     pub fn alloc(&mut self, conn: Conn) -> Option<Slot> {
-        let s = self.free.pop()?;
-        self.conns[s as usize] = conn;
-        self.kinds[s as usize] = SlotKind::Unconfirmed;
-        Some(Slot(s))
+        if let Some(s) = self.free.pop() {
+            self.conns[s as usize] = conn;
+            self.kinds[s as usize] = SlotKind::Unconfirmed;
+            return Some(Slot(s));
+        }
+        if self.conns.len() == self.max {
+            return None;
+        }
+        // Within the reserved capacity: no reallocation.
+        self.conns.push(conn);
+        self.kinds.push(SlotKind::Unconfirmed);
+        self.gens.push(0);
+        Some(Slot((self.conns.len() - 1) as u32))
     }
 
     pub fn get(&self, s: Slot) -> &Conn {
@@ -236,16 +248,19 @@ impl ConnTable {
 
     fn insert_entry(&mut self, hash: u64, entry: u32) {
         let mut b = self.home(hash);
+        let mut displacement = 0;
         loop {
             let bucket = &mut self.buckets[b];
             if let Some(i) = bucket.entry.iter().position(|&e| e == EMPTY) {
                 bucket.entry[i] = entry;
                 bucket.sig[i] = Self::sig(hash);
+                self.max_displacement = self.max_displacement.max(displacement);
                 return;
             }
             // Sizing keeps the index at most 75% full, so a free entry is
             // always found within a few buckets.
             bucket.overflow += 1;
+            displacement += 1;
             b = (b + 1) & self.mask;
         }
     }
@@ -293,6 +308,9 @@ impl ConnTable {
     /// removed. Bounded work per call, no full scan on the packet path.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
         let mut removed = 0;
+        if self.conns.is_empty() {
+            return 0;
+        }
         for _ in 0..budget.min(self.conns.len()) {
             let i = self.gc_cursor;
             self.gc_cursor = (i + 1) % self.conns.len();

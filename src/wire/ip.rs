@@ -152,9 +152,10 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
         return Err(Error::TruncatedIp);
     }
     let payload = u16::from_be_bytes([data[4], data[5]]) as usize;
-    // A zero payload length means a jumbogram (RFC 2675), which needs a
-    // hop-by-hop jumbo option; ctfwd does not track jumbograms.
-    if payload == 0 && data[6] != 59 {
+    // A zero payload length followed by a hop-by-hop header announces a
+    // jumbogram (RFC 2675); ctfwd does not track jumbograms. Otherwise zero
+    // is simply an empty payload (Linux's ipv6_rcv makes the same call).
+    if payload == 0 && data[6] == EXT_HOP_BY_HOP {
         return Err(Error::BadIpTotalLength);
     }
     let total = 40 + payload;
