@@ -210,7 +210,7 @@ fn pcapng_link_types_and_snaplen() {
         idb.extend_from_slice(&[0, 0, 0, 0]);
         block(&mut f, 1, &idb);
     }
-    let mut epb = |f: &mut Vec<u8>, iface: u32, t: u64, pkt: &[u8], orig: usize| {
+    let epb = |f: &mut Vec<u8>, iface: u32, t: u64, pkt: &[u8], orig: usize| {
         let mut b = iface.to_le_bytes().to_vec();
         b.extend_from_slice(&((t >> 32) as u32).to_le_bytes());
         b.extend_from_slice(&(t as u32).to_le_bytes());
