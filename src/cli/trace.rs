@@ -23,8 +23,10 @@ struct TraceOptions {
 }
 
 fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
+    // Lazily faulted: a short capture should not pay for a large table.
     let mut cfg = Config {
         max: TRACE_MAX_CONNS,
+        prefault: false,
         ..Config::default()
     };
     let mut json = false;

@@ -78,6 +78,7 @@ pub enum ProtoState {
 /// the protocol's state. 192 bytes; with its two index entries (8 bytes
 /// each) a connection costs 208 bytes plus the index's free space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(align(64))]
 pub struct Conn {
     /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
     /// stored, not derived, because NAT makes it differ from the inverse.
@@ -93,6 +94,17 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// An all-zero connection, to fill memory with.
+    pub const BLANK: Conn = Conn {
+        tuples: [Tuple::ZERO; 2],
+        status: Status(0),
+        id: 0,
+        deadline: 0,
+        proto: ProtoState::Other,
+        packets: [0; 2],
+        bytes: [0; 2],
+    };
+
     pub fn tuple(&self, dir: Dir) -> &Tuple {
         &self.tuples[dir.index()]
     }

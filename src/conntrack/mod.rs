@@ -46,6 +46,9 @@ pub use tuple::{proto_name, Dir, Tuple};
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
 
+/// Cache lines of one connection (`Conn` is 64-byte aligned).
+const CONN_LINES: usize = std::mem::size_of::<Conn>().div_ceil(64);
+
 /// UDP replies later than this after the first packet make a stream.
 const UDP_STREAM_AFTER: u64 = 2 * SEC;
 
@@ -85,6 +88,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Verify transport checksums (`nf_conntrack_checksum`).
     pub checksum: bool,
+    /// Touch the table's memory at construction (see `ConnTable::new`).
+    pub prefault: bool,
 }
 
 impl Default for Config {
@@ -94,6 +99,7 @@ impl Default for Config {
             tcp: TcpConfig::default(),
             timeouts: Timeouts::default(),
             checksum: false,
+            prefault: true,
         }
     }
 }
@@ -222,10 +228,11 @@ enum L4<'a> {
 /// burst can be hashed and prefetched before any lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Classified<'a> {
-    ip: IpPacket<'a>,
     l4: Result<L4<'a>, Early>,
     tuple: Tuple,
     hash: u64,
+    /// IP length on the wire, for the byte counters.
+    wire_len: u32,
 }
 
 /// A verdict reached before any lookup.
@@ -261,7 +268,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(cfg: Config) -> Shard {
         Shard {
-            table: ConnTable::new(cfg.max),
+            table: ConnTable::new(cfg.max, cfg.prefault),
             cfg,
             stats: Stats::default(),
             unconfirmed: Vec::with_capacity(1024),
@@ -301,6 +308,7 @@ impl Shard {
 
     /// Extracts the tuple (`nf_ct_get_tuple`) and hashes it. Pure: it
     /// reads the table's seed only.
+    #[inline]
     pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
         let mut tuple = Tuple {
             src: ip.src,
@@ -318,13 +326,14 @@ impl Shard {
             0
         };
         Classified {
-            ip,
             l4,
             tuple,
             hash,
+            wire_len: ip.wire_len as u32,
         }
     }
 
+    #[inline]
     fn transport<'a>(&self, ip: &IpPacket<'a>, tuple: &mut Tuple) -> Result<L4<'a>, Early> {
         let malformed = |e: wire::Error| Early::Invalid {
             reason: e.reason(),
@@ -406,13 +415,17 @@ impl Shard {
         }
         for c in pkts.iter().filter(|c| c.needs_lookup()) {
             if let Some(a) = self.table.candidate_addr(c.hash) {
-                prefetch(a);
+                // A connection spans three cache lines; all are read.
+                for line in 0..CONN_LINES {
+                    prefetch(a.wrapping_add(line * 64));
+                }
             }
         }
         out.extend(pkts.iter().map(|c| self.ingress(c, now)));
     }
 
     /// Ingress for one classified packet (`nf_conntrack_in`).
+    #[inline]
     pub fn ingress(&mut self, c: &Classified<'_>, now: u64) -> Verdict {
         let v = match c.l4 {
             Err(Early::Untracked(reason)) => {
@@ -443,6 +456,7 @@ impl Shard {
 
     /// Looks the connection up or creates it (`resolve_normal_ct`), then
     /// lets the protocol tracker judge the packet.
+    #[inline]
     fn resolve_and_track(&mut self, c: &Classified<'_>, l4: L4<'_>, now: u64) -> Verdict {
         // A TCP reopen deletes the old connection and resolves once more.
         for _ in 0..2 {
@@ -482,6 +496,7 @@ impl Shard {
     }
 
     /// A lookup that treats an expired entry as absent and removes it.
+    #[inline]
     fn lookup(&mut self, t: &Tuple, hash: u64, now: u64) -> Option<(Slot, Dir)> {
         let (slot, dir) = self.table.lookup(t, hash)?;
         if self.table.get(slot).deadline <= now {
@@ -513,7 +528,7 @@ impl Shard {
                 },
             ),
             L4::IcmpQuery => {
-                let v6 = c.ip.l3 == L3::V6;
+                let v6 = c.tuple.l3() == L3::V6;
                 let ty = (orig.dport >> 8) as u8;
                 // Only requests open a connection (Linux's valid_new).
                 if !icmp_opens(ty, v6) {
@@ -555,6 +570,7 @@ impl Shard {
 
     /// The protocol tracker's verdict, with timeout and accounting applied
     /// (`nf_conntrack_handle_packet`).
+    #[inline]
     fn track_l4(
         &mut self,
         slot: Slot,
@@ -563,7 +579,7 @@ impl Shard {
         l4: &L4<'_>,
         now: u64,
     ) -> Track {
-        let cfg = self.cfg;
+        let cfg = &self.cfg;
         let conn = self.table.get_mut(slot);
         let seen_reply = conn.status.has(Status::SEEN_REPLY);
         let timeout = match (&mut conn.proto, l4) {
@@ -601,7 +617,9 @@ impl Shard {
                     Some(cfg.timeouts.udp)
                 }
             }
-            (ProtoState::Other, L4::IcmpQuery) if c.ip.l3 == L3::V6 => Some(cfg.timeouts.icmpv6),
+            (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
+                Some(cfg.timeouts.icmpv6)
+            }
             (ProtoState::Other, L4::IcmpQuery) => Some(cfg.timeouts.icmp),
             (ProtoState::Other, L4::Other) => Some(cfg.timeouts.generic),
             // A tuple shared by two trackers cannot happen: the protocol is
@@ -616,6 +634,7 @@ impl Shard {
     }
 
     /// Builds the verdict of an accepted packet and notes a first reply.
+    #[inline]
     fn accept(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
         let v = self.ctinfo_only(slot, dir, fresh);
         if dir == Dir::Reply {
@@ -627,6 +646,7 @@ impl Shard {
     /// Linux's ctinfo rules: a reply-direction hit is ESTABLISHED_REPLY; an
     /// original-direction hit is ESTABLISHED once a reply was seen, else
     /// RELATED if the connection was expected, else NEW.
+    #[inline]
     fn ctinfo_only(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
         let conn = self.table.get(slot);
         let ctinfo = match dir {
@@ -654,7 +674,7 @@ impl Shard {
         let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
             return Verdict::invalid("icmp-error-bad-inner-packet");
         };
-        if q.l3 != c.ip.l3 || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
+        if q.l3 != c.tuple.l3() || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
             return Verdict::invalid("icmp-error-bad-inner-packet");
         }
         let mut t = Tuple {
@@ -707,7 +727,7 @@ impl Shard {
         let conn = self.table.get(slot);
         // The error must be addressed to the host that sent the quoted
         // packet (Linux 5.x: "outer daddr != inner").
-        if conn.tuples[dir.index()].dst != c.ip.dst {
+        if conn.tuples[dir.index()].dst != c.tuple.dst {
             return Verdict::invalid("icmp-error-address-mismatch");
         }
         Verdict {
@@ -826,9 +846,10 @@ enum Track {
 
 /// Per-direction packet and byte counters (`nf_ct_acct`); bytes are the IP
 /// length, as Linux counts `skb->len`.
+#[inline]
 fn account(conn: &mut Conn, dir: Dir, c: &Classified<'_>) {
     conn.packets[dir.index()] += 1;
-    conn.bytes[dir.index()] += c.ip.wire_len as u64;
+    conn.bytes[dir.index()] += u64::from(c.wire_len);
 }
 
 /// ICMP error types (`icmp_is_err`; for ICMPv6, types below 128).

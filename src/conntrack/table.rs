@@ -79,17 +79,29 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// A table for at most `max` connections; all memory is allocated here.
-    pub fn new(max: usize) -> ConnTable {
+    /// With `prefault`, every page of the connection slab is touched now, so
+    /// the first connections do not pay the kernel's page faults on the
+    /// packet path.
+    pub fn new(max: usize, prefault: bool) -> ConnTable {
         let max = max.clamp(1, (REPLY_BIT - 1) as usize);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_usize(max);
+        let mut conns: Vec<Conn> = Vec::with_capacity(max);
+        if prefault {
+            // One write per page of the reserved capacity, to uninitialised
+            // (MaybeUninit) memory: it stays unused until `alloc` pushes.
+            let per_page = (4096 / std::mem::size_of::<Conn>()).max(1);
+            for slot in conns.spare_capacity_mut().iter_mut().step_by(per_page) {
+                slot.write(Conn::BLANK);
+            }
+        }
         ConnTable {
             seed: h.finish(),
             mask: buckets - 1,
             max,
             buckets: vec![EMPTY_BUCKET; buckets],
-            conns: Vec::with_capacity(max),
+            conns,
             kinds: Vec::with_capacity(max),
             gens: Vec::with_capacity(max),
             free: Vec::with_capacity(max),

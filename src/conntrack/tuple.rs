@@ -45,6 +45,16 @@ pub struct Tuple {
 }
 
 impl Tuple {
+    pub const ZERO: Tuple = Tuple {
+        src: Addr([0; 16]),
+        dst: Addr([0; 16]),
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        family: 0,
+        zone: 0,
+    };
+
     pub fn l3(&self) -> L3 {
         if self.family == 6 {
             L3::V6
@@ -67,6 +77,7 @@ impl Tuple {
     }
 
     /// The tuple as five 64-bit words, for hashing.
+    #[inline]
     fn words(&self) -> [u64; 5] {
         let w = |a: &[u8; 16], i: usize| u64::from_le_bytes(a[i..i + 8].try_into().unwrap());
         [

@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 
 use dpdk_sys as sys;
 
+use super::cpu::prefetch;
+
 /// The largest burst ctfwd handles (testpmd's `MAX_PKT_BURST`).
 pub const MAX_BURST: usize = 512;
 
@@ -70,12 +72,10 @@ impl Burst {
     #[inline]
     pub fn prefetch_data(&self, n: usize) {
         for &m in &self.pkts[..n.min(self.len)] {
-            // SAFETY: m is a valid mbuf of this burst; buf_addr + data_off is
-            // inside its buffer, and a prefetch never faults anyway.
-            unsafe {
-                let data = (*m).buf_addr.cast::<u8>().add((*m).data_off as usize);
-                prefetch(data);
-            }
+            // SAFETY: m is a valid mbuf of this burst; reading its header
+            // fields is sound, and the address is only used as a hint.
+            let data = unsafe { (*m).buf_addr.cast::<u8>().add((*m).data_off as usize) };
+            prefetch(data);
         }
     }
 
@@ -119,15 +119,4 @@ impl PacketMut<'_> {
             )
         }
     }
-}
-
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -4,6 +4,7 @@
 //! (`forwarding`). Every `unsafe` block of the crate lives in these thin
 //! wrappers, each with a `// SAFETY:` comment.
 
+pub mod cpu;
 mod eal;
 mod forwarding;
 mod fwd;

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::cpu::tsc;
 use super::fwd::ForwardEngine;
 use super::mbuf::Burst;
 use crate::wire::MacAddr;
@@ -59,7 +60,7 @@ impl Worker {
         let mut burst = Burst::default();
         while !self.stop.load(Ordering::Relaxed) {
             for (stream, idx) in &self.streams {
-                let start = if self.record_cycles { rdtsc() } else { 0 };
+                let start = if self.record_cycles { tsc() } else { 0 };
                 let n = burst.rx(stream.rx_port, stream.rx_queue, self.burst);
                 if n == 0 {
                     continue;
@@ -73,20 +74,9 @@ impl Worker {
                     StreamCounters::add(&c.dropped, dropped as u64);
                 }
                 if self.record_cycles {
-                    StreamCounters::add(&c.busy_cycles, rdtsc() - start);
+                    StreamCounters::add(&c.busy_cycles, tsc() - start);
                 }
             }
         }
     }
-}
-
-#[inline(always)]
-fn rdtsc() -> u64 {
-    // rte_rdtsc is static inline in C; the intrinsic avoids the wrapper call.
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads the time-stamp counter; no memory is touched.
-    return unsafe { std::arch::x86_64::_rdtsc() };
-    #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: as above, through DPDK's portable wrapper.
-    return unsafe { dpdk_sys::rte_rdtsc() };
 }

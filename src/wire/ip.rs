@@ -96,6 +96,7 @@ impl IpPacket<'_> {
 /// bytes of it the wire carried (`data.len()` unless the capture cut it).
 /// `lax` accepts a packet whose total length exceeds what is there, as the
 /// copy of the offending packet inside an ICMP error usually is.
+#[inline]
 pub fn parse_ip(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>, Error> {
     match data.first().map(|b| b >> 4) {
         Some(4) => parse_ipv4(data, wire_avail, lax),
@@ -105,6 +106,7 @@ pub fn parse_ip(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_
     }
 }
 
+#[inline]
 fn parse_ipv4(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>, Error> {
     if data.len() < 20 {
         return Err(Error::TruncatedIp);
@@ -270,6 +272,7 @@ pub enum Frame<'a> {
 
 /// Parses a frame of `link` type. `wire_len` is the frame's length on the
 /// wire (`data.len()` unless a capture cut it).
+#[inline]
 pub fn parse_frame(link: LinkType, data: &[u8], wire_len: usize) -> Result<Frame<'_>, Error> {
     let (ethertype, off) = match link {
         LinkType::Ethernet => ethernet::payload(data)?,

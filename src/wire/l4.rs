@@ -29,6 +29,7 @@ pub struct TcpHeader<'a> {
 impl<'a> TcpHeader<'a> {
     /// Parses the header at the start of `l4`. The whole header, options
     /// included, must be present (Linux's tcp_error: "truncated packet").
+    #[inline]
     pub fn parse(l4: &'a [u8]) -> Result<Self, Error> {
         if l4.len() < 20 {
             return Err(Error::TruncatedTcp);
@@ -70,6 +71,7 @@ impl UdpHeader {
     /// Parses the header; `wire_len` is the UDP length the IP header gives.
     /// The UDP length field must agree with it (Linux's udp_error:
     /// "truncated/malformed packet" when it exceeds it or is below 8).
+    #[inline]
     pub fn parse(l4: &[u8], wire_len: usize, lax: bool) -> Result<Self, Error> {
         if l4.len() < 8 {
             return Err(Error::TruncatedUdp);
@@ -99,6 +101,7 @@ pub struct IcmpHeader<'a> {
 }
 
 impl<'a> IcmpHeader<'a> {
+    #[inline]
     pub fn parse(l4: &'a [u8]) -> Result<Self, Error> {
         if l4.len() < 8 {
             return Err(Error::TruncatedIcmp);

@@ -1,0 +1,354 @@
+//! The connection tracker alone, on one core: cycles per packet for
+//! established lookups over 1k..4M connections (64-byte UDP and TCP, both
+//! directions, random order), for new-connection setup with confirm, and
+//! for a 50/50 mix. Each burst of 32 frames is written outside the timed
+//! region; the timed region is what a worker does per burst: parse, hash
+//! (classify), prefetch and look up (ingress_burst), confirm, and a little
+//! expiry work.
+//!
+//! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
+
+use std::time::{Duration, Instant};
+
+use ctfwd::conntrack::{Classified, Config, CtInfo, Shard, SEC};
+use ctfwd::dataplane::cpu::{prefetch, tsc, tsc_hz};
+use ctfwd::synth::{frame, ip_packet, udp, Tcp};
+use ctfwd::wire::{parse_frame, Frame, LinkType, TCP_ACK, TCP_SYN};
+
+const BURST: usize = 32;
+/// Frames are 60 bytes on the wire (64 with the FCS).
+const FRAME: usize = 60;
+const GC_BUDGET: usize = 16;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// Frame templates, patched per packet with the connection's addresses.
+struct Templates {
+    udp: [u8; FRAME],
+    tcp: [u8; FRAME],
+}
+
+impl Templates {
+    fn new() -> Templates {
+        let a = "198.18.0.1".parse().unwrap();
+        let b = "198.19.0.1".parse().unwrap();
+        let mut udp_t = [0u8; FRAME];
+        let f = frame(&ip_packet(a, b, 17, &[], &udp(1, 80, &[0; 18])), &[]);
+        udp_t.copy_from_slice(&f);
+        let mut tcp_t = [0u8; FRAME];
+        let seg = Tcp {
+            sport: 1,
+            dport: 80,
+            flags: TCP_ACK,
+            window: 65535,
+            ..Tcp::default()
+        };
+        let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
+        tcp_t[..f.len()].copy_from_slice(&f); // Ethernet pads 54 bytes to 60
+        Templates {
+            udp: udp_t,
+            tcp: tcp_t,
+        }
+    }
+
+    /// Writes connection `i`'s packet in direction `reply` into `buf`.
+    fn write(
+        &self,
+        buf: &mut [u8; FRAME],
+        proto: Proto,
+        i: u32,
+        reply: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+    ) {
+        *buf = if proto == Proto::Udp {
+            self.udp
+        } else {
+            self.tcp
+        };
+        let client = [198, 18, (i >> 8) as u8, i as u8];
+        let server = [198, 19, (i >> 24) as u8, 1];
+        let cport = (1024 + (i >> 16)) as u16;
+        let (src, dst, sp, dp) = if reply {
+            (server, client, 80, cport)
+        } else {
+            (client, server, cport, 80)
+        };
+        buf[26..30].copy_from_slice(&src);
+        buf[30..34].copy_from_slice(&dst);
+        buf[34..36].copy_from_slice(&sp.to_be_bytes());
+        buf[36..38].copy_from_slice(&dp.to_be_bytes());
+        if proto == Proto::Tcp {
+            buf[38..42].copy_from_slice(&seq.to_be_bytes());
+            buf[42..46].copy_from_slice(&ack.to_be_bytes());
+            buf[47] = flags;
+        }
+    }
+}
+
+/// What a packet of the stream is.
+#[derive(Clone, Copy)]
+struct Pkt {
+    conn: u32,
+    reply: bool,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+}
+
+struct Run {
+    packets: u64,
+    cycles: u64,
+    wall: Duration,
+    new: u64,
+    invalid: u64,
+}
+
+/// Runs `pkts` through `shard` in bursts; times the tracker's part only.
+fn run(
+    shard: &mut Shard,
+    t: &Templates,
+    proto: Proto,
+    pkts: &mut impl Iterator<Item = Pkt>,
+) -> Run {
+    let mut bufs = [[0u8; FRAME]; BURST];
+    let mut verdicts = Vec::with_capacity(BURST);
+    let mut r = Run {
+        packets: 0,
+        cycles: 0,
+        wall: Duration::ZERO,
+        new: 0,
+        invalid: 0,
+    };
+    let now = 1_000 * SEC;
+    loop {
+        let mut n = 0;
+        for (buf, p) in bufs.iter_mut().zip(&mut *pkts) {
+            t.write(buf, proto, p.conn, p.reply, p.flags, p.seq, p.ack);
+            n += 1;
+        }
+        if n == 0 {
+            return r;
+        }
+        let mut classified: Vec<Classified<'_>> = Vec::with_capacity(BURST);
+        let w0 = Instant::now();
+        let c0 = tsc();
+        for buf in &bufs[..n] {
+            if let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, buf, FRAME) {
+                classified.push(shard.classify(ip, 0));
+            }
+        }
+        shard.ingress_burst(&classified, now, prefetch, &mut verdicts);
+        for mut v in verdicts.drain(..) {
+            r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
+            r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
+            if let Some(u) = v.unconfirmed.take() {
+                let _ = shard.confirm(u);
+            }
+        }
+        shard.gc(now, GC_BUDGET);
+        r.cycles += tsc() - c0;
+        r.wall += w0.elapsed();
+        r.packets += n as u64;
+    }
+}
+
+/// xorshift64*: a cheap, good-enough random order.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Opens `n` connections (UDP: request and answer; TCP: handshake).
+fn populate(shard: &mut Shard, t: &Templates, proto: Proto, n: u32) {
+    let setup: Vec<Pkt> = match proto {
+        Proto::Udp => vec![(false, 0), (true, 0)],
+        Proto::Tcp => vec![
+            (false, TCP_SYN),
+            (true, TCP_SYN | TCP_ACK),
+            (false, TCP_ACK),
+        ],
+    }
+    .into_iter()
+    .flat_map(|(reply, flags)| {
+        (0..n).map(move |conn| {
+            let (seq, ack) = match (reply, flags) {
+                (false, TCP_SYN) => (1000, 0),
+                (true, _) => (5000, 1001),
+                _ => (1001, 5001),
+            };
+            Pkt {
+                conn,
+                reply,
+                flags,
+                seq,
+                ack,
+            }
+        })
+    })
+    .collect();
+    let r = run(shard, t, proto, &mut setup.into_iter());
+    assert_eq!(r.invalid, 0, "set-up packets must all be valid");
+    assert_eq!(shard.table().len(), n as usize);
+}
+
+fn report(name: &str, r: &Run, hz: u64) {
+    let cpp = r.cycles as f64 / r.packets as f64;
+    println!(
+        "{name:<44} {:>8.1} cycles/pkt  {:>7.2} Mpps/core (TSC)  {:>7.2} Mpps/core (wall)",
+        cpp,
+        hz as f64 / cpp / 1e6,
+        r.packets as f64 / r.wall.as_secs_f64() / 1e6
+    );
+}
+
+fn main() {
+    let mut conns = vec![1_000u32, 100_000, 1_000_000, 4_000_000];
+    let mut packets: u64 = 20_000_000;
+    let mut cases = String::from("established,new,mixed");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--conns" => {
+                conns = it
+                    .next()
+                    .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+                    .unwrap_or_default()
+            }
+            "--packets" => packets = it.next().and_then(|v| v.parse().ok()).unwrap_or(packets),
+            "--cases" => cases = it.next().cloned().unwrap_or_default(),
+            _ => {
+                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let hz = tsc_hz(Duration::from_millis(200));
+    let t = Templates::new();
+    println!(
+        "TSC {:.0} MHz, burst {BURST}, {FRAME}-byte frames, {packets} packets per case",
+        hz as f64 / 1e6
+    );
+
+    let established = if cases.contains("established") {
+        &conns[..]
+    } else {
+        &[]
+    };
+    for proto in [Proto::Udp, Proto::Tcp] {
+        for &n in established {
+            let mut shard = Shard::new(Config {
+                max: n as usize,
+                ..Config::default()
+            });
+            populate(&mut shard, &t, proto, n);
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(n));
+            let mut stream = (0..packets).map(|_| {
+                let x = rng.next();
+                let reply = x & 1 == 1;
+                let (seq, ack) = if reply { (5001, 1001) } else { (1001, 5001) };
+                Pkt {
+                    conn: ((x >> 1) % u64::from(n)) as u32,
+                    reply,
+                    flags: TCP_ACK,
+                    seq,
+                    ack,
+                }
+            });
+            let r = run(&mut shard, &t, proto, &mut stream);
+            assert_eq!((r.new, r.invalid), (0, 0), "established packets only");
+            let mem = shard.table().memory() as f64;
+            report(
+                &format!(
+                    "established {} {n} conns ({:.0} B/conn)",
+                    if proto == Proto::Udp { "udp" } else { "tcp" },
+                    mem / n as f64
+                ),
+                &r,
+                hz,
+            );
+        }
+    }
+
+    if cases.contains("new") {
+        bench_new(&t, packets, hz);
+    }
+    if cases.contains("mixed") {
+        bench_mixed(&t, packets, hz);
+    }
+}
+
+/// New connections: every packet opens one (setup + confirm).
+fn bench_new(t: &Templates, packets: u64, hz: u64) {
+    let n_new = packets.min(4_000_000) as u32;
+    let mut shard = Shard::new(Config {
+        max: n_new as usize,
+        ..Config::default()
+    });
+    let mut stream = (0..n_new).map(|conn| Pkt {
+        conn,
+        reply: false,
+        flags: 0,
+        seq: 0,
+        ack: 0,
+    });
+    let r = run(&mut shard, t, Proto::Udp, &mut stream);
+    assert_eq!(r.new, u64::from(n_new));
+    report(
+        &format!("new udp connections ({n_new}, setup+confirm)"),
+        &r,
+        hz,
+    );
+}
+
+/// Half new, half established over 1M connections.
+fn bench_mixed(t: &Templates, packets: u64, hz: u64) {
+    let base = 1_000_000u32;
+    let mixed = packets.min(4_000_000);
+    let mut shard = Shard::new(Config {
+        max: (base as u64 + mixed) as usize,
+        ..Config::default()
+    });
+    populate(&mut shard, t, Proto::Udp, base);
+    let mut rng = Rng(42);
+    let mut next_new = base;
+    let mut stream = (0..mixed).map(|_| {
+        let x = rng.next();
+        if x & 1 == 0 {
+            next_new += 1;
+            Pkt {
+                conn: next_new,
+                reply: false,
+                flags: 0,
+                seq: 0,
+                ack: 0,
+            }
+        } else {
+            Pkt {
+                conn: ((x >> 1) % u64::from(base)) as u32,
+                reply: x & 2 == 2,
+                flags: 0,
+                seq: 0,
+                ack: 0,
+            }
+        }
+    });
+    let r = run(&mut shard, t, Proto::Udp, &mut stream);
+    report(
+        &format!("50% new udp over {base} conns ({mixed} packets)"),
+        &r,
+        hz,
+    );
+}

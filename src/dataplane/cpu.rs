@@ -1,0 +1,33 @@
+//! CPU helpers the packet path needs: the time-stamp counter and prefetch.
+
+/// Reads the time-stamp counter (`rte_rdtsc`, which is static inline in C).
+#[inline(always)]
+pub fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the time-stamp counter; no memory is touched.
+    return unsafe { std::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above, through DPDK's portable wrapper.
+    return unsafe { dpdk_sys::rte_rdtsc() };
+}
+
+/// Hints the CPU to load the cache line at `p` (`rte_prefetch0`).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// TSC ticks per second, measured against the monotonic clock over
+/// `window` (for tools that run without EAL, which would calibrate it).
+pub fn tsc_hz(window: std::time::Duration) -> u64 {
+    let (t0, c0) = (std::time::Instant::now(), tsc());
+    std::thread::sleep(window);
+    let (dt, dc) = (t0.elapsed(), tsc() - c0);
+    (dc as f64 / dt.as_secs_f64()) as u64
+}
