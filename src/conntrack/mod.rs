@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod selfcheck;
 mod table;
 mod tcp;
 mod timeouts;
@@ -38,6 +39,7 @@ use crate::wire::{
 };
 
 pub use conn::{Conn, ProtoState, Status};
+pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Slot};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};

@@ -134,46 +134,8 @@ fn build(op: &Op) -> Option<Vec<u8>> {
     Some(frame(&ip_packet(src, dst, proto, &[], &l4), &[]))
 }
 
-/// Every invariant the table must keep between packets.
 fn check(shard: &Shard, packets: u64) -> Result<(), TestCaseError> {
-    let st = shard.stats();
-    prop_assert_eq!(
-        st.found + st.new + st.invalid + st.ignore,
-        packets,
-        "counters partition the packets"
-    );
-    prop_assert_eq!(
-        shard.unconfirmed_count(),
-        0,
-        "no unconfirmed connection survives its burst"
-    );
-    prop_assert_eq!(
-        shard.table().in_use(),
-        shard.table().len(),
-        "no slot is lost"
-    );
-    let mut n = 0;
-    for (slot, c) in shard.table().iter() {
-        n += 1;
-        prop_assert!(c.status.has(Status::CONFIRMED));
-        for dir in [Dir::Original, Dir::Reply] {
-            let found = shard.find(c.tuple(dir)).map(|(r, d)| (r.slot, d));
-            // A packet from a host to itself on a port-less protocol has
-            // equal tuples; Linux too then finds whichever comes first.
-            if c.tuples[0] == c.tuples[1] {
-                prop_assert_eq!(found.map(|(s, _)| s), Some(slot), "found by its tuple");
-            } else {
-                prop_assert_eq!(found, Some((slot, dir)), "found by both tuples");
-            }
-        }
-    }
-    prop_assert_eq!(n, shard.table().len());
-    prop_assert_eq!(
-        st.insert,
-        st.expired + st.early_drop + st.delete + st.search_restart + n as u64,
-        "every confirmed connection is in the table or was removed once"
-    );
-    Ok(())
+    shard.check_invariants(packets).map_err(TestCaseError::fail)
 }
 
 proptest! {
@@ -196,10 +158,8 @@ proptest! {
                     let c = shard.classify(ip, 0);
                     let mut v = shard.ingress(&c, now);
                     packets += 1;
-                    if let Some(r) = v.conn {
-                        if let Some(conn) = shard.conn(r) {
-                            prop_assert!(conn.deadline > now, "an expired connection was found");
-                        }
+                    if let Some(conn) = v.conn.and_then(|r| shard.conn(r)) {
+                        prop_assert!(conn.deadline > now, "an expired connection was found");
                     }
                     if let Some(u) = v.unconfirmed.take() {
                         match egress {
@@ -260,5 +220,13 @@ proptest! {
             }
         }
         check(&shard, n)?;
+    }
+}
+
+proptest! {
+    /// The fuzzers' driver, on random byte strings.
+    #[test]
+    fn byte_sequences_keep_invariants(data in prop::collection::vec(any::<u8>(), 0..600)) {
+        run_byte_sequence(&data).map_err(TestCaseError::fail)?;
     }
 }

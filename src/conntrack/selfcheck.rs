@@ -1,0 +1,130 @@
+//! The tracker's invariants, checked on demand, and a byte-string driver
+//! for coverage-guided fuzzers (the `fuzz/` targets and their regression
+//! test use the same code).
+
+use super::{Config, Dir, Shard, Status, SEC};
+use crate::wire::{parse_frame, Frame, LinkType};
+
+impl Shard {
+    /// Checks what must hold between bursts: every confirmed connection is
+    /// found by both of its tuples; nothing is left unconfirmed; no slot is
+    /// lost; the packet counters add up to `packets` (how many packets the
+    /// caller fed, counting `ignore`d and `malformed` frames).
+    pub fn check_invariants(&self, packets: u64) -> Result<(), String> {
+        let st = self.stats();
+        let counted = st.found + st.new + st.invalid + st.ignore;
+        if counted != packets {
+            return Err(format!(
+                "counters add up to {counted}, {packets} packets fed: {st:?}"
+            ));
+        }
+        if self.unconfirmed_count() != 0 {
+            return Err(format!(
+                "{} unconfirmed connections survive",
+                self.unconfirmed_count()
+            ));
+        }
+        if self.table().in_use() != self.table().len() {
+            return Err(format!(
+                "{} slots in use for {} connections",
+                self.table().in_use(),
+                self.table().len()
+            ));
+        }
+        let mut n = 0u64;
+        for (slot, c) in self.table().iter() {
+            n += 1;
+            if !c.status.has(Status::CONFIRMED) {
+                return Err(format!(
+                    "connection {} in the table without CONFIRMED",
+                    c.id
+                ));
+            }
+            for dir in [Dir::Original, Dir::Reply] {
+                let found = self.find(c.tuple(dir));
+                // A host talking to itself on a port-less protocol has equal
+                // tuples; then either direction may be found, as in Linux.
+                let ok = match found {
+                    Some((r, d)) => r.slot == slot && (d == dir || c.tuples[0] == c.tuples[1]),
+                    None => false,
+                };
+                if !ok {
+                    return Err(format!(
+                        "connection {} not found by its {dir:?} tuple",
+                        c.id
+                    ));
+                }
+            }
+        }
+        let removed = st.expired + st.early_drop + st.delete + st.search_restart;
+        if st.insert != removed + n {
+            return Err(format!(
+                "{} inserted, {removed} removed, {n} in the table",
+                st.insert
+            ));
+        }
+        Ok(())
+    }
+}
+
+const LINK_TYPES: [u32; 6] = [1, 101, 113, 276, 0, 108];
+
+/// Runs a byte string as a packet sequence through a fresh shard and checks
+/// the invariants after every packet. Format: a link-type byte, a
+/// settings byte (bit 0 checksum, bit 1 liberal, bit 2 not loose, bits 3-7
+/// table size), then records of [control, length, frame bytes...], where
+/// the control byte's low 2 bits say what egress does (confirm, confirm,
+/// discard, forget) and its high 6 bits advance the clock by that many
+/// 10-second steps.
+pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
+    let [link, settings, rest @ ..] = data else {
+        return Ok(());
+    };
+    let link = LinkType::from_linktype(LINK_TYPES[*link as usize % LINK_TYPES.len()])
+        .expect("every listed link type is known");
+    let mut cfg = Config {
+        max: 2 + (*settings >> 3) as usize,
+        prefault: false,
+        ..Config::default()
+    };
+    cfg.checksum = settings & 1 != 0;
+    cfg.tcp.be_liberal = settings & 2 != 0;
+    cfg.tcp.loose = settings & 4 == 0;
+    let mut shard = Shard::new(cfg);
+    let mut now = 1_000 * SEC;
+    let mut packets = 0;
+    let mut rest = rest;
+    while let [control, len, tail @ ..] = rest {
+        let len = (*len as usize).min(tail.len());
+        let (f, next) = tail.split_at(len);
+        rest = next;
+        now += u64::from(control >> 2) * 10 * SEC;
+        packets += 1;
+        match parse_frame(link, f, f.len()) {
+            Ok(Frame::Ip(ip)) => {
+                let c = shard.classify(ip, 0);
+                let mut v = shard.ingress(&c, now);
+                if let Some(r) = v.conn {
+                    if shard.conn(r).is_some_and(|c| c.deadline <= now) {
+                        return Err("an expired connection was reported".into());
+                    }
+                }
+                if let Some(u) = v.unconfirmed.take() {
+                    match control & 3 {
+                        0 | 1 => {
+                            let _ = shard.confirm(u);
+                        }
+                        2 => shard.discard(u),
+                        _ => drop(u),
+                    }
+                }
+            }
+            Ok(Frame::NotIp(_)) => shard.ignore(),
+            Err(_) => shard.malformed(),
+        }
+        shard.reap_unconfirmed();
+        shard.gc(now, 4);
+        shard.check_invariants(packets)?;
+    }
+    Ok(())
+}
