@@ -55,17 +55,9 @@ impl Templates {
         }
     }
 
-    /// Writes connection `i`'s packet in direction `reply` into `buf`.
-    fn write(
-        &self,
-        buf: &mut [u8; FRAME],
-        proto: Proto,
-        i: u32,
-        reply: bool,
-        flags: u8,
-        seq: u32,
-        ack: u32,
-    ) {
+    /// Writes packet `p` (of connection `p.conn`) into `buf`.
+    fn write(&self, buf: &mut [u8; FRAME], proto: Proto, p: &Pkt) {
+        let (i, reply) = (p.conn, p.reply);
         *buf = if proto == Proto::Udp {
             self.udp
         } else {
@@ -84,9 +76,9 @@ impl Templates {
         buf[34..36].copy_from_slice(&sp.to_be_bytes());
         buf[36..38].copy_from_slice(&dp.to_be_bytes());
         if proto == Proto::Tcp {
-            buf[38..42].copy_from_slice(&seq.to_be_bytes());
-            buf[42..46].copy_from_slice(&ack.to_be_bytes());
-            buf[47] = flags;
+            buf[38..42].copy_from_slice(&p.seq.to_be_bytes());
+            buf[42..46].copy_from_slice(&p.ack.to_be_bytes());
+            buf[47] = p.flags;
         }
     }
 }
@@ -129,7 +121,7 @@ fn run(
     loop {
         let mut n = 0;
         for (buf, p) in bufs.iter_mut().zip(&mut *pkts) {
-            t.write(buf, proto, p.conn, p.reply, p.flags, p.seq, p.ack);
+            t.write(buf, proto, &p);
             n += 1;
         }
         if n == 0 {
