@@ -92,6 +92,10 @@ pub struct Config {
     pub checksum: bool,
     /// Touch the table's memory at construction (see `ConnTable::new`).
     pub prefault: bool,
+    /// Called with each large region of the table before it is touched, so
+    /// the owner can advise the kernel (huge pages); this module makes no
+    /// system calls itself.
+    pub advise_memory: Option<fn(*const u8, usize)>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             checksum: false,
             prefault: true,
+            advise_memory: None,
         }
     }
 }
@@ -270,7 +275,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(cfg: Config) -> Shard {
         Shard {
-            table: ConnTable::new(cfg.max, cfg.prefault),
+            table: ConnTable::new(cfg.max, cfg.prefault, cfg.advise_memory),
             cfg,
             stats: Stats::default(),
             unconfirmed: Vec::with_capacity(1024),
@@ -446,7 +451,7 @@ impl Shard {
                 Verdict::invalid(reason)
             }
             Ok(L4::IcmpError(inner)) => self.icmp_error(c, inner, now),
-            Ok(l4) => self.resolve_and_track(c, l4, now),
+            Ok(ref l4) => self.resolve_and_track(c, l4, now),
         };
         match v.ctinfo {
             CtInfo::Invalid => self.stats.invalid += 1,
@@ -459,17 +464,17 @@ impl Shard {
     /// Looks the connection up or creates it (`resolve_normal_ct`), then
     /// lets the protocol tracker judge the packet.
     #[inline]
-    fn resolve_and_track(&mut self, c: &Classified<'_>, l4: L4<'_>, now: u64) -> Verdict {
+    fn resolve_and_track(&mut self, c: &Classified<'_>, l4: &L4<'_>, now: u64) -> Verdict {
         // A TCP reopen deletes the old connection and resolves once more.
         for _ in 0..2 {
             let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, now) {
                 Some((slot, dir)) => (slot, dir, false),
-                None => match self.init_conntrack(c, &l4, now) {
+                None => match self.init_conntrack(c, l4, now) {
                     Ok(slot) => (slot, Dir::Original, true),
                     Err(reason) => return Verdict::invalid(reason),
                 },
             };
-            match self.track_l4(slot, dir, c, &l4, now) {
+            match self.track_l4(slot, dir, c, l4, now) {
                 Track::Accept => return self.accept(slot, dir, fresh),
                 Track::Ignore => return self.ctinfo_only(slot, dir, fresh),
                 Track::Kill => {

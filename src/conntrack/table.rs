@@ -11,11 +11,12 @@
 //! six live entries of eight on average (both directions of `max`
 //! connections), which keeps spills rare.
 //!
-//! Chosen over chained hashing (Linux's hlist: one dependent miss per chain
-//! link), over hashbrown (one probe per group, but the key lives in the
-//! table, doubling its size with two 40-byte tuples per connection) and over
-//! cuckoo hashing (two candidate buckets to prefetch per packet); measured
-//! with `perf/bench-conntrack`.
+//! Chosen, by reasoning rather than a measured comparison so far, over
+//! chained hashing (Linux's hlist: one dependent miss per chain link), over
+//! hashbrown (the key would live in the index, doubling it with two 40-byte
+//! tuples per connection) and over cuckoo hashing (two candidate buckets to
+//! prefetch per packet). `perf/bench-conntrack` measures this table; the
+//! alternatives have not been benchmarked against it yet.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -82,12 +83,23 @@ impl ConnTable {
     /// With `prefault`, every page of the connection slab is touched now, so
     /// the first connections do not pay the kernel's page faults on the
     /// packet path.
-    pub fn new(max: usize, prefault: bool) -> ConnTable {
+    /// `advise` is called on the bucket array and the slab once reserved and
+    /// before they are written (see `Config::advise_memory`).
+    pub fn new(max: usize, prefault: bool, advise: Option<fn(*const u8, usize)>) -> ConnTable {
         let max = max.clamp(1, (REPLY_BIT - 1) as usize);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_usize(max);
+        let mut bucket_vec: Vec<Bucket> = Vec::with_capacity(buckets);
         let mut conns: Vec<Conn> = Vec::with_capacity(max);
+        if let Some(advise) = advise {
+            advise(
+                bucket_vec.as_ptr().cast(),
+                buckets * std::mem::size_of::<Bucket>(),
+            );
+            advise(conns.as_ptr().cast(), max * std::mem::size_of::<Conn>());
+        }
+        bucket_vec.resize(buckets, EMPTY_BUCKET);
         if prefault {
             // One write per page of the reserved capacity, to uninitialised
             // (MaybeUninit) memory: it stays unused until `alloc` pushes.
@@ -100,7 +112,7 @@ impl ConnTable {
             seed: h.finish(),
             mask: buckets - 1,
             max,
-            buckets: vec![EMPTY_BUCKET; buckets],
+            buckets: bucket_vec,
             conns,
             kinds: Vec::with_capacity(max),
             gens: Vec::with_capacity(max),

@@ -46,8 +46,8 @@ pub struct Tuple {
 
 impl Tuple {
     pub const ZERO: Tuple = Tuple {
-        src: Addr([0; 16]),
-        dst: Addr([0; 16]),
+        src: Addr::ZERO,
+        dst: Addr::ZERO,
         sport: 0,
         dport: 0,
         proto: 0,
@@ -79,12 +79,12 @@ impl Tuple {
     /// The tuple as five 64-bit words, for hashing.
     #[inline]
     fn words(&self) -> [u64; 5] {
-        let w = |a: &[u8; 16], i: usize| u64::from_le_bytes(a[i..i + 8].try_into().unwrap());
+        let (s, d) = (self.src.words(), self.dst.words());
         [
-            w(&self.src.0, 0),
-            w(&self.src.0, 8),
-            w(&self.dst.0, 0),
-            w(&self.dst.0, 8),
+            s[0],
+            s[1],
+            d[0],
+            d[1],
             (self.sport as u64)
                 | (self.dport as u64) << 16
                 | (self.proto as u64) << 32

@@ -44,12 +44,10 @@ pub fn l4_ok(ip: &IpPacket<'_>) -> Option<bool> {
     let mut acc = sum(0, ip.l4);
     // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768, 4443).
     if ip.proto != PROTO_ICMP {
-        let (src, dst) = match ip.l3 {
-            L3::V4 => (&ip.src.0[12..], &ip.dst.0[12..]),
-            L3::V6 => (&ip.src.0[..], &ip.dst.0[..]),
-        };
-        acc = sum(acc, src);
-        acc = sum(acc, dst);
+        let (src, dst) = (ip.src.octets(), ip.dst.octets());
+        let from = if ip.l3 == L3::V4 { 12 } else { 0 };
+        acc = sum(acc, &src[from..]);
+        acc = sum(acc, &dst[from..]);
         acc += ip.proto as u64 + ip.l4.len() as u64;
     }
     Some(fold(acc) == 0xffff)
