@@ -283,60 +283,33 @@ pub fn check_flags(hdr: &TcpHeader<'_>) -> Result<(), &'static str> {
 }
 
 /// Reads window scale and SACK-permitted from the options (`tcp_options`).
-fn read_options(options: &[u8], peer: &mut TcpPeer) {
+fn read_options(h: &TcpHeader<'_>, peer: &mut TcpPeer) {
     peer.td_scale = 0;
     peer.flags &= BE_LIBERAL;
-    let mut o = options;
-    while let Some((&kind, rest)) = o.split_first() {
-        match kind {
-            0 => return,
-            1 => o = rest,
-            _ => {
-                let Some(&size) = rest.first() else { return };
-                let size = size as usize;
-                if size < 2 || size > o.len() {
-                    return; // silly or partial option
-                }
-                if kind == 4 && size == 2 {
-                    peer.flags |= SACK_PERM;
-                } else if kind == 3 && size == 3 {
-                    peer.td_scale = o[2].min(MAX_WSCALE);
-                    peer.flags |= WINDOW_SCALE;
-                }
-                o = &o[size..];
+    for (kind, data) in h.options() {
+        match (kind, data) {
+            (4, []) => peer.flags |= SACK_PERM,
+            (3, [shift]) => {
+                peer.td_scale = (*shift).min(MAX_WSCALE);
+                peer.flags |= WINDOW_SCALE;
             }
+            _ => {}
         }
     }
 }
 
-/// The highest right edge among SACK blocks, if above `sack` (`tcp_sack`).
-fn highest_sack(options: &[u8], mut sack: u32) -> u32 {
-    // The common timestamp-only layout carries no SACK.
-    if options.len() == 12 && options[..4] == [1, 1, 8, 10] {
+/// The highest right edge among the first SACK option's blocks, if above
+/// `sack` (`tcp_sack`).
+fn highest_sack(h: &TcpHeader<'_>, mut sack: u32) -> u32 {
+    let sack_option =
+        |(kind, data): &(u8, &[u8])| *kind == 5 && !data.is_empty() && data.len() % 8 == 0;
+    let Some((_, blocks)) = h.options().find(sack_option) else {
         return sack;
-    }
-    let mut o = options;
-    while let Some((&kind, rest)) = o.split_first() {
-        match kind {
-            0 => break,
-            1 => o = rest,
-            _ => {
-                let Some(&size) = rest.first() else { break };
-                let size = size as usize;
-                if size < 2 || size > o.len() {
-                    break;
-                }
-                if kind == 5 && size >= 10 && (size - 2) % 8 == 0 {
-                    for block in o[2..size].chunks_exact(8) {
-                        let right = u32::from_be_bytes(block[4..8].try_into().unwrap());
-                        if after(right, sack) {
-                            sack = right;
-                        }
-                    }
-                    break;
-                }
-                o = &o[size..];
-            }
+    };
+    for block in blocks.chunks_exact(8) {
+        let right = u32::from_be_bytes(block[4..8].try_into().unwrap());
+        if after(right, sack) {
+            sack = right;
         }
     }
     sack
@@ -373,7 +346,7 @@ impl TcpConn {
         match TRANSITIONS[0][index as usize][0] {
             Next::To(TcpState::SynSent) => {
                 s.td_maxend = s.td_end;
-                read_options(seg.hdr.options, s);
+                read_options(&seg.hdr, s);
             }
             Next::To(_) if cfg.loose => {
                 // Mid-stream pickup: the history is lost, so assume SACK and
@@ -556,7 +529,7 @@ impl TcpConn {
         self.last_win = seg.hdr.window;
         if index == FlagSet::Syn && dir == Dir::Original {
             let mut peer = TcpPeer::default();
-            read_options(seg.hdr.options, &mut peer);
+            read_options(&seg.hdr, &mut peer);
             self.last_flags = 0;
             self.last_wscale = 0;
             if peer.flags & WINDOW_SCALE != 0 {
@@ -679,7 +652,7 @@ impl TcpConn {
         let win_raw = h.window;
         let mut win = u32::from(win_raw);
         if receiver.flags & SACK_PERM != 0 {
-            sack = highest_sack(h.options, sack);
+            sack = highest_sack(h, sack);
         }
 
         if sender.td_maxwin == 0 {
@@ -871,7 +844,7 @@ fn init_sender(
     sender.td_end = end;
     sender.td_maxend = end;
     sender.td_maxwin = win.max(1);
-    read_options(h.options, sender);
+    read_options(h, sender);
     // RFC 7323: scaling is on only if both ends offered it.
     if dir == Dir::Reply
         && !(sender.flags & WINDOW_SCALE != 0 && receiver.flags & WINDOW_SCALE != 0)

@@ -378,64 +378,87 @@ fn tcp_out_of_window_data_and_injected_rst_are_invalid() {
     assert_eq!(s.ctinfo, CtInfo::EstablishedReply);
 }
 
+/// A handshake with 1000-byte windows, both ends offering `options`,
+/// then the server's first plain ACK, which opens its (scaled) window to
+/// the client: windows in SYNs are never scaled.
+fn small_window_handshake(h: &mut Harness, options: &[u8]) {
+    h.feed(&tcp_frame_opts(C, S, 1000, 0, TCP_SYN, 1000, options, b""));
+    h.feed(&tcp_frame_opts(
+        S,
+        C,
+        5000,
+        1001,
+        TCP_SYN | TCP_ACK,
+        1000,
+        options,
+        b"",
+    ));
+    h.feed(&tcp_frame_opts(C, S, 1001, 5001, TCP_ACK, 1000, &[], b""));
+    h.feed(&tcp_frame_opts(S, C, 5001, 1001, TCP_ACK, 1000, &[], b""));
+}
+
 #[test]
 fn tcp_window_scaling() {
+    // 100 KB ahead: inside a 1000 << 7 window, far outside a raw 1000.
+    let ahead = tcp_frame_opts(C, S, 1001 + 100_000, 5001, TCP_ACK, 1000, &[], &[0; 100]);
     let mut h = Harness::new();
-    // Both ends offer window scale 7: a 1000-byte window means 128000 bytes.
-    let ws = [1, 3, 3, 7];
-    h.feed(&tcp_frame_opts(C, S, 1000, 0, TCP_SYN, 1000, &ws, b""));
+    small_window_handshake(&mut h, &[1, 3, 3, 7]);
+    let s = h.feed(&ahead);
+    assert_eq!(s.ctinfo, CtInfo::Established, "{:?}", s.reason);
+    let mut h = Harness::new();
+    small_window_handshake(&mut h, &[]);
+    assert_eq!(h.feed(&ahead).ctinfo, CtInfo::Invalid);
+}
+
+#[test]
+fn tcp_sack_blocks_count_as_acknowledgements() {
+    let mut h = Harness::new();
+    let sack_perm = [4, 2];
+    h.feed(&tcp_frame_opts(
+        C, S, 1000, 0, TCP_SYN, 65535, &sack_perm, b"",
+    ));
     h.feed(&tcp_frame_opts(
         S,
         C,
         5000,
         1001,
         TCP_SYN | TCP_ACK,
-        1000,
-        &ws,
+        65535,
+        &sack_perm,
         b"",
     ));
-    h.feed(&tcp_frame_opts(C, S, 1001, 5001, TCP_ACK, 1000, &[], b""));
-    // Windows in SYNs are never scaled: the server's first plain ACK opens
-    // its scaled window to the client.
-    h.feed(&tcp_frame_opts(S, C, 5001, 1001, TCP_ACK, 1000, &[], b""));
-    // 100 KB ahead: inside the scaled window, far outside the raw one.
+    h.feed(&tcp_frame(C, S, 1001, 5001, TCP_ACK, b""));
+    h.feed(&tcp_frame(S, C, 5001, 1001, TCP_ACK | TCP_PSH, &[0; 1000]));
+    let sack = |left: u32, right: u32| {
+        let mut o = vec![1, 1, 5, 10];
+        o.extend_from_slice(&left.to_be_bytes());
+        o.extend_from_slice(&right.to_be_bytes());
+        o
+    };
+    // The first 500 bytes were lost; the rest is selectively acknowledged.
     let s = h.feed(&tcp_frame_opts(
         C,
         S,
-        1001 + 100_000,
+        1001,
         5001,
         TCP_ACK,
-        1000,
-        &[],
-        &[0; 100],
+        65535,
+        &sack(5501, 6001),
+        b"",
     ));
     assert_eq!(s.ctinfo, CtInfo::Established, "{:?}", s.reason);
-    // Without scaling the same segment is out of window.
-    let mut h = Harness::new();
-    h.feed(&tcp_frame_opts(C, S, 1000, 0, TCP_SYN, 1000, &[], b""));
-    h.feed(&tcp_frame_opts(
-        S,
-        C,
-        5000,
-        1001,
-        TCP_SYN | TCP_ACK,
-        1000,
-        &[],
-        b"",
-    ));
-    h.feed(&tcp_frame_opts(C, S, 1001, 5001, TCP_ACK, 1000, &[], b""));
-    h.feed(&tcp_frame_opts(S, C, 5001, 1001, TCP_ACK, 1000, &[], b""));
+    // A SACK block past anything the server sent is as bad as such an ACK.
     let s = h.feed(&tcp_frame_opts(
         C,
         S,
-        1001 + 100_000,
+        1001,
         5001,
         TCP_ACK,
-        1000,
-        &[],
-        &[0; 100],
+        65535,
+        &sack(5501, 90001),
+        b"",
     ));
-    assert_eq!(s.ctinfo, CtInfo::Invalid);
+    assert_eq!(s.reason, Some("tcp-ack-over-upper-bound"));
 }
 
 #[test]

@@ -56,6 +56,47 @@ impl<'a> TcpHeader<'a> {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+
+    /// The options as (kind, data) pairs, in order.
+    pub fn options(&self) -> TcpOptions<'a> {
+        TcpOptions { rest: self.options }
+    }
+}
+
+/// Iterator over TCP options (RFC 9293 3.1): stops at End of Option List,
+/// and at the first malformed option (length below 2 or past the header),
+/// as Linux's `tcp_options` does. No-Operation options are skipped.
+#[derive(Debug, Clone)]
+pub struct TcpOptions<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for TcpOptions<'a> {
+    /// The option kind and the bytes after its length octet.
+    type Item = (u8, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (&kind, after) = self.rest.split_first()?;
+            match kind {
+                0 => {
+                    self.rest = &[];
+                    return None;
+                }
+                1 => self.rest = after,
+                _ => {
+                    let size = *after.first()? as usize;
+                    if size < 2 || size > self.rest.len() {
+                        self.rest = &[];
+                        return None;
+                    }
+                    let data = &self.rest[2..size];
+                    self.rest = &self.rest[size..];
+                    return Some((kind, data));
+                }
+            }
+        }
+    }
 }
 
 /// A UDP header.

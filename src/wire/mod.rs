@@ -15,8 +15,8 @@ pub use ip::{
     PROTO_TCP, PROTO_UDP,
 };
 pub use l4::{
-    IcmpHeader, TcpHeader, UdpHeader, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST,
-    TCP_SYN, TCP_URG,
+    IcmpHeader, TcpHeader, TcpOptions, UdpHeader, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
+    TCP_RST, TCP_SYN, TCP_URG,
 };
 
 /// A buffer too short for the header a view needs.
