@@ -26,38 +26,12 @@ impl Status {
     pub const UNTRACKED: Status = Status(1 << 12);
     pub const HELPER: Status = Status(1 << 13);
 
-    const NAMES: [(Status, &'static str); 13] = [
-        (Status::EXPECTED, "EXPECTED"),
-        (Status::SEEN_REPLY, "SEEN_REPLY"),
-        (Status::ASSURED, "ASSURED"),
-        (Status::CONFIRMED, "CONFIRMED"),
-        (Status::SRC_NAT, "SRC_NAT"),
-        (Status::DST_NAT, "DST_NAT"),
-        (Status::SEQ_ADJUST, "SEQ_ADJUST"),
-        (Status::SRC_NAT_DONE, "SRC_NAT_DONE"),
-        (Status::DST_NAT_DONE, "DST_NAT_DONE"),
-        (Status::DYING, "DYING"),
-        (Status::FIXED_TIMEOUT, "FIXED_TIMEOUT"),
-        (Status::UNTRACKED, "UNTRACKED"),
-        (Status::HELPER, "HELPER"),
-    ];
-
     pub fn has(self, bit: Status) -> bool {
         self.0 & bit.0 == bit.0
     }
 
     pub fn set(&mut self, bit: Status) {
         self.0 |= bit.0;
-    }
-
-    /// The set bits by name, `|`-separated.
-    pub fn names(self) -> String {
-        let v: Vec<&str> = Status::NAMES
-            .iter()
-            .filter(|(b, _)| self.has(*b))
-            .map(|(_, n)| *n)
-            .collect();
-        v.join("|")
     }
 }
 

@@ -19,10 +19,13 @@
 //! are never reported as found and are removed by bounded work
 //! ([`Shard::gc`]) or when a lookup meets them.
 //!
-//! Differences from Linux, on purpose: no IP defragmentation (a later
-//! fragment is INVALID, a first fragment is tracked by its transport
-//! header); ICMPv6 neighbour discovery and MLD are UNTRACKED, as Linux
-//! does; a TCP connection whose first packet is invalid is not created.
+//! Where this differs from Linux (the README lists it for users): no IP
+//! defragmentation, so a later fragment is INVALID and a first fragment is
+//! tracked by its transport header; the `found` counter counts accepted
+//! packets of existing connections, so the four packet counters partition
+//! the packets; no NAT sequence adjustment yet. As in Linux, ICMPv6
+//! neighbour discovery and MLD are UNTRACKED, and a TCP packet that cannot
+//! open a connection (a FIN, an RST) creates none and is INVALID.
 
 #![forbid(unsafe_code)]
 
@@ -283,10 +286,6 @@ impl Shard {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -392,18 +391,6 @@ impl Shard {
             }
             _ => Ok(L4::Other),
         }
-    }
-
-    /// Prefetch hints for a classified packet: the index bucket, and the
-    /// connection the bucket most likely points to (valid once the bucket
-    /// is in cache). The caller issues the prefetches: this module has no
-    /// unsafe code.
-    pub fn bucket_addr(&self, c: &Classified<'_>) -> *const u8 {
-        self.table.bucket_addr(c.hash)
-    }
-
-    pub fn candidate_addr(&self, c: &Classified<'_>) -> Option<*const u8> {
-        self.table.candidate_addr(c.hash)
     }
 
     /// Ingress for a whole burst, as DPDK's l3fwd does its lookups: every

@@ -123,10 +123,6 @@ impl ConnTable {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.max
-    }
-
     /// Connections in the table (confirmed).
     pub fn len(&self) -> usize {
         self.confirmed

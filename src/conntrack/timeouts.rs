@@ -54,26 +54,6 @@ impl TcpTimeouts {
             TcpState::SynSent2 => self.syn_sent2,
         }
     }
-
-    /// Sets a timeout by its `--ct-timeout-tcp-<name>` name.
-    pub fn set(&mut self, name: &str, secs: u32) -> bool {
-        let slot = match name {
-            "syn_sent" => &mut self.syn_sent,
-            "syn_recv" => &mut self.syn_recv,
-            "established" => &mut self.established,
-            "fin_wait" => &mut self.fin_wait,
-            "close_wait" => &mut self.close_wait,
-            "last_ack" => &mut self.last_ack,
-            "time_wait" => &mut self.time_wait,
-            "close" => &mut self.close,
-            "syn_sent2" => &mut self.syn_sent2,
-            "retrans" => &mut self.retrans,
-            "unacknowledged" | "unack" => &mut self.unacknowledged,
-            _ => return false,
-        };
-        *slot = secs;
-        true
-    }
 }
 
 /// Timeouts of the trackers other than TCP's (those are in `TcpConfig`).
