@@ -140,23 +140,23 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
                 };
                 let mut v: Verdict = shard.ingress(&c, now);
                 let mut reason = v.reason;
-                let mut conn = v.conn;
-                if let Some(u) = v.unconfirmed.take() {
-                    match shard.confirm(u) {
-                        Ok(r) => conn = Some(r),
-                        Err(_) => {
-                            v.ctinfo = CtInfo::Invalid;
-                            reason = Some("insert-failed");
-                            conn = None;
-                        }
+                // Egress: confirm, and let the connection's helper look.
+                let conn = match shard.egress(&mut v, &c, now) {
+                    Ok(conn) => conn,
+                    Err(_) => {
+                        v.ctinfo = CtInfo::Invalid;
+                        reason = Some("insert-failed");
+                        None
                     }
-                }
+                };
+                let master = conn.and_then(|r| shard.master(r)).map(|m| m.id);
                 let c = conn.and_then(|r| shard.conn(r));
                 Line {
                     index,
                     tuple: Some(tuple),
                     ctinfo: v.ctinfo,
                     conn: c.map(|c| c.id),
+                    master,
                     tcp_state: c.and_then(|c| c.tcp()).map(|t| t.state.name()),
                     reason,
                 }
@@ -165,12 +165,16 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
         line.write(out, opts.json)?;
     }
     let stats = shard.stats();
+    let e = shard.expectations().stats();
+    let mut all = stats.fields().to_vec();
+    all.extend([
+        ("expect_new", e.expect_new),
+        ("expect_create", e.expect_create),
+        ("expect_delete", e.expect_delete),
+        ("expect_full", e.expect_full),
+    ]);
     if opts.json {
-        let fields: Vec<String> = stats
-            .fields()
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{v}"))
-            .collect();
+        let fields: Vec<String> = all.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         writeln!(
             out,
             "{{\"summary\":{{{},\"connections\":{}}}}}",
@@ -198,6 +202,8 @@ struct Line {
     tuple: Option<String>,
     ctinfo: CtInfo,
     conn: Option<u32>,
+    /// The master connection of a RELATED (expected) connection.
+    master: Option<u32>,
     tcp_state: Option<&'static str>,
     reason: Option<&'static str>,
 }
@@ -209,6 +215,7 @@ impl Line {
             tuple: None,
             ctinfo,
             conn: None,
+            master: None,
             tcp_state: None,
             reason: Some(reason),
         }
@@ -232,6 +239,9 @@ impl Line {
             write!(out, "{:>6} {:<18}", self.index, self.ctinfo.name())?;
             if let Some(c) = self.conn {
                 write!(out, " conn={c}")?;
+            }
+            if let Some(m) = self.master {
+                write!(out, " master={m}")?;
             }
             if let Some(t) = self.tcp_state {
                 write!(out, " {t}")?;

@@ -30,18 +30,25 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod expect;
+mod helper;
 mod selfcheck;
 mod table;
 mod tcp;
 mod timeouts;
 mod tuple;
 
+use std::sync::Arc;
+
 use crate::wire::{
     self, IcmpHeader, IpPacket, TcpHeader, UdpHeader, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
     PROTO_UDP,
 };
+use helper::{ftp_help, tftp_wants_expectation, FtpOutcome, FtpSegment, FtpState};
 
 pub use conn::{Conn, ProtoState, Status};
+pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
+pub use helper::{Helper, HelperConfig};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Slot};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
@@ -99,6 +106,11 @@ pub struct Config {
     /// the owner can advise the kernel (huge pages); this module makes no
     /// system calls itself.
     pub advise_memory: Option<fn(*const u8, usize)>,
+    /// Which helpers serve which ports.
+    pub helpers: HelperConfig,
+    /// Expectations a shard's own set holds at most (`Shard::new`; shards
+    /// made with `Shard::with_expectations` share the caller's set).
+    pub expect_max: usize,
 }
 
 impl Default for Config {
@@ -110,6 +122,8 @@ impl Default for Config {
             checksum: false,
             prefault: true,
             advise_memory: None,
+            helpers: HelperConfig::default(),
+            expect_max: 4096,
         }
     }
 }
@@ -148,11 +162,14 @@ pub struct Stats {
     /// Unconfirmed connections reclaimed because nobody confirmed or
     /// discarded them (a caller bug; should stay 0).
     pub unconfirmed_reaped: u64,
+    /// Helper commands that could not be used (malformed, cut, out of
+    /// range, FTP bounce): no expectation.
+    pub helper_refused: u64,
 }
 
 impl Stats {
     /// (name, value) pairs in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("found", self.found),
             ("new", self.new),
@@ -168,6 +185,7 @@ impl Stats {
             ("search_restart", self.search_restart),
             ("delete", self.delete),
             ("unconfirmed_reaped", self.unconfirmed_reaped),
+            ("helper_refused", self.helper_refused),
         ]
     }
 }
@@ -226,7 +244,7 @@ pub enum ConfirmError {
 #[derive(Debug, Clone, Copy)]
 enum L4<'a> {
     Tcp(Segment<'a>),
-    Udp,
+    Udp(&'a [u8]),
     /// ICMP or ICMPv6 query or reply.
     IcmpQuery,
     /// ICMP or ICMPv6 error quoting `inner`.
@@ -266,6 +284,15 @@ impl Classified<'_> {
     }
 }
 
+/// What a connection needs only when a helper is involved, kept beside
+/// the slab so the hot connection stays three cache lines.
+#[derive(Debug, Clone, Copy, Default)]
+struct Aux {
+    helper: Option<Helper>,
+    master: Option<MasterRef>,
+    ftp: FtpState,
+}
+
 /// The connection tracker of one worker.
 pub struct Shard {
     table: ConnTable,
@@ -273,17 +300,57 @@ pub struct Shard {
     stats: Stats,
     unconfirmed: Vec<Slot>,
     next_id: u32,
+    /// This shard's number, in its connections' `MasterRef`s.
+    id: u16,
+    expectations: Arc<Expectations>,
+    /// Per slot, grown with the slab within its reserved capacity.
+    aux: Vec<Aux>,
+    /// When `gc` next sweeps expired expectations.
+    next_expect_sweep: u64,
 }
 
 impl Shard {
+    /// A shard with its own expectation set.
     pub fn new(cfg: Config) -> Shard {
+        let set = Arc::new(Expectations::new(cfg.expect_max));
+        Shard::with_expectations(cfg, 0, set)
+    }
+
+    /// Shard number `id` of several, sharing one expectation set.
+    pub fn with_expectations(cfg: Config, id: u16, expectations: Arc<Expectations>) -> Shard {
         Shard {
             table: ConnTable::new(cfg.max, cfg.prefault, cfg.advise_memory),
             cfg,
             stats: Stats::default(),
             unconfirmed: Vec::with_capacity(1024),
             next_id: 1,
+            id,
+            expectations,
+            aux: Vec::with_capacity(cfg.max),
+            next_expect_sweep: 0,
         }
+    }
+
+    pub fn expectations(&self) -> &Expectations {
+        &self.expectations
+    }
+
+    /// The master of an expected connection.
+    pub fn master(&self, r: ConnRef) -> Option<MasterRef> {
+        self.conn(r)?;
+        self.aux.get(r.slot.0 as usize)?.master
+    }
+
+    /// Deletes a connection, and with it the expectations it announced.
+    fn delete_conn(&mut self, slot: Slot) {
+        let c = self.table.get(slot);
+        if c.status.has(Status::HELPER) {
+            self.expectations.remove_master(MasterRef {
+                shard: self.id,
+                id: c.id,
+            });
+        }
+        self.table.delete(slot);
     }
 
     pub fn stats(&self) -> &Stats {
@@ -368,13 +435,18 @@ impl Shard {
                 tuple.sport = hdr.sport;
                 tuple.dport = hdr.dport;
                 let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
-                Ok(L4::Tcp(Segment { hdr, payload_len }))
+                let payload = &ip.l4[hdr.header_len..];
+                Ok(L4::Tcp(Segment {
+                    hdr,
+                    payload_len,
+                    payload,
+                }))
             }
             (PROTO_UDP, _) => {
                 let hdr = UdpHeader::parse(ip.l4, ip.l4_wire_len(), false).map_err(malformed)?;
                 tuple.sport = hdr.sport;
                 tuple.dport = hdr.dport;
-                Ok(L4::Udp)
+                Ok(L4::Udp(&ip.l4[8..]))
             }
             (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => {
                 let icmp = IcmpHeader::parse(ip.l4).map_err(malformed)?;
@@ -469,7 +541,7 @@ impl Shard {
                     if fresh {
                         self.drop_unconfirmed(slot);
                     } else {
-                        self.table.delete(slot);
+                        self.delete_conn(slot);
                     }
                     self.stats.delete += 1;
                     return v;
@@ -481,7 +553,7 @@ impl Shard {
                     return Verdict::invalid(reason);
                 }
                 Track::Reopen => {
-                    self.table.delete(slot);
+                    self.delete_conn(slot);
                     self.stats.search_restart += 1;
                 }
             }
@@ -494,7 +566,7 @@ impl Shard {
     fn lookup(&mut self, t: &Tuple, hash: u64, now: u64) -> Option<(Slot, Dir)> {
         let (slot, dir) = self.table.lookup(t, hash)?;
         if self.table.get(slot).deadline <= now {
-            self.table.delete(slot);
+            self.delete_conn(slot);
             self.stats.expired += 1;
             return None;
         }
@@ -515,7 +587,7 @@ impl Shard {
                 let tcp = TcpConn::new(seg, &self.cfg.tcp).ok_or("tcp-cannot-start-connection")?;
                 (orig.swapped(), ProtoState::Tcp(tcp))
             }
-            L4::Udp => (
+            L4::Udp(_) => (
                 orig.swapped(),
                 ProtoState::Udp {
                     stream_after: now + UDP_STREAM_AFTER,
@@ -548,7 +620,13 @@ impl Shard {
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
             None => {
-                if self.table.early_drop(c.hash, now) {
+                let (expectations, shard) = (&self.expectations, self.id);
+                let forget = |c: &Conn| {
+                    if c.status.has(Status::HELPER) {
+                        expectations.remove_master(MasterRef { shard, id: c.id });
+                    }
+                };
+                if self.table.early_drop(c.hash, now, forget) {
                     self.stats.early_drop += 1;
                 } else {
                     self.stats.drop += 1;
@@ -559,7 +637,35 @@ impl Shard {
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.unconfirmed.push(slot);
+        self.attach_helper_or_master(slot, now);
         Ok(slot)
+    }
+
+    /// A new connection either fulfils an expectation (EXPECTED, linked to
+    /// its master) or may get a helper, found by its reply tuple's source
+    /// port, L4 and L3 as the seed article describes.
+    fn attach_helper_or_master(&mut self, slot: Slot, now: u64) {
+        let i = slot.0 as usize;
+        if self.aux.len() <= i {
+            // Within the capacity reserved for `max` slots: no allocation.
+            self.aux.resize(i + 1, Aux::default());
+        }
+        let mut aux = Aux::default();
+        let conn = self.table.get_mut(slot);
+        if !self.expectations.is_empty() {
+            if let Some(e) = self.expectations.take(&conn.tuples[0], now) {
+                conn.status.set(Status::EXPECTED);
+                aux.master = Some(e.master);
+            }
+        }
+        if aux.master.is_none() {
+            let reply = &conn.tuples[1];
+            aux.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
+            if aux.helper.is_some() {
+                conn.status.set(Status::HELPER);
+            }
+        }
+        self.aux[i] = aux;
     }
 
     /// The protocol tracker's verdict, with timeout and accounting applied
@@ -601,7 +707,7 @@ impl Shard {
                     TcpVerdict::Reopen => return Track::Reopen,
                 }
             }
-            (ProtoState::Udp { stream_after }, L4::Udp) => {
+            (ProtoState::Udp { stream_after }, L4::Udp(_)) => {
                 // Linux's udp_packet: a flow answered, and still active 2 s
                 // after it began, is a stream: longer timeout, ASSURED.
                 if seen_reply && now > *stream_after {
@@ -773,6 +879,94 @@ impl Shard {
         Ok(ConnRef { slot, id: conn.id })
     }
 
+    /// Egress for one packet (the POSTROUTING hook): confirms the
+    /// connection the packet created, then lets the connection's helper
+    /// read the packet. Returns the packet's connection; `InsertFailed`
+    /// means the packet should be dropped.
+    pub fn egress(
+        &mut self,
+        v: &mut Verdict,
+        c: &Classified<'_>,
+        now: u64,
+    ) -> Result<Option<ConnRef>, ConfirmError> {
+        if let Some(u) = v.unconfirmed.take() {
+            v.conn = Some(self.confirm(u)?);
+        }
+        if let Some(r) = v.conn {
+            if self.table.get(r.slot).status.has(Status::HELPER) {
+                self.help(r, v.ctinfo, c, now);
+            }
+        }
+        Ok(v.conn)
+    }
+
+    /// Runs a connection's helper on one of its packets and records the
+    /// expectation it asks for (`nf_conntrack_helper`'s help callback).
+    fn help(&mut self, r: ConnRef, ctinfo: CtInfo, c: &Classified<'_>, now: u64) {
+        let Some(aux) = self.aux.get_mut(r.slot.0 as usize) else {
+            return;
+        };
+        let Some(helper) = aux.helper else { return };
+        let conn = self.table.get(r.slot);
+        let dir = match ctinfo {
+            CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
+            _ => Dir::Original,
+        };
+        let [orig, reply] = conn.tuples;
+        let expected = match (helper, &c.l4) {
+            // The server answers from a port of its choosing: expect
+            // server -> client:port from any source port.
+            (Helper::Tftp, Ok(L4::Udp(payload))) if tftp_wants_expectation(payload) => {
+                Some(Tuple { sport: 0, ..reply })
+            }
+            (Helper::Ftp, Ok(L4::Tcp(seg))) => {
+                let sender = conn.tuples[dir.index()];
+                let peer = conn.tuples[dir.other().index()];
+                let fseg = FtpSegment {
+                    dir: dir.index(),
+                    seq: seg.hdr.seq,
+                    payload: seg.payload,
+                    whole: seg.payload.len() == seg.payload_len as usize,
+                    established: matches!(ctinfo, CtInfo::Established | CtInfo::EstablishedReply),
+                    sender: sender.src,
+                    l3: sender.l3(),
+                };
+                match ftp_help(&mut aux.ftp, &fseg, self.cfg.helpers.ftp_loose) {
+                    FtpOutcome::Nothing => None,
+                    FtpOutcome::Refused(_) => {
+                        self.stats.helper_refused += 1;
+                        None
+                    }
+                    // The peer of the announcing side connects to the
+                    // announced address and port, from any port.
+                    FtpOutcome::Expect { addr, port } => Some(Tuple {
+                        src: peer.src,
+                        dst: addr,
+                        sport: 0,
+                        dport: port,
+                        ..orig
+                    }),
+                }
+            }
+            _ => None,
+        };
+        if let Some(tuple) = expected {
+            let e = Expectation {
+                tuple,
+                any_source_port: true,
+                master: MasterRef {
+                    shard: self.id,
+                    id: conn.id,
+                },
+                helper,
+                deadline: expect::deadline(now, helper.timeout()),
+                created: now,
+            };
+            // A full set is counted there (expect_full); the packet passes.
+            let _ = self.expectations.insert(e, helper.max_expected(), now);
+        }
+    }
+
     /// The packet that created this connection was dropped before egress:
     /// free the connection (Linux frees an unconfirmed conntrack with its skb).
     pub fn discard(&mut self, u: Unconfirmed) {
@@ -811,8 +1005,19 @@ impl Shard {
 
     /// Removes expired connections, looking at `budget` slots at most.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
-        let n = self.table.gc(now, budget);
+        let (expectations, shard) = (&self.expectations, self.id);
+        let n = self.table.gc(now, budget, |c| {
+            if c.status.has(Status::HELPER) {
+                expectations.remove_master(MasterRef { shard, id: c.id });
+            }
+        });
         self.stats.expired += n as u64;
+        // Expectations nobody used time out; sweeping them once a second
+        // keeps the lock off the poll loop.
+        if now >= self.next_expect_sweep && !self.expectations.is_empty() {
+            self.expectations.expire(now);
+            self.next_expect_sweep = now + SEC;
+        }
         n
     }
 

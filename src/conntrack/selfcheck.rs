@@ -56,6 +56,22 @@ impl Shard {
                 }
             }
         }
+        // Every pending expectation of this shard belongs to a live
+        // connection with a helper: a master takes its expectations along.
+        let masters: std::collections::HashSet<u32> = self
+            .table()
+            .iter()
+            .filter(|(_, c)| c.status.has(Status::HELPER))
+            .map(|(_, c)| c.id)
+            .collect();
+        for e in self.expectations().snapshot() {
+            if e.master.shard == self.id && !masters.contains(&e.master.id) {
+                return Err(format!(
+                    "expectation {:?} outlived its master {}",
+                    e.tuple, e.master.id
+                ));
+            }
+        }
         let removed = st.expired + st.early_drop + st.delete + st.search_restart;
         if st.insert != removed + n {
             return Err(format!(
@@ -109,14 +125,16 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
                         return Err("an expired connection was reported".into());
                     }
                 }
-                if let Some(u) = v.unconfirmed.take() {
-                    match control & 3 {
-                        0 | 1 => {
-                            let _ = shard.confirm(u);
-                        }
-                        2 => shard.discard(u),
-                        _ => drop(u),
+                match control & 3 {
+                    0 | 1 => {
+                        let _ = shard.egress(&mut v, &c, now);
                     }
+                    2 => {
+                        if let Some(u) = v.unconfirmed.take() {
+                            shard.discard(u);
+                        }
+                    }
+                    _ => drop(v.unconfirmed.take()),
                 }
             }
             Ok(Frame::NotIp(_)) => shard.ignore(),

@@ -331,7 +331,8 @@ impl ConnTable {
     /// Expires up to `budget` slots' worth of connections, walking the slab
     /// round-robin (Linux's incremental `gc_worker`); returns how many it
     /// removed. Bounded work per call, no full scan on the packet path.
-    pub fn gc(&mut self, now: u64, budget: usize) -> usize {
+    /// `on_delete` sees each connection before it goes.
+    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(&Conn)) -> usize {
         let mut removed = 0;
         if self.conns.is_empty() {
             return 0;
@@ -340,6 +341,7 @@ impl ConnTable {
             let i = self.gc_cursor;
             self.gc_cursor = (i + 1) % self.conns.len();
             if self.kinds[i] == SlotKind::Confirmed && self.conns[i].deadline <= now {
+                on_delete(&self.conns[i]);
                 self.delete(Slot(i as u32));
                 removed += 1;
             }
@@ -350,7 +352,8 @@ impl ConnTable {
     /// Linux's `early_drop`: with the table full, look through the buckets
     /// near `hash` for a connection not worth keeping (expired, not ASSURED,
     /// or a TCP connection already closing) and delete it.
-    pub fn early_drop(&mut self, hash: u64, now: u64) -> bool {
+    /// `on_delete` sees the evicted connection before it goes.
+    pub fn early_drop(&mut self, hash: u64, now: u64, on_delete: impl FnOnce(&Conn)) -> bool {
         let mut b = self.home(hash);
         for _ in 0..EVICTION_RANGE {
             for e in self.buckets[b].entry {
@@ -361,6 +364,7 @@ impl ConnTable {
                 let c = self.get(s);
                 let closing = c.tcp().is_some_and(|t| t.can_early_drop());
                 if c.deadline <= now || !c.status.has(Status::ASSURED) || closing {
+                    on_delete(c);
                     self.delete(s);
                     return true;
                 }

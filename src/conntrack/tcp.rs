@@ -187,6 +187,8 @@ pub struct Segment<'a> {
     pub hdr: TcpHeader<'a>,
     /// Payload length as the wire carried it (from the IP length).
     pub payload_len: u32,
+    /// The payload bytes captured (fewer than `payload_len` if cut short).
+    pub payload: &'a [u8],
 }
 
 impl Segment<'_> {

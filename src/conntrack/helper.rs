@@ -1,0 +1,373 @@
+//! Connection helpers (Linux's `nf_conntrack_tftp` and `nf_conntrack_ftp`):
+//! they read a control connection's payload and say which connection to
+//! expect. They return requests as data and never touch a table.
+
+use crate::wire::{Addr, L3, PROTO_TCP, PROTO_UDP};
+
+/// A helper, attached to a connection by its reply tuple's source port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Helper {
+    Tftp,
+    Ftp,
+}
+
+impl Helper {
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::Tftp => "tftp",
+            Helper::Ftp => "ftp",
+        }
+    }
+
+    /// The transport protocol the helper's control connection uses.
+    pub fn proto(self) -> u8 {
+        match self {
+            Helper::Tftp => PROTO_UDP,
+            Helper::Ftp => PROTO_TCP,
+        }
+    }
+
+    /// Linux's policies: one expectation per master, five minutes.
+    pub fn max_expected(self) -> usize {
+        1
+    }
+
+    pub fn timeout(self) -> u32 {
+        300
+    }
+}
+
+/// Which helper serves which port (`--ct-helper=tftp:69,ftp:21,ftp:2121`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelperConfig {
+    entries: [Option<(Helper, u16)>; HelperConfig::MAX],
+    /// Accept FTP announcements of a third address (FTP bounce), Linux's
+    /// `nf_conntrack_ftp loose=1`.
+    pub ftp_loose: bool,
+}
+
+impl Default for HelperConfig {
+    /// TFTP on 69 and FTP on 21, as Linux's modules load by default.
+    fn default() -> Self {
+        HelperConfig::parse("tftp:69,ftp:21").expect("valid default")
+    }
+}
+
+impl HelperConfig {
+    /// How many (helper, port) pairs fit.
+    pub const MAX: usize = 8;
+
+    /// No helper at all.
+    pub fn none() -> HelperConfig {
+        HelperConfig {
+            entries: [None; HelperConfig::MAX],
+            ftp_loose: false,
+        }
+    }
+
+    /// Parses `name:port[,name:port...]`; an empty string or `none`
+    /// turns helpers off.
+    pub fn parse(s: &str) -> Result<HelperConfig, String> {
+        let mut c = HelperConfig::none();
+        if s.is_empty() || s == "none" {
+            return Ok(c);
+        }
+        for (i, item) in s.split(',').enumerate() {
+            if i >= HelperConfig::MAX {
+                return Err(format!("at most {} helper ports", HelperConfig::MAX));
+            }
+            let (name, port) = item
+                .split_once(':')
+                .ok_or_else(|| format!("'{item}' is not helper:port"))?;
+            let helper = match name {
+                "tftp" => Helper::Tftp,
+                "ftp" => Helper::Ftp,
+                _ => return Err(format!("unknown helper '{name}' (helpers: tftp, ftp)")),
+            };
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("'{port}' is not a port number"))?;
+            c.entries[i] = Some((helper, port));
+        }
+        Ok(c)
+    }
+
+    /// The helper for a connection whose reply comes from `sport` over
+    /// `proto` (the seed: looked up by the reply tuple's source port, L4
+    /// and L3).
+    pub fn lookup(&self, proto: u8, sport: u16) -> Option<Helper> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|(h, p)| *p == sport && h.proto() == proto)
+            .map(|(h, _)| *h)
+    }
+}
+
+/// TFTP (RFC 1350): a read or write request makes the server's answer,
+/// from a port of its choosing, expected. Other opcodes, short or garbage
+/// payloads: nothing.
+pub fn tftp_wants_expectation(payload: &[u8]) -> bool {
+    matches!(payload, [0, 1 | 2, ..])
+}
+
+/// Per-connection FTP state: the sequence numbers just after the last
+/// newlines seen in each direction (Linux's `seq_aft_nl`). Commands are
+/// parsed only in a segment that starts a line in sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FtpState {
+    after_nl: [[u32; 2]; 2],
+    count: [u8; 2],
+}
+
+impl FtpState {
+    fn starts_line(&self, dir: usize, seq: u32) -> bool {
+        self.after_nl[dir][..self.count[dir] as usize].contains(&seq)
+    }
+
+    /// Remembers up to two positions per direction, replacing the oldest,
+    /// so a retransmitted line is still recognised (`update_nl_seq`).
+    fn note_line_end(&mut self, dir: usize, seq: u32) {
+        let n = self.count[dir] as usize;
+        if self.after_nl[dir][..n].contains(&seq) {
+            return;
+        }
+        if n < 2 {
+            self.after_nl[dir][n] = seq;
+            self.count[dir] += 1;
+        } else {
+            let older =
+                usize::from(self.after_nl[dir][1].wrapping_sub(self.after_nl[dir][0]) as i32 > 0);
+            let oldest = 1 - older;
+            self.after_nl[dir][oldest] = seq;
+        }
+    }
+}
+
+/// What the FTP helper made of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpOutcome {
+    /// Nothing to do (no command, out of sequence, not yet established).
+    Nothing,
+    /// Expect a data connection to `addr`:`port` from the peer.
+    Expect { addr: Addr, port: u16 },
+    /// A command that could not be used: counted, no expectation.
+    Refused(&'static str),
+}
+
+/// One segment of an FTP control connection.
+pub struct FtpSegment<'a> {
+    /// 0 original (client), 1 reply (server).
+    pub dir: usize,
+    pub seq: u32,
+    /// The payload bytes captured.
+    pub payload: &'a [u8],
+    /// Whether `payload` is the whole payload the wire carried.
+    pub whole: bool,
+    /// Traffic was seen both ways (Linux looks at nothing before).
+    pub established: bool,
+    /// The sender's address and family.
+    pub sender: Addr,
+    pub l3: L3,
+}
+
+/// `help()` of `nf_conntrack_ftp`: PORT and EPRT from the client, 227 and
+/// 229 replies from the server.
+pub fn ftp_help(state: &mut FtpState, seg: &FtpSegment<'_>, loose: bool) -> FtpOutcome {
+    if !seg.established || seg.payload.is_empty() {
+        return FtpOutcome::Nothing;
+    }
+    let outcome = if state.starts_line(seg.dir, seg.seq) {
+        parse_command(seg, loose)
+    } else {
+        FtpOutcome::Nothing
+    };
+    if seg.whole && seg.payload.last() == Some(&b'\n') {
+        state.note_line_end(seg.dir, seg.seq.wrapping_add(seg.payload.len() as u32));
+    }
+    outcome
+}
+
+fn parse_command(seg: &FtpSegment<'_>, loose: bool) -> FtpOutcome {
+    let d = seg.payload;
+    // Linux's search table: the pattern, then (for all but 227) the
+    // character the numbers follow.
+    let patterns: [(&[u8], Parser); 2] = if seg.dir == 0 {
+        [
+            (b"PORT", |d, l3| after(d, b' ', rfc959, l3)),
+            (b"EPRT", |d, l3| after(d, b' ', eprt, l3)),
+        ]
+    } else {
+        [
+            (b"227 ", rfc1123),
+            (b"229 ", |d, l3| after(d, b'(', epsv, l3)),
+        ]
+    };
+    for (pattern, parse) in patterns {
+        if d.len() <= pattern.len() {
+            if d.eq_ignore_ascii_case(&pattern[..d.len()]) {
+                // Linux drops such a packet; ctfwd lets it through and
+                // expects nothing (the command is split across segments).
+                return FtpOutcome::Refused("ftp-partial-command");
+            }
+            continue;
+        }
+        if !d[..pattern.len()].eq_ignore_ascii_case(pattern) {
+            continue;
+        }
+        return match parse(&d[pattern.len()..], seg.l3) {
+            Parsed::Bad(why) => FtpOutcome::Refused(why),
+            Parsed::Port(port) => FtpOutcome::Expect {
+                addr: seg.sender,
+                port,
+            },
+            Parsed::AddrPort(addr, port) if addr == seg.sender || loose => {
+                FtpOutcome::Expect { addr, port }
+            }
+            // An address other than the sender's: the FTP bounce attack
+            // (RFC 2577) unless loose.
+            Parsed::AddrPort(..) => FtpOutcome::Refused("ftp-address-not-sender"),
+        };
+    }
+    FtpOutcome::Nothing
+}
+
+/// Reads a command's numbers from what follows its pattern.
+type Parser = fn(&[u8], L3) -> Parsed;
+
+enum Parsed {
+    AddrPort(Addr, u16),
+    Port(u16),
+    Bad(&'static str),
+}
+
+/// Parses what follows the first `c` with `f`; no `c` means the line is
+/// cut short.
+fn after(d: &[u8], c: u8, f: Parser, l3: L3) -> Parsed {
+    match d.iter().position(|&b| b == c) {
+        Some(i) => f(&d[i + 1..], l3),
+        None => Parsed::Bad("ftp-partial-command"),
+    }
+}
+
+/// Reads up to `n` numbers of at most 255 separated by `sep`; returns them
+/// and what follows. Larger numbers (Linux lets them wrap) are refused.
+fn numbers(d: &[u8], n: usize, sep: u8) -> Result<([u32; 6], &[u8]), &'static str> {
+    let mut out = [0u32; 6];
+    let mut i = 0;
+    let mut digits = 0;
+    for (pos, &b) in d.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                out[i] = out[i] * 10 + u32::from(b - b'0');
+                digits += 1;
+                if out[i] > 255 || digits > 3 {
+                    return Err("ftp-number-out-of-range");
+                }
+            }
+            _ if b == sep && i + 1 < n && digits > 0 => {
+                i += 1;
+                digits = 0;
+            }
+            _ if i + 1 == n && digits > 0 => return Ok((out, &d[pos..])),
+            _ => return Err("ftp-malformed"),
+        }
+    }
+    // Ran out of bytes before a terminator: the line is cut.
+    Err("ftp-partial-command")
+}
+
+fn v4(n: &[u32; 6]) -> (Addr, u16) {
+    let a = Addr::v4([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8]);
+    (a, (n[4] << 8 | n[5]) as u16)
+}
+
+/// `h1,h2,h3,h4,p1,p2` (RFC 959), IPv4 only, as Linux.
+fn rfc959(d: &[u8], l3: L3) -> Parsed {
+    if l3 != L3::V4 {
+        return Parsed::Bad("ftp-family-mismatch");
+    }
+    match numbers(d, 6, b',') {
+        Ok((n, _)) => match v4(&n) {
+            (_, 0) => Parsed::Bad("ftp-port-zero"),
+            (a, p) => Parsed::AddrPort(a, p),
+        },
+        Err(e) => Parsed::Bad(e),
+    }
+}
+
+/// 227's numbers start at the first digit, with or without parentheses
+/// (RFC 1123 4.1.2.6).
+fn rfc1123(d: &[u8], l3: L3) -> Parsed {
+    match d.iter().position(u8::is_ascii_digit) {
+        Some(i) => rfc959(&d[i..], l3),
+        None => Parsed::Bad("ftp-malformed"),
+    }
+}
+
+/// `|af|addr|port|` (RFC 2428), any printable delimiter.
+fn eprt(d: &[u8], l3: L3) -> Parsed {
+    let [delim, af, second, rest @ ..] = d else {
+        return Parsed::Bad("ftp-partial-command");
+    };
+    if !(33..=126).contains(delim) || delim.is_ascii_digit() || second != delim {
+        return Parsed::Bad("ftp-malformed");
+    }
+    let family = match af {
+        b'1' => L3::V4,
+        b'2' => L3::V6,
+        _ => return Parsed::Bad("ftp-malformed"),
+    };
+    if family != l3 {
+        return Parsed::Bad("ftp-family-mismatch");
+    }
+    let Some(end) = rest.iter().position(|b| b == delim) else {
+        return Parsed::Bad("ftp-partial-command");
+    };
+    let Some(addr) = std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .filter(|ip| ip.is_ipv4() == (family == L3::V4))
+    else {
+        return Parsed::Bad("ftp-malformed");
+    };
+    match port(&rest[end + 1..], *delim) {
+        Ok(p) => Parsed::AddrPort(Addr::from_std(addr), p),
+        Err(e) => Parsed::Bad(e),
+    }
+}
+
+/// `|||port|` (RFC 2428), the server's own address.
+fn epsv(d: &[u8], _: L3) -> Parsed {
+    let [delim, a, b, rest @ ..] = d else {
+        return Parsed::Bad("ftp-partial-command");
+    };
+    if !(33..=126).contains(delim) || delim.is_ascii_digit() || a != delim || b != delim {
+        return Parsed::Bad("ftp-malformed");
+    }
+    match port(rest, *delim) {
+        Ok(p) => Parsed::Port(p),
+        Err(e) => Parsed::Bad(e),
+    }
+}
+
+/// A decimal port ended by `delim` (Linux's `get_port`).
+fn port(d: &[u8], delim: u8) -> Result<u16, &'static str> {
+    let mut p: u32 = 0;
+    for &b in d {
+        match b {
+            b'0'..=b'9' => {
+                p = p * 10 + u32::from(b - b'0');
+                if p > 65535 {
+                    return Err("ftp-number-out-of-range");
+                }
+            }
+            _ if b == delim && p != 0 => return Ok(p as u16),
+            _ if b == delim => return Err("ftp-port-zero"),
+            _ => return Err("ftp-malformed"),
+        }
+    }
+    Err("ftp-partial-command")
+}
