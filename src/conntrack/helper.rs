@@ -371,3 +371,127 @@ fn port(d: &[u8], delim: u8) -> Result<u16, &'static str> {
     }
     Err("ftp-partial-command")
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn seg(dir: usize, payload: &[u8]) -> FtpSegment<'_> {
+        FtpSegment {
+            dir,
+            seq: 100,
+            payload,
+            whole: true,
+            established: true,
+            sender: Addr::v4([198, 18, 0, 1]),
+            l3: L3::V4,
+        }
+    }
+
+    /// A state in which the next line starts at sequence 100.
+    fn ready() -> FtpState {
+        let mut st = FtpState::default();
+        st.note_line_end(0, 100);
+        st.note_line_end(1, 100);
+        st
+    }
+
+    #[test]
+    fn commands_parse() {
+        let me = Addr::v4([198, 18, 0, 1]);
+        for (dir, cmd, port) in [
+            (0, &b"PORT 198,18,0,1,4,1\r\n"[..], 1025),
+            (0, b"port 198,18,0,1,0,21\r\n", 21),
+            (0, b"EPRT |1|198.18.0.1|6275|\r\n", 6275),
+            (0, b"EPRT !1!198.18.0.1!6275!\r\n", 6275),
+            (
+                1,
+                b"227 Entering Passive Mode (198,18,0,1,39,16)\r\n",
+                10000,
+            ),
+            (1, b"227 =198,18,0,1,39,16\r\n", 10000),
+            (
+                1,
+                b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+                6446,
+            ),
+        ] {
+            let got = ftp_help(&mut ready(), &seg(dir, cmd), false);
+            assert_eq!(
+                got,
+                FtpOutcome::Expect { addr: me, port },
+                "{}",
+                String::from_utf8_lossy(cmd)
+            );
+        }
+        // Commands of the other direction are not looked for.
+        assert_eq!(
+            ftp_help(&mut ready(), &seg(1, b"PORT 198,18,0,1,4,1\r\n"), false),
+            FtpOutcome::Nothing
+        );
+        assert_eq!(
+            ftp_help(&mut ready(), &seg(0, b"227 (198,18,0,1,4,1)\r\n"), false),
+            FtpOutcome::Nothing
+        );
+    }
+
+    #[test]
+    fn line_tracking_remembers_two_positions() {
+        let mut st = FtpState::default();
+        assert_eq!(
+            ftp_help(&mut st, &seg(0, b"PORT 198,18,0,1,4,1\r\n"), false),
+            FtpOutcome::Nothing
+        );
+        // That line ended at 100 + 21: the next one is parsed...
+        let mut next = seg(0, b"PORT 198,18,0,1,4,2\r\n");
+        next.seq = 121;
+        assert!(matches!(
+            ftp_help(&mut st, &next, false),
+            FtpOutcome::Expect { port: 1026, .. }
+        ));
+        // ...and so is its retransmission.
+        assert!(matches!(
+            ftp_help(&mut st, &next, false),
+            FtpOutcome::Expect { port: 1026, .. }
+        ));
+    }
+
+    proptest! {
+        /// Any payload, in either direction, behind any prefix: no panic,
+        /// and an expectation only ever for a non-zero port of the sender.
+        #[test]
+        fn any_payload_is_safe(prefix in prop::sample::select(vec!["PORT ", "EPRT ", "227 ", "229 (", "port ", ""]),
+                               body in prop::collection::vec(any::<u8>(), 0..80),
+                               dir in 0usize..2, whole: bool, loose: bool) {
+            let mut p = prefix.as_bytes().to_vec();
+            p.extend_from_slice(&body);
+            let mut s = seg(dir, &p);
+            s.whole = whole;
+            match ftp_help(&mut ready(), &s, loose) {
+                FtpOutcome::Expect { addr, port } => {
+                    prop_assert!(port != 0);
+                    prop_assert!(loose || addr == s.sender);
+                }
+                FtpOutcome::Nothing | FtpOutcome::Refused(_) => {}
+            }
+        }
+
+        /// Well-formed PORT commands with any numbers: out-of-range ones are
+        /// refused, the rest expected exactly.
+        #[test]
+        fn port_numbers(n in prop::array::uniform6(0u32..300)) {
+            let cmd = format!("PORT {},{},{},{},{},{}\r\n", n[0], n[1], n[2], n[3], n[4], n[5]);
+            let mut s = seg(0, cmd.as_bytes());
+            s.sender = Addr::v4([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8]);
+            let got = ftp_help(&mut ready(), &s, false);
+            let port = (n[4] << 8 | n[5]) as u16;
+            if n.iter().any(|&x| x > 255) || port == 0 {
+                prop_assert!(matches!(got, FtpOutcome::Refused(_)));
+            } else {
+                prop_assert_eq!(got, FtpOutcome::Expect { addr: s.sender, port });
+            }
+        }
+    }
+}

@@ -139,8 +139,6 @@ fn check(shard: &Shard, packets: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn table_stays_coherent(ops in prop::collection::vec(op(), 1..80), max in 2usize..40) {
         let mut shard = Shard::new(Config { max, ..Config::default() });
