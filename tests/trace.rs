@@ -50,7 +50,7 @@ fn check_json(lines: &[Value]) -> (Vec<&Value>, &Value) {
             "UNTRACKED"
         ]
         .contains(&ct));
-        for key in ["conn", "tcp_state", "reason"] {
+        for key in ["conn", "master", "tcp_state", "reason"] {
             assert!(p.get(key).is_some(), "key {key} missing in {p}");
         }
         assert_eq!(
@@ -147,6 +147,45 @@ fn seed_walkthrough_through_the_binary() {
         "{text}"
     );
     assert!(text.contains("summary: found=2 new=1"), "{text}");
+}
+
+/// The seed's walk-through 2 (TFTP) through the binary: the server's
+/// answer from a new port is RELATED, and names its master.
+#[test]
+fn seed_tftp_walkthrough_shows_the_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("tftp.pcap");
+    let pkt = |s: &str, d: &str, payload: &[u8]| {
+        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+            (s.parse().unwrap(), d.parse().unwrap());
+        frame(
+            &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
+            &[],
+        )
+    };
+    write_pcap(
+        &pcap,
+        &[
+            pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
+            pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
+            pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
+        ],
+    );
+    let (code, lines, _) = trace(&["--json", pcap.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let (pkts, summary) = check_json(&lines);
+    let ct: Vec<&str> = pkts.iter().map(|p| p["ctinfo"].as_str().unwrap()).collect();
+    assert_eq!(ct, ["NEW", "RELATED", "ESTABLISHED_REPLY"]);
+    assert_eq!(pkts[1]["master"], pkts[0]["conn"]);
+    assert!(pkts[0]["master"].is_null());
+    assert_ne!(pkts[1]["conn"], pkts[0]["conn"]);
+    assert_eq!(
+        (
+            summary["expect_create"].as_u64(),
+            summary["expect_new"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
 }
 
 /// A pcapng file with three interfaces of different link types (Linux

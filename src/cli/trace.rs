@@ -5,7 +5,7 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::capture::CaptureReader;
-use crate::conntrack::{proto_name, Config, CtInfo, Shard, Verdict};
+use crate::conntrack::{proto_name, Config, CtInfo, HelperConfig, Shard, Verdict};
 use crate::wire::{parse_frame, Frame, LinkType};
 
 /// Connections the trace's table holds (room for large captures).
@@ -38,6 +38,13 @@ fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
             "--checksum" => cfg.checksum = true,
             "--liberal" => cfg.tcp.be_liberal = true,
             "--no-loose" => cfg.tcp.loose = false,
+            "--ct-ftp-loose" => cfg.helpers.ftp_loose = true,
+            h if h.starts_with("--ct-helper=") => {
+                let loose = cfg.helpers.ftp_loose;
+                cfg.helpers = HelperConfig::parse(&h["--ct-helper=".len()..])
+                    .map_err(|e| format!("trace: --ct-helper: {e}"))?;
+                cfg.helpers.ftp_loose = loose;
+            }
             f if !f.starts_with('-') && file.is_none() => file = Some(f.to_string()),
             other => return Err(format!("trace: unexpected argument '{other}' ({USAGE})")),
         }
@@ -58,7 +65,10 @@ pub fn run(args: &[String]) -> i32 {
                 index, tuple, ctinfo, TCP state, connection id, and why it is INVALID.\n\
                 --json prints one JSON object per packet, then {{\"summary\": {{...}}}}.\n\
                 --checksum verifies checksums (off: endpoint captures carry offloaded ones).\n\
-                --liberal and --no-loose set Linux's tcp_be_liberal and tcp_loose=0."
+                --liberal and --no-loose set Linux's tcp_be_liberal and tcp_loose=0.\n\
+                --ct-helper=tftp:69,ftp:21,ftp:2121 says which helpers serve which ports\n\
+                (default tftp:69,ftp:21; none turns them off). --ct-ftp-loose accepts FTP\n\
+                announcements of a third address (FTP bounce), as Linux's loose=1."
             );
             return 0;
         }
@@ -225,12 +235,14 @@ impl Line {
         if json {
             let s =
                 |v: Option<&str>| v.map_or("null".to_string(), |s| format!("\"{}\"", escape(s)));
+            let n = |v: Option<u32>| v.map_or("null".to_string(), |c| c.to_string());
             writeln!(
                 out,
-                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{}}}",
+                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"master\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{}}}",
                 self.index,
                 self.ctinfo.name(),
-                self.conn.map_or("null".to_string(), |c| c.to_string()),
+                n(self.conn),
+                n(self.master),
                 s(self.tcp_state),
                 s(self.reason),
                 s(self.tuple.as_deref()),
