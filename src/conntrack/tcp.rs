@@ -561,14 +561,7 @@ impl TcpConn {
         cfg: &TcpConfig,
     ) -> RstCheck {
         // Closing already: the tuple may have been reused, skip the checks.
-        if matches!(
-            self.state,
-            TcpState::FinWait
-                | TcpState::LastAck
-                | TcpState::TimeWait
-                | TcpState::Close
-                | TcpState::CloseWait
-        ) {
+        if self.can_early_drop() {
             return RstCheck::SkipWindow;
         }
         let peer = &self.seen[dir.other().index()];

@@ -893,29 +893,30 @@ fn ftp_session(h: &mut Harness, c: &str, s: &str) -> u32 {
     h.conn(&s1).id
 }
 
+/// The client's next command line on a session from `ftp_session`.
+fn ftp_command(h: &mut Harness, c: &str, s: &str, line: &[u8]) -> Seen {
+    h.feed(&tcp_frame(c, s, 1009, 5009, TCP_ACK | TCP_PSH, line))
+}
+
+/// The server's next reply line, after a 6-byte command (`PASV\r\n`).
+fn ftp_reply(h: &mut Harness, c: &str, s: &str, line: &[u8]) -> Seen {
+    h.feed(&tcp_frame(s, c, 5009, 1015, TCP_ACK | TCP_PSH, line))
+}
+
+/// The first packet of a data connection.
+fn data_syn(h: &mut Harness, from: &str, to: &str) -> Seen {
+    h.feed(&tcp_frame(from, to, 1, 0, TCP_SYN, b""))
+}
+
 #[test]
 fn ftp_active_mode_ipv4() {
     let mut h = Harness::new();
     let master = ftp_session(&mut h, FC, FS);
-    let s = h.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 198,18,0,1,4,1\r\n",
-    ));
+    let s = ftp_command(&mut h, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
     assert_eq!(s.ctinfo, CtInfo::Established);
     assert_eq!(h.shard.expectations().len(), 1);
     // The server connects back from any port (20 is usual, not required).
-    let s = h.feed(&tcp_frame(
-        "198.19.0.1:20",
-        "198.18.0.1:1025",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    let s = data_syn(&mut h, "198.19.0.1:20", "198.18.0.1:1025");
     assert_eq!(s.ctinfo, CtInfo::Related);
     assert_eq!(master_of(&h, &s), Some(master));
     let s = h.feed(&tcp_frame(
@@ -937,23 +938,9 @@ fn ftp_passive_mode_ipv4_with_and_without_parentheses() {
     ] {
         let mut h = Harness::new();
         let master = ftp_session(&mut h, FC, FS);
-        h.feed(&tcp_frame(
-            FC,
-            FS,
-            1009,
-            5009,
-            TCP_ACK | TCP_PSH,
-            b"PASV\r\n",
-        ));
-        h.feed(&tcp_frame(FS, FC, 5009, 1015, TCP_ACK | TCP_PSH, reply));
-        let s = h.feed(&tcp_frame(
-            "198.18.0.1:40001",
-            "198.19.0.1:10000",
-            1,
-            0,
-            TCP_SYN,
-            b"",
-        ));
+        ftp_command(&mut h, FC, FS, b"PASV\r\n");
+        ftp_reply(&mut h, FC, FS, reply);
+        let s = data_syn(&mut h, "198.18.0.1:40001", "198.19.0.1:10000");
         assert_eq!(
             s.ctinfo,
             CtInfo::Related,
@@ -969,26 +956,12 @@ fn ftp_ipv6_eprt_and_epsv() {
     let (c, s) = ("[2001:db8::1]:40000", "[2001:db8::2]:21");
     let mut h = Harness::new();
     ftp_session(&mut h, c, s);
-    h.feed(&tcp_frame(
-        c,
-        s,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"EPRT |2|2001:db8::1|5282|\r\n",
-    ));
-    let r = h.feed(&tcp_frame(
-        "[2001:db8::2]:20",
-        "[2001:db8::1]:5282",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    ftp_command(&mut h, c, s, b"EPRT |2|2001:db8::1|5282|\r\n");
+    let r = data_syn(&mut h, "[2001:db8::2]:20", "[2001:db8::1]:5282");
     assert_eq!(r.ctinfo, CtInfo::Related);
     let mut h = Harness::new();
     ftp_session(&mut h, c, s);
-    h.feed(&tcp_frame(c, s, 1009, 5009, TCP_ACK | TCP_PSH, b"EPSV\r\n"));
+    ftp_command(&mut h, c, s, b"EPSV\r\n");
     h.feed(&tcp_frame(
         s,
         c,
@@ -997,34 +970,13 @@ fn ftp_ipv6_eprt_and_epsv() {
         TCP_ACK | TCP_PSH,
         b"229 Entering Extended Passive Mode (|||6446|)\r\n",
     ));
-    let r = h.feed(&tcp_frame(
-        "[2001:db8::1]:40001",
-        "[2001:db8::2]:6446",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    let r = data_syn(&mut h, "[2001:db8::1]:40001", "[2001:db8::2]:6446");
     assert_eq!(r.ctinfo, CtInfo::Related);
     // EPRT over IPv4 works the same.
     let mut h = Harness::new();
     ftp_session(&mut h, FC, FS);
-    h.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"EPRT |1|198.18.0.1|6275|\r\n",
-    ));
-    let r = h.feed(&tcp_frame(
-        "198.19.0.1:20",
-        "198.18.0.1:6275",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    ftp_command(&mut h, FC, FS, b"EPRT |1|198.18.0.1|6275|\r\n");
+    let r = data_syn(&mut h, "198.19.0.1:20", "198.18.0.1:6275");
     assert_eq!(r.ctinfo, CtInfo::Related);
 }
 
@@ -1032,14 +984,7 @@ fn ftp_ipv6_eprt_and_epsv() {
 fn expectations_time_out_and_are_evicted_per_master() {
     let mut h = Harness::new();
     ftp_session(&mut h, FC, FS);
-    h.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 198,18,0,1,4,1\r\n",
-    ));
+    ftp_command(&mut h, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
     // FTP's max_expected is 1: a second PORT replaces the first.
     h.feed(&tcp_frame(
         FC,
@@ -1056,14 +1001,7 @@ fn expectations_time_out_and_are_evicted_per_master() {
     // Five minutes later it no longer matches.
     h.advance(301);
     h.feed(&tcp_frame(FC, FS, 1051, 5009, TCP_ACK, b""));
-    let s = h.feed(&tcp_frame(
-        "198.19.0.1:20",
-        "198.18.0.1:1026",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    let s = data_syn(&mut h, "198.19.0.1:20", "198.18.0.1:1026");
     assert_eq!(s.ctinfo, CtInfo::New);
 }
 
@@ -1071,14 +1009,7 @@ fn expectations_time_out_and_are_evicted_per_master() {
 fn removing_the_master_removes_its_expectations() {
     let mut h = Harness::new();
     ftp_session(&mut h, FC, FS);
-    h.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 198,18,0,1,4,1\r\n",
-    ));
+    ftp_command(&mut h, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
     assert_eq!(h.shard.expectations().len(), 1);
     // The control connection closes and times out (TIME_WAIT, 120 s),
     // well before the expectation's five minutes.
@@ -1117,7 +1048,7 @@ fn hostile_ftp_commands_expect_nothing() {
     ] {
         let mut h = Harness::new();
         ftp_session(&mut h, FC, FS);
-        let s = h.feed(&tcp_frame(FC, FS, 1009, 5009, TCP_ACK | TCP_PSH, cmd));
+        let s = ftp_command(&mut h, FC, FS, cmd);
         assert_eq!(s.ctinfo, CtInfo::Established, "the packet itself is fine");
         assert!(
             h.shard.expectations().is_empty(),
@@ -1137,14 +1068,7 @@ fn hostile_ftp_commands_expect_nothing() {
     cfg.helpers.ftp_loose = true;
     let mut h = Harness::with(cfg);
     ftp_session(&mut h, FC, FS);
-    h.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 203,0,113,7,0,25\r\n",
-    ));
+    ftp_command(&mut h, FC, FS, b"PORT 203,0,113,7,0,25\r\n");
     assert_eq!(h.shard.expectations().len(), 1);
 }
 
@@ -1193,22 +1117,8 @@ fn ftp_commands_out_of_sequence_or_before_a_reply_are_ignored() {
         ..Config::default()
     });
     let master = ftp_session(&mut h, FC, "198.19.0.1:2121");
-    h.feed(&tcp_frame(
-        FC,
-        "198.19.0.1:2121",
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 198,18,0,1,4,1\r\n",
-    ));
-    let s = h.feed(&tcp_frame(
-        "198.19.0.1:2020",
-        "198.18.0.1:1025",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    ftp_command(&mut h, FC, "198.19.0.1:2121", b"PORT 198,18,0,1,4,1\r\n");
+    let s = data_syn(&mut h, "198.19.0.1:2020", "198.18.0.1:1025");
     assert_eq!(
         (s.ctinfo, master_of(&h, &s)),
         (CtInfo::Related, Some(master))
@@ -1232,22 +1142,8 @@ fn expectations_work_across_two_shards() {
         now: 1_000 * SEC,
     };
     let master = ftp_session(&mut a, FC, FS);
-    a.feed(&tcp_frame(
-        FC,
-        FS,
-        1009,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PORT 198,18,0,1,4,1\r\n",
-    ));
-    let s = b.feed(&tcp_frame(
-        "198.19.0.1:20",
-        "198.18.0.1:1025",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+    ftp_command(&mut a, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
+    let s = data_syn(&mut b, "198.19.0.1:20", "198.18.0.1:1025");
     assert_eq!(s.ctinfo, CtInfo::Related);
     assert_eq!(
         b.shard.master(s.conn.unwrap()),
