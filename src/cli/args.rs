@@ -128,6 +128,26 @@ const FLAGS: &[Flag] = &[
         value: Some("SECONDS"),
         help: "stop once no packet has arrived for SECONDS (for pcap replays)",
     },
+    Flag {
+        name: "ct-max",
+        value: Some("N"),
+        help: "connections each worker's tracker holds (default 262144)",
+    },
+    Flag {
+        name: "ct-helper",
+        value: Some("LIST"),
+        help: "helpers and their ports, e.g. tftp:69,ftp:21,ftp:2121, or none (default tftp:69,ftp:21)",
+    },
+    Flag {
+        name: "ct-liberal",
+        value: None,
+        help: "TCP window tracking marks only out-of-window RSTs invalid (tcp_be_liberal)",
+    },
+    Flag {
+        name: "ct-ftp-loose",
+        value: None,
+        help: "accept FTP announcements of a third address (FTP bounce)",
+    },
 ];
 
 /// `--help` text.
@@ -177,6 +197,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             topology: Topology::Paired,
             eth_peers: Vec::new(),
             record_core_cycles: false,
+            conntrack: crate::conntrack::Config {
+                max: 262_144,
+                ..crate::conntrack::Config::default()
+            },
         },
         stats_period: 0,
         idle_exit: None,
@@ -280,6 +304,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 };
             }
             "stats-period" => o.stats_period = number(name, v, 0, 86400)?,
+            "ct-max" => o.fwd.conntrack.max = number(name, v, 1, 1 << 31)? as usize,
+            "ct-helper" => {
+                let loose = o.fwd.conntrack.helpers.ftp_loose;
+                o.fwd.conntrack.helpers = crate::conntrack::HelperConfig::parse(v)
+                    .map_err(|e| format!("--ct-helper: {e}"))?;
+                o.fwd.conntrack.helpers.ftp_loose = loose;
+            }
+            "ct-liberal" => o.fwd.conntrack.tcp.be_liberal = true,
+            "ct-ftp-loose" => o.fwd.conntrack.helpers.ftp_loose = true,
             "auto-start" => {}
             "record-core-cycles" => o.fwd.record_core_cycles = true,
             "idle-exit" => {
@@ -374,6 +407,9 @@ mod tests {
             &["--eth-peer=1,02:00"],
             &["--record-core-cycles=1"],
             &["--idle-exit=-1"],
+            &["--ct-max=0"],
+            &["--ct-helper=gopher:70"],
+            &["--ct-liberal=yes"],
             &["-i"],
             &["stray"],
         ] {

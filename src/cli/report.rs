@@ -108,6 +108,40 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
             rate(rx0, rx) as f64 / 1e6
         );
     }
+    if fwd.conntrack_mode() {
+        s.push_str(&conntrack_lines(fwd.cores().iter().map(|c| c.lcore), now));
+    }
+    s
+}
+
+/// One line per worker: packets by state and the table's fill.
+fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String {
+    let mut s = String::new();
+    for (lcore, c) in lcores.zip(&snap.conntrack) {
+        let names = [
+            "NEW",
+            "ESTABLISHED",
+            "RELATED",
+            "ESTABLISHED_REPLY",
+            "RELATED_REPLY",
+            "INVALID",
+            "UNTRACKED",
+        ];
+        let counts: Vec<String> = names
+            .iter()
+            .zip(c.ctinfo)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  Core {lcore} conntrack: {} connections={} expected={} early_drop={} table_full={}",
+            counts.join(" "),
+            c.connections,
+            c.expected,
+            c.early_drop,
+            c.table_full
+        );
+    }
     s
 }
 
@@ -222,6 +256,10 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
             busy_total as f64 / rx_total as f64,
             tsc_hz / 1_000_000
         );
+    }
+    if report.conntrack_mode {
+        s.push('\n');
+        s.push_str(&conntrack_lines(report.cores.iter().map(|c| c.lcore), last));
     }
     for failure in &report.worker_failures {
         let _ = writeln!(s, "\n  Worker failed: {failure}");

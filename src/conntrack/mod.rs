@@ -465,17 +465,17 @@ impl Shard {
         }
     }
 
-    /// Ingress for a whole burst, as DPDK's l3fwd does its lookups: every
-    /// packet is already classified (hashed); the index buckets are
-    /// prefetched for all, then the candidate connections, then each packet
-    /// is resolved. `prefetch` is the caller's (the data plane's) prefetch.
-    pub fn ingress_burst(
-        &mut self,
-        pkts: &[Classified<'_>],
-        now: u64,
-        prefetch: impl Fn(*const u8),
-        out: &mut Vec<Verdict>,
-    ) {
+    /// Prefetches what the lookups of a classified burst will read, as
+    /// DPDK's l3fwd does for its bulk lookups: first every packet's index
+    /// bucket, then the connection each bucket most likely points to (all
+    /// its cache lines). `prefetch` is the caller's (the data plane's).
+    ///
+    /// The caller then runs each packet through `ingress` and `egress` in
+    /// order, one packet at a time: a new flow's first packet must be
+    /// confirmed before its next packet in the same burst is looked up, or
+    /// that packet would start a second connection (Linux, too, finishes
+    /// each packet before the next).
+    pub fn prefetch_burst(&self, pkts: &[Classified<'_>], prefetch: impl Fn(*const u8)) {
         for c in pkts.iter().filter(|c| c.needs_lookup()) {
             prefetch(self.table.bucket_addr(c.hash));
         }
@@ -487,7 +487,6 @@ impl Shard {
                 }
             }
         }
-        out.extend(pkts.iter().map(|c| self.ingress(c, now)));
     }
 
     /// Ingress for one classified packet (`nf_conntrack_in`).

@@ -13,7 +13,7 @@ use super::fwd::ForwardMode;
 use super::mbuf::MAX_BURST;
 use super::mempool::Mempool;
 use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
-use super::worker::{Stream, StreamCounters, Worker};
+use super::worker::{CtCounters, EngineContext, Stream, StreamCounters, Worker};
 use super::Error;
 use crate::wire::MacAddr;
 
@@ -100,6 +100,8 @@ pub struct FwdConfig {
     pub topology: Topology,
     pub eth_peers: Vec<(u16, MacAddr)>,
     pub record_core_cycles: bool,
+    /// The tracker of each worker (conntrack mode); `max` is per worker.
+    pub conntrack: crate::conntrack::Config,
 }
 
 /// A forwarding lcore and the streams it polls.
@@ -114,12 +116,14 @@ pub struct Forwarding {
     jobs: Vec<Launched<()>>,
     stop: Arc<AtomicBool>,
     counters: Arc<[StreamCounters]>,
+    ct_counters: Arc<[CtCounters]>,
     streams: Vec<Stream>,
     cores: Vec<CoreAssignment>,
     ports: Vec<Port>,
     pool: Arc<Mempool>,
     tsc_hz: u64,
     started: Instant,
+    conntrack_mode: bool,
 }
 
 impl Forwarding {
@@ -183,6 +187,12 @@ impl Forwarding {
         let counters: Arc<[StreamCounters]> = (0..streams.len())
             .map(|_| StreamCounters::default())
             .collect();
+        let ct_counters: Arc<[CtCounters]> =
+            (0..ranges.len()).map(|_| CtCounters::default()).collect();
+        // One expectation set for all workers' trackers.
+        let expectations = Arc::new(crate::conntrack::Expectations::new(
+            cfg.conntrack.expect_max,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let cores: Vec<CoreAssignment> = ranges
             .into_iter()
@@ -193,14 +203,16 @@ impl Forwarding {
             jobs: Vec::with_capacity(cores.len()),
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
+            ct_counters: Arc::clone(&ct_counters),
             streams,
             cores,
             ports,
             pool,
             tsc_hz: eal.tsc_hz(),
             started: Instant::now(),
+            conntrack_mode: cfg.mode.tracks(),
         };
-        for core in fwd.cores.clone() {
+        for (index, core) in fwd.cores.clone().into_iter().enumerate() {
             let worker = Worker {
                 streams: core
                     .streams
@@ -211,6 +223,13 @@ impl Forwarding {
                 burst: cfg.burst,
                 record_cycles: cfg.record_core_cycles,
                 stop: Arc::clone(&stop),
+                engine: EngineContext {
+                    worker: index as u16,
+                    conntrack: cfg.conntrack,
+                    expectations: Arc::clone(&expectations),
+                    ct_counters: Arc::clone(&ct_counters),
+                    tsc_hz: fwd.tsc_hz,
+                },
             };
             let run = cfg.mode.run;
             // On failure, dropping `fwd` stops the workers already launched.
@@ -233,6 +252,11 @@ impl Forwarding {
 
     pub fn pool_size(&self) -> u32 {
         self.pool.size()
+    }
+
+    /// Whether the mode runs the connection tracker.
+    pub fn conntrack_mode(&self) -> bool {
+        self.conntrack_mode
     }
 
     /// Packets received by all workers so far (cheap: no device counters).
@@ -270,10 +294,22 @@ impl Forwarding {
                     .sum(),
             })
             .collect();
+        let conntrack = self
+            .ct_counters
+            .iter()
+            .map(|c| CtSnapshot {
+                ctinfo: std::array::from_fn(|i| c.ctinfo[i].load(Ordering::Relaxed)),
+                connections: c.connections.load(Ordering::Relaxed),
+                expected: c.expected.load(Ordering::Relaxed),
+                early_drop: c.early_drop.load(Ordering::Relaxed),
+                table_full: c.table_full.load(Ordering::Relaxed),
+            })
+            .collect();
         Snapshot {
             at: Instant::now(),
             ports,
             streams,
+            conntrack,
         }
     }
 
@@ -293,6 +329,7 @@ impl Forwarding {
             cores: std::mem::take(&mut self.cores),
             tsc_hz: self.tsc_hz,
             started: self.started,
+            conntrack_mode: self.conntrack_mode,
         }
     }
 
@@ -327,12 +364,27 @@ pub struct StreamSnapshot {
     pub busy_cycles: u64,
 }
 
+/// A worker's conntrack counters at one instant (all zero in other modes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CtSnapshot {
+    /// Packets by ctinfo, in `CtInfo` order.
+    pub ctinfo: [u64; 7],
+    pub connections: u64,
+    /// Expectations pending (shared by all workers).
+    pub expected: u64,
+    pub early_drop: u64,
+    /// New connections refused because the table was full.
+    pub table_full: u64,
+}
+
 /// All counters at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub at: Instant,
     pub ports: Vec<PortSnapshot>,
     pub streams: Vec<StreamSnapshot>,
+    /// One per forwarding core.
+    pub conntrack: Vec<CtSnapshot>,
 }
 
 /// What is known once forwarding has stopped.
@@ -349,6 +401,7 @@ pub struct FinalReport {
     pub tsc_hz: u64,
     /// When the workers were launched.
     pub started: Instant,
+    pub conntrack_mode: bool,
 }
 
 fn select_ports(portmask: Option<u64>) -> Result<Vec<u16>, Error> {

@@ -4,15 +4,24 @@
 //! generic over the engine, so each mode gets its own monomorphised loop and
 //! the per-burst call inlines; adding a mode is a new type and a new row.
 
+use super::conntrack_fwd::Conntrack;
 use super::mbuf::Burst;
-use super::worker::{Stream, Worker};
+use super::worker::{EngineContext, Stream, Worker};
 use crate::wire::EthernetFrame;
 
 /// What a mode does to each received burst before it is transmitted.
-pub trait ForwardEngine: Default {
+pub trait ForwardEngine {
+    /// The engine of one worker (per-core state lives here).
+    fn new(ctx: &EngineContext) -> Self;
+
     /// Works on `burst`, received on `stream`'s RX queue and about to be
     /// sent on its TX queue.
     fn forward(&mut self, stream: &Stream, burst: &mut Burst);
+
+    /// Bounded background work, once per poll of all the worker's streams
+    /// (expiry, for example).
+    #[inline]
+    fn housekeeping(&mut self) {}
 }
 
 /// A row of the mode table.
@@ -20,6 +29,7 @@ pub struct ForwardMode {
     pub name: &'static str,
     pub summary: &'static str,
     pub(crate) run: fn(Worker),
+    tracks: bool,
 }
 
 impl ForwardMode {
@@ -28,7 +38,20 @@ impl ForwardMode {
             name,
             summary,
             run: Worker::run::<E>,
+            tracks: false,
         }
+    }
+
+    /// A mode that runs the connection tracker (its stats are shown).
+    const fn tracking(self) -> ForwardMode {
+        ForwardMode {
+            tracks: true,
+            ..self
+        }
+    }
+
+    pub fn tracks(&self) -> bool {
+        self.tracks
     }
 }
 
@@ -40,6 +63,11 @@ pub static FORWARD_MODES: &[ForwardMode] = &[
         "set source MAC to the TX port's, destination MAC to the peer's (--eth-peer)",
     ),
     ForwardMode::of::<MacSwap>("macswap", "swap source and destination MAC addresses"),
+    ForwardMode::of::<Conntrack>(
+        "conntrack",
+        "track every connection, forward every frame unchanged, count packets by state",
+    )
+    .tracking(),
 ];
 
 /// Looks a mode up by its `--forward-mode` name.
@@ -48,19 +76,25 @@ pub fn forward_mode(name: &str) -> Option<&'static ForwardMode> {
 }
 
 /// `io`: the packets go out as they came in.
-#[derive(Default)]
 pub struct Io;
 
 impl ForwardEngine for Io {
+    fn new(_: &EngineContext) -> Self {
+        Io
+    }
+
     #[inline]
     fn forward(&mut self, _: &Stream, _: &mut Burst) {}
 }
 
 /// `mac`: rewrite both addresses, as testpmd's mac engine.
-#[derive(Default)]
 pub struct Mac;
 
 impl ForwardEngine for Mac {
+    fn new(_: &EngineContext) -> Self {
+        Mac
+    }
+
     #[inline]
     fn forward(&mut self, stream: &Stream, burst: &mut Burst) {
         burst.prefetch_data(burst.len());
@@ -76,10 +110,13 @@ impl ForwardEngine for Mac {
 }
 
 /// `macswap`: exchange the addresses, as testpmd's macswap engine.
-#[derive(Default)]
 pub struct MacSwap;
 
 impl ForwardEngine for MacSwap {
+    fn new(_: &EngineContext) -> Self {
+        MacSwap
+    }
+
     #[inline]
     fn forward(&mut self, _: &Stream, burst: &mut Burst) {
         burst.prefetch_data(burst.len());

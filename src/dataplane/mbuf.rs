@@ -79,6 +79,26 @@ impl Burst {
         }
     }
 
+    /// The packets, as (first segment's bytes, whole packet length).
+    #[inline]
+    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        self.pkts[..self.len].iter().map(|&m| {
+            // SAFETY: the mbuf is owned by this burst, which is borrowed for
+            // the slice's lifetime; buf_addr + data_off .. + data_len lies
+            // inside its data buffer.
+            unsafe {
+                let m = &*m;
+                (
+                    std::slice::from_raw_parts(
+                        m.buf_addr.cast::<u8>().add(m.data_off as usize),
+                        m.data_len as usize,
+                    ),
+                    m.pkt_len as usize,
+                )
+            }
+        })
+    }
+
     /// The packets, as mutable views of their first segment.
     #[inline]
     pub fn packets_mut(&mut self) -> impl Iterator<Item = PacketMut<'_>> {

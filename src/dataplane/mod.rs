@@ -4,6 +4,7 @@
 //! (`forwarding`). Every `unsafe` block of the crate lives in these thin
 //! wrappers, each with a `// SAFETY:` comment.
 
+mod conntrack_fwd;
 pub mod cpu;
 mod eal;
 mod forwarding;

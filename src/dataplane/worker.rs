@@ -44,6 +44,44 @@ impl StreamCounters {
     }
 }
 
+/// What an engine is built from, on its worker's lcore.
+pub struct EngineContext {
+    /// The worker's index among the forwarding cores.
+    pub worker: u16,
+    pub conntrack: crate::conntrack::Config,
+    /// The expectation set every worker's tracker shares.
+    pub expectations: Arc<crate::conntrack::Expectations>,
+    /// Where the conntrack engine publishes its counters for the stats.
+    pub ct_counters: Arc<[CtCounters]>,
+    pub tsc_hz: u64,
+}
+
+/// A conntrack engine's counters: packets by ctinfo and the table's size.
+/// Written by its worker only, read by the stats loop.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct CtCounters {
+    /// Indexed as `CtInfo`: NEW, ESTABLISHED, RELATED, ESTABLISHED_REPLY,
+    /// RELATED_REPLY, INVALID, UNTRACKED.
+    pub ctinfo: [AtomicU64; 7],
+    pub connections: AtomicU64,
+    pub expected: AtomicU64,
+    pub early_drop: AtomicU64,
+    pub table_full: AtomicU64,
+}
+
+impl CtCounters {
+    #[inline]
+    pub(crate) fn set(c: &AtomicU64, v: u64) {
+        c.store(v, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
 /// What one forwarding lcore runs.
 pub struct Worker {
     pub(crate) streams: Vec<(Stream, usize)>,
@@ -51,12 +89,13 @@ pub struct Worker {
     pub(crate) burst: u16,
     pub(crate) record_cycles: bool,
     pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) engine: EngineContext,
 }
 
 impl Worker {
     /// The poll loop, monomorphised per engine.
     pub(crate) fn run<E: ForwardEngine>(self) {
-        let mut engine = E::default();
+        let mut engine = E::new(&self.engine);
         let mut burst = Burst::default();
         while !self.stop.load(Ordering::Relaxed) {
             for (stream, idx) in &self.streams {
@@ -77,6 +116,7 @@ impl Worker {
                     StreamCounters::add(&c.busy_cycles, tsc() - start);
                 }
             }
+            engine.housekeeping();
         }
     }
 }

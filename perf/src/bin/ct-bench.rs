@@ -2,9 +2,9 @@
 //! established lookups over 1k..4M connections (64-byte UDP and TCP, both
 //! directions, random order), for new-connection setup with confirm, and
 //! for a 50/50 mix. Each burst of 32 frames is written outside the timed
-//! region; the timed region is what a worker does per burst: parse, hash
-//! (classify), prefetch and look up (ingress_burst), confirm, and a little
-//! expiry work.
+//! region; the timed region is what a worker does per burst: parse and hash
+//! (classify) and prefetch for the burst, then per packet ingress and
+//! egress (confirm), and a little expiry work.
 //!
 //! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
 
@@ -111,7 +111,6 @@ fn run(
     pkts: &mut impl Iterator<Item = Pkt>,
 ) -> Run {
     let mut bufs = [[0u8; FRAME]; BURST];
-    let mut verdicts = Vec::with_capacity(BURST);
     let mut r = Run {
         packets: 0,
         cycles: 0,
@@ -139,13 +138,12 @@ fn run(
             }
         }
         r.classify_cycles += tsc() - c0;
-        shard.ingress_burst(&classified, now, prefetch, &mut verdicts);
-        for mut v in verdicts.drain(..) {
+        shard.prefetch_burst(&classified, prefetch);
+        for c in &classified {
+            let mut v = shard.ingress(c, now);
             r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
             r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
-            if let Some(u) = v.unconfirmed.take() {
-                let _ = shard.confirm(u);
-            }
+            let _ = shard.egress(&mut v, c, now);
         }
         shard.gc(now, GC_BUDGET);
         r.cycles += tsc() - c0;
