@@ -129,6 +129,11 @@ const FLAGS: &[Flag] = &[
         help: "stop once no packet has arrived for SECONDS (for pcap replays)",
     },
     Flag {
+        name: "inside-ports",
+        value: Some("LIST"),
+        help: "ports where the firewall lets NEW connections in (default: the first of each pair)",
+    },
+    Flag {
         name: "ct-max",
         value: Some("N"),
         help: "connections each worker's tracker holds (default 262144)",
@@ -201,6 +206,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 max: 262_144,
                 ..crate::conntrack::Config::default()
             },
+            inside_ports: None,
         },
         stats_period: 0,
         idle_exit: None,
@@ -312,6 +318,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.fwd.conntrack.helpers.ftp_loose = loose;
             }
             "ct-liberal" => o.fwd.conntrack.tcp.be_liberal = true,
+            "inside-ports" => {
+                let ports = v
+                    .split(',')
+                    .map(|p| number(name, p, 0, 63).map(|p| p as u16))
+                    .collect::<Result<Vec<_>, _>>()?;
+                o.fwd.inside_ports = Some(ports);
+            }
             "ct-ftp-loose" => o.fwd.conntrack.helpers.ftp_loose = true,
             "auto-start" => {}
             "record-core-cycles" => o.fwd.record_core_cycles = true,
@@ -410,6 +423,7 @@ mod tests {
             &["--ct-max=0"],
             &["--ct-helper=gopher:70"],
             &["--ct-liberal=yes"],
+            &["--inside-ports=0,x"],
             &["-i"],
             &["stray"],
         ] {

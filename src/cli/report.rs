@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::dataplane::{FinalReport, Forwarding, Snapshot};
+use crate::dataplane::{FinalReport, Forwarding, Snapshot, DROP_REASONS};
 
 /// The start-up banner: ports, and which core forwards which stream.
 pub fn banner(fwd: &Forwarding, mode: &str) -> String {
@@ -132,6 +132,11 @@ fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String
             .zip(c.ctinfo)
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
+        let drops: Vec<String> = DROP_REASONS
+            .iter()
+            .zip(c.dropped)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         let _ = writeln!(
             s,
             "  Core {lcore} conntrack: {} connections={} expected={} early_drop={} table_full={}",
@@ -141,6 +146,7 @@ fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String
             c.early_drop,
             c.table_full
         );
+        let _ = writeln!(s, "  Core {lcore} dropped: {}", drops.join(" "));
     }
     s
 }

@@ -1,15 +1,18 @@
-//! `--forward-mode=conntrack`: every worker owns a connection-tracker shard
-//! and runs each burst through it, netfilter-style: parse and hash every
-//! packet and prefetch for the whole burst, then per packet in order look
-//! up (ingress) and egress (confirm, helpers);
-//! every frame is forwarded unchanged and counted by its ctinfo. Expiry
-//! runs in the poll loop with a bounded budget.
+//! The tracking engines: `--forward-mode=conntrack` (track everything,
+//! forward everything) and `--forward-mode=firewall` (a stateful policy).
+//! Both run one pipeline, parameterised by a [`Policy`]: every worker owns
+//! a connection-tracker shard; per burst, every packet is parsed and hashed
+//! and the burst's lookups prefetched, then each packet in order goes
+//! through ingress (lookup or create), the policy, and egress (confirm and
+//! helpers) if accepted, or has its new connection discarded if dropped.
+//! Dropped packets are freed and counted by reason; expiry runs in the poll
+//! loop with a bounded budget.
 //!
 //! All workers share one expectation set, so a RELATED connection is
 //! recognised on whichever worker its first packet reaches. Connections are
 //! not yet handed to an owner worker: with several workers, a flow whose
-//! two directions arrive on different workers is tracked twice, once per
-//! direction (RSS sharding and handoff come with the firewall mode).
+//! two directions arrive on different workers is tracked once per worker
+//! (RSS-consistent sharding and handoff are still to come).
 
 use std::sync::Arc;
 
@@ -17,62 +20,208 @@ use arrayvec::ArrayVec;
 
 use super::cpu::{advise_huge_pages, prefetch, tsc};
 use super::fwd::ForwardEngine;
-use super::mbuf::Burst;
+use super::mbuf::{Burst, MAX_BURST};
 use super::worker::{CtCounters, EngineContext, Stream};
-use crate::conntrack::{Classified, CtInfo, Shard};
+use crate::conntrack::{Classified, CtInfo, Shard, Verdict};
 use crate::wire::{parse_frame, Frame, LinkType};
 
-/// Packets classified at a time (bursts larger than this are cut).
+/// Packets classified at a time (larger bursts are taken in chunks).
 const CHUNK: usize = 64;
 /// Table slots the expiry walk looks at per poll.
 const GC_BUDGET: usize = 32;
 
-/// The per-worker conntrack engine.
-pub struct Conntrack {
+/// Why a packet was dropped (index into `CtCounters::dropped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// INVALID: malformed, out of window, no room, a refused confirm.
+    Invalid = 0,
+    /// A NEW connection from a port that is not an inside port.
+    NewFromOutside = 1,
+    /// A frame that is neither IP, ARP nor IPv6 neighbour discovery.
+    NotIp = 2,
+}
+
+impl DropReason {
+    pub const NAMES: [&'static str; 3] = ["invalid", "new-from-outside", "not-ip"];
+}
+
+/// What to do with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Drop(DropReason),
+}
+
+/// A filtering policy over the tracker's verdicts.
+pub trait Policy {
+    /// Whether the policy ever drops (if not, bursts are not compacted).
+    const FILTERS: bool;
+
+    fn new(ctx: &EngineContext) -> Self;
+
+    /// For a tracked (IP) packet that arrived on `in_port`.
+    fn tracked(&self, in_port: u16, v: &Verdict) -> Action;
+
+    /// For a frame that is not IP.
+    fn not_ip(&self, ethertype: u16) -> Action;
+}
+
+/// `conntrack` mode: everything passes.
+pub struct AcceptAll;
+
+impl Policy for AcceptAll {
+    const FILTERS: bool = false;
+
+    fn new(_: &EngineContext) -> Self {
+        AcceptAll
+    }
+
+    #[inline]
+    fn tracked(&self, _: u16, _: &Verdict) -> Action {
+        Action::Accept
+    }
+
+    #[inline]
+    fn not_ip(&self, _: u16) -> Action {
+        Action::Accept
+    }
+}
+
+/// `firewall` mode's default policy: packets of ESTABLISHED and RELATED
+/// connections pass both ways; NEW connections may be opened only from an
+/// inside port; INVALID is dropped; ARP and IPv6 neighbour discovery pass
+/// (the hosts on both sides must find each other through the bump); other
+/// frames are dropped.
+pub struct StatefulFirewall {
+    inside_ports: u64,
+}
+
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+impl Policy for StatefulFirewall {
+    const FILTERS: bool = true;
+
+    fn new(ctx: &EngineContext) -> Self {
+        StatefulFirewall {
+            inside_ports: ctx.inside_ports,
+        }
+    }
+
+    #[inline]
+    fn tracked(&self, in_port: u16, v: &Verdict) -> Action {
+        match v.ctinfo {
+            CtInfo::Established
+            | CtInfo::EstablishedReply
+            | CtInfo::Related
+            | CtInfo::RelatedReply => Action::Accept,
+            CtInfo::New if in_port < 64 && self.inside_ports & (1 << in_port) != 0 => {
+                Action::Accept
+            }
+            CtInfo::New => Action::Drop(DropReason::NewFromOutside),
+            // The tracker leaves only neighbour discovery and MLD untracked.
+            CtInfo::Untracked => Action::Accept,
+            CtInfo::Invalid => Action::Drop(DropReason::Invalid),
+        }
+    }
+
+    #[inline]
+    fn not_ip(&self, ethertype: u16) -> Action {
+        if ethertype == ETHERTYPE_ARP {
+            Action::Accept
+        } else {
+            Action::Drop(DropReason::NotIp)
+        }
+    }
+}
+
+/// A tracking engine with policy `P`, one per worker.
+pub struct Tracking<P: Policy> {
     shard: Shard,
+    policy: P,
     counters: Arc<[CtCounters]>,
     worker: usize,
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
-    now: u64,
 }
 
-impl Conntrack {
+/// `--forward-mode=conntrack`.
+pub type Conntrack = Tracking<AcceptAll>;
+/// `--forward-mode=firewall`.
+pub type Firewall = Tracking<StatefulFirewall>;
+
+impl<P: Policy> Tracking<P> {
     #[inline]
-    fn clock(&mut self) -> u64 {
-        self.now = (((tsc() - self.tsc0) as u128 * self.mult as u128) >> 32) as u64;
-        self.now
+    fn clock(&self) -> u64 {
+        (((tsc() - self.tsc0) as u128 * self.mult as u128) >> 32) as u64
     }
 
-    /// Tracks up to CHUNK frames: classify all, then the burst lookup with
-    /// prefetches, then egress for each.
-    fn track(&mut self, frames: &[(&[u8], usize)], now: u64) {
+    /// Tracks up to CHUNK frames that arrived on `in_port`; `keep[i]` says
+    /// whether frame i passes.
+    fn track(&mut self, frames: &[(&[u8], usize)], in_port: u16, now: u64, keep: &mut [bool]) {
         let c = &self.counters[self.worker];
+        let mut by_ctinfo = [0u64; 7];
+        let mut drops = [0u64; 3];
         let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
-        for &(data, wire_len) in frames {
-            match parse_frame(LinkType::Ethernet, data, wire_len) {
-                Ok(Frame::Ip(ip)) => classified.push(self.shard.classify(ip, 0)),
-                Ok(Frame::NotIp(_)) => {
+        let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
+        for (i, &(data, wire_len)) in frames.iter().enumerate() {
+            let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
+                Ok(Frame::Ip(ip)) => {
+                    classified.push(self.shard.classify(ip, 0));
+                    at.push(i as u8);
+                    continue;
+                }
+                Ok(Frame::NotIp(ethertype)) => {
                     self.shard.ignore();
-                    CtCounters::add(&c.ctinfo[CtInfo::Untracked as usize], 1);
+                    by_ctinfo[CtInfo::Untracked as usize] += 1;
+                    self.policy.not_ip(ethertype)
                 }
                 Err(_) => {
                     self.shard.malformed();
-                    CtCounters::add(&c.ctinfo[CtInfo::Invalid as usize], 1);
+                    by_ctinfo[CtInfo::Invalid as usize] += 1;
+                    if P::FILTERS {
+                        Action::Drop(DropReason::Invalid)
+                    } else {
+                        Action::Accept
+                    }
                 }
+            };
+            if let Action::Drop(r) = action {
+                keep[i] = false;
+                drops[r as usize] += 1;
             }
         }
         self.shard.prefetch_burst(&classified, prefetch);
-        let mut by_ctinfo = [0u64; 7];
-        for cl in &classified {
+        for (cl, &i) in classified.iter().zip(&at) {
             let mut v = self.shard.ingress(cl, now);
-            // Conntrack mode forwards everything: a refused confirm (a TCP
-            // clash) only means this packet's connection is the other one.
-            let _ = self.shard.egress(&mut v, cl, now);
             by_ctinfo[v.ctinfo as usize] += 1;
+            let action = match self.policy.tracked(in_port, &v) {
+                Action::Accept => match self.shard.egress(&mut v, cl, now) {
+                    Ok(_) => Action::Accept,
+                    // Two packets opened the same TCP connection; as in
+                    // Linux the second is dropped where a policy filters.
+                    Err(_) if P::FILTERS => Action::Drop(DropReason::Invalid),
+                    Err(_) => Action::Accept,
+                },
+                drop => {
+                    // Dropped before egress: its new connection goes too.
+                    if let Some(u) = v.unconfirmed.take() {
+                        self.shard.discard(u);
+                    }
+                    drop
+                }
+            };
+            if let Action::Drop(r) = action {
+                keep[i as usize] = false;
+                drops[r as usize] += 1;
+            }
         }
         for (counter, n) in c.ctinfo.iter().zip(by_ctinfo) {
+            if n > 0 {
+                CtCounters::add(counter, n);
+            }
+        }
+        for (counter, n) in c.dropped.iter().zip(drops) {
             if n > 0 {
                 CtCounters::add(counter, n);
             }
@@ -81,33 +230,40 @@ impl Conntrack {
     }
 }
 
-impl ForwardEngine for Conntrack {
+impl<P: Policy> ForwardEngine for Tracking<P> {
     fn new(ctx: &EngineContext) -> Self {
         let mut cfg = ctx.conntrack;
         cfg.advise_memory = Some(advise_huge_pages);
-        Conntrack {
+        Tracking {
             shard: Shard::with_expectations(cfg, ctx.worker, Arc::clone(&ctx.expectations)),
+            policy: P::new(ctx),
             counters: Arc::clone(&ctx.ct_counters),
             worker: ctx.worker as usize,
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
-            now: 0,
         }
     }
 
     #[inline]
-    fn forward(&mut self, _: &Stream, burst: &mut Burst) {
+    fn forward(&mut self, stream: &Stream, burst: &mut Burst) {
         let now = self.clock();
         burst.prefetch_data(burst.len());
+        let mut keep = [true; MAX_BURST];
         let mut frames: ArrayVec<(&[u8], usize), CHUNK> = ArrayVec::new();
+        let mut base = 0;
         for p in burst.packets() {
             frames.push(p);
             if frames.is_full() {
-                self.track(&frames, now);
+                self.track(&frames, stream.rx_port, now, &mut keep[base..]);
+                base += CHUNK;
                 frames.clear();
             }
         }
-        self.track(&frames, now);
+        self.track(&frames, stream.rx_port, now, &mut keep[base..]);
+        drop(frames);
+        if P::FILTERS {
+            burst.retain(&keep);
+        }
     }
 
     #[inline]

@@ -102,6 +102,9 @@ pub struct FwdConfig {
     pub record_core_cycles: bool,
     /// The tracker of each worker (conntrack mode); `max` is per worker.
     pub conntrack: crate::conntrack::Config,
+    /// Ports where the firewall accepts NEW connections; default: the
+    /// first port of each forwarding pair (even positions in the port list).
+    pub inside_ports: Option<Vec<u16>>,
 }
 
 /// A forwarding lcore and the streams it polls.
@@ -193,6 +196,7 @@ impl Forwarding {
         let expectations = Arc::new(crate::conntrack::Expectations::new(
             cfg.conntrack.expect_max,
         ));
+        let inside_ports = inside_mask(cfg.inside_ports.as_deref(), &port_ids)?;
         let stop = Arc::new(AtomicBool::new(false));
         let cores: Vec<CoreAssignment> = ranges
             .into_iter()
@@ -229,6 +233,7 @@ impl Forwarding {
                     expectations: Arc::clone(&expectations),
                     ct_counters: Arc::clone(&ct_counters),
                     tsc_hz: fwd.tsc_hz,
+                    inside_ports,
                 },
             };
             let run = cfg.mode.run;
@@ -303,6 +308,7 @@ impl Forwarding {
                 expected: c.expected.load(Ordering::Relaxed),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
+                dropped: std::array::from_fn(|i| c.dropped[i].load(Ordering::Relaxed)),
             })
             .collect();
         Snapshot {
@@ -375,7 +381,12 @@ pub struct CtSnapshot {
     pub early_drop: u64,
     /// New connections refused because the table was full.
     pub table_full: u64,
+    /// Packets dropped by the policy, by reason (`DROP_REASONS`).
+    pub dropped: [u64; 3],
 }
+
+/// Names of the firewall's drop reasons, in `CtSnapshot::dropped` order.
+pub const DROP_REASONS: [&str; 3] = super::conntrack_fwd::DropReason::NAMES;
 
 /// All counters at one instant.
 #[derive(Debug, Clone)]
@@ -423,6 +434,21 @@ fn select_ports(portmask: Option<u64>) -> Result<Vec<u16>, Error> {
         )));
     }
     Ok(wanted)
+}
+
+/// The inside ports as a bit mask; each must be a forwarding port.
+fn inside_mask(inside: Option<&[u16]>, ports: &[u16]) -> Result<u64, Error> {
+    let default: Vec<u16> = ports.iter().step_by(2).copied().collect();
+    let mut mask = 0u64;
+    for &p in inside.unwrap_or(&default) {
+        if !ports.contains(&p) || p >= 64 {
+            return Err(Error::msg(format!(
+                "--inside-ports names port {p}, which is not a forwarding port"
+            )));
+        }
+        mask |= 1 << p;
+    }
+    Ok(mask)
 }
 
 /// testpmd's default peer address for a port: 02:00:00:00:00:<port>.

@@ -4,7 +4,7 @@
 //! generic over the engine, so each mode gets its own monomorphised loop and
 //! the per-burst call inlines; adding a mode is a new type and a new row.
 
-use super::conntrack_fwd::Conntrack;
+use super::conntrack_fwd::{Conntrack, Firewall};
 use super::mbuf::Burst;
 use super::worker::{EngineContext, Stream, Worker};
 use crate::wire::EthernetFrame;
@@ -66,6 +66,11 @@ pub static FORWARD_MODES: &[ForwardMode] = &[
     ForwardMode::of::<Conntrack>(
         "conntrack",
         "track every connection, forward every frame unchanged, count packets by state",
+    )
+    .tracking(),
+    ForwardMode::of::<Firewall>(
+        "firewall",
+        "stateful firewall: established/related pass, new only from --inside-ports, invalid dropped",
     )
     .tracking(),
 ];

@@ -67,6 +67,29 @@ impl Burst {
         (sent, len - sent)
     }
 
+    /// Keeps the packets whose `keep` entry is true, in order, and frees the
+    /// others (the dropped packets of a filtering engine).
+    #[inline]
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut dropped = [std::ptr::null_mut(); MAX_BURST];
+        let (mut kept, mut n_dropped) = (0, 0);
+        for i in 0..self.len {
+            if keep.get(i).copied().unwrap_or(true) {
+                self.pkts[kept] = self.pkts[i];
+                kept += 1;
+            } else {
+                dropped[n_dropped] = self.pkts[i];
+                n_dropped += 1;
+            }
+        }
+        self.len = kept;
+        if n_dropped > 0 {
+            // SAFETY: each dropped mbuf was owned by this burst and is no
+            // longer listed in it, so it is freed exactly once.
+            unsafe { sys::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), n_dropped as u32) };
+        }
+    }
+
     /// Prefetches the packet data of the first `n` packets (l3fwd's
     /// `PREFETCH_OFFSET` pattern: start the loads before the headers are read).
     #[inline]

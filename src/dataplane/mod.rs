@@ -16,8 +16,8 @@ mod worker;
 
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{
-    assign_streams, CoreAssignment, FinalReport, Forwarding, FwdConfig, PortSnapshot, Snapshot,
-    StreamSlot, StreamSnapshot, Topology,
+    assign_streams, CoreAssignment, CtSnapshot, FinalReport, Forwarding, FwdConfig, PortSnapshot,
+    Snapshot, StreamSlot, StreamSnapshot, Topology, DROP_REASONS,
 };
 pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
 pub use mbuf::MAX_BURST;

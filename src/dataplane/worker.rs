@@ -54,6 +54,8 @@ pub struct EngineContext {
     /// Where the conntrack engine publishes its counters for the stats.
     pub ct_counters: Arc<[CtCounters]>,
     pub tsc_hz: u64,
+    /// Ports (bit per port id) where the firewall lets NEW connections in.
+    pub inside_ports: u64,
 }
 
 /// A conntrack engine's counters: packets by ctinfo and the table's size.
@@ -64,6 +66,8 @@ pub struct CtCounters {
     /// Indexed as `CtInfo`: NEW, ESTABLISHED, RELATED, ESTABLISHED_REPLY,
     /// RELATED_REPLY, INVALID, UNTRACKED.
     pub ctinfo: [AtomicU64; 7],
+    /// Packets a filtering policy dropped, by `DropReason`.
+    pub dropped: [AtomicU64; 3],
     pub connections: AtomicU64,
     pub expected: AtomicU64,
     pub early_drop: AtomicU64,

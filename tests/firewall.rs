@@ -1,0 +1,144 @@
+//! Firewall mode end to end on two net_pcap ports: port 0 faces the inside,
+//! port 1 the outside. What each port sent out is checked frame by frame.
+
+mod common;
+
+use common::*;
+use ctfwd::synth::{frame, icmp, ip_packet, udp, Tcp};
+
+fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    frame(
+        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
+        &[],
+    )
+}
+
+fn tcp_pkt(src: &str, dst: &str, flags: u8) -> Vec<u8> {
+    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let seg = Tcp {
+        sport: s.port(),
+        dport: d.port(),
+        seq: 1000,
+        flags,
+        window: 65535,
+        ..Tcp::default()
+    };
+    frame(&ip_packet(s.ip(), d.ip(), 6, &[], &seg.bytes(b"")), &[])
+}
+
+fn ethertype_frame(ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0x18, 0, 0, 0, 1]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(&[0; 46]);
+    f
+}
+
+#[test]
+fn default_policy() {
+    let inside = "198.18.0.1:5000";
+    let server = "198.19.0.1:53";
+    let request = udp_pkt(inside, server, b"query");
+    let arp = ethertype_frame(0x0806);
+    let lldp = ethertype_frame(0x88cc);
+    let syn_fin = tcp_pkt(inside, "198.19.0.1:80", 0x03);
+    let reply = udp_pkt(server, inside, b"answer");
+    let unsolicited = udp_pkt("198.19.0.9:1234", "198.18.0.1:7", b"hi");
+    let syn_in = tcp_pkt("198.19.0.9:40000", "198.18.0.1:22", 0x02);
+    // Port unreachable about the request, from a router outside: RELATED.
+    let quoted = &ip_packet(
+        "198.18.0.1".parse().unwrap(),
+        "198.19.0.1".parse().unwrap(),
+        17,
+        &[],
+        &udp(5000, 53, b"query"),
+    )[..28];
+    let unreachable = frame(
+        &ip_packet(
+            "198.19.0.254".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
+            1,
+            &[],
+            &icmp(3, 3, 0, 0, quoted),
+        ),
+        &[],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_pcap(
+        &p("inside.pcap"),
+        &[request.clone(), arp.clone(), syn_fin, lldp],
+    );
+    write_pcap(
+        &p("outside.pcap"),
+        &[
+            reply.clone(),
+            unsolicited,
+            syn_in,
+            arp.clone(),
+            unreachable.clone(),
+        ],
+    );
+    let vdevs = [
+        pcap_vdev(0, &[p("inside.pcap")], &[p("to-inside.pcap")]),
+        pcap_vdev(1, &[p("outside.pcap")], &[p("to-outside.pcap")]),
+    ];
+    let o = run(
+        &eal_args("fw", "0@0,1@1", &vdevs),
+        &["--forward-mode=firewall", "--idle-exit=0.5"],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(
+        read_pcap(&p("to-outside.pcap")),
+        vec![request, arp.clone()],
+        "{out}"
+    );
+    assert_eq!(
+        read_pcap(&p("to-inside.pcap")),
+        vec![reply, arp, unreachable],
+        "{out}"
+    );
+    assert!(
+        out.contains("dropped: invalid=1 new-from-outside=2 not-ip=1"),
+        "{out}"
+    );
+    assert!(out.contains("RELATED_REPLY=1"), "{out}");
+    // Nothing the firewall dropped opened a connection.
+    assert!(out.contains("connections=1 "), "{out}");
+}
+
+#[test]
+fn inside_ports_can_be_chosen() {
+    // With port 1 as the inside, the same outside-initiated flow passes.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let unsolicited = udp_pkt("198.19.0.9:1234", "198.18.0.1:7", b"hi");
+    write_pcap(&p("a.pcap"), &[]);
+    write_pcap(&p("b.pcap"), std::slice::from_ref(&unsolicited));
+    let vdevs = [
+        pcap_vdev(0, &[p("a.pcap")], &[p("to-a.pcap")]),
+        pcap_vdev(1, &[p("b.pcap")], &[p("to-b.pcap")]),
+    ];
+    let o = run(
+        &eal_args("fw-in", "0@0,1@1", &vdevs),
+        &[
+            "--forward-mode=firewall",
+            "--inside-ports=1",
+            "--idle-exit=0.5",
+        ],
+    );
+    assert_clean_exit(&o);
+    assert_eq!(read_pcap(&p("to-a.pcap")), vec![unsolicited]);
+    // A port that is not forwarding is refused.
+    let o = run(
+        &eal_args("fw-bad", "0@0,1@1", &vdevs),
+        &["--forward-mode=firewall", "--inside-ports=5"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--inside-ports names port 5"));
+}
