@@ -307,3 +307,41 @@ fn conntrack_mode_counts_bad_frames() {
     assert_eq!(sent.len(), 3);
     assert!(out.contains("INVALID=2 UNTRACKED=1"), "{out}");
 }
+
+/// SIGUSR1 prints every worker's connections as `conntrack -L` does.
+#[test]
+fn sigusr1_lists_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let frames = vec![
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
+        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
+    ];
+    write_pcap(&p("in.pcap"), &frames);
+    let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
+    let r = Running::start(
+        &eal_args("usr1", "0@0,1@1", &vdevs),
+        &["--forward-mode=conntrack", "--port-topology=loop"],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    r.signal("USR1");
+    std::thread::sleep(Duration::from_millis(500));
+    r.signal("TERM");
+    let o = r.wait(Duration::from_secs(30));
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("udp "))
+        .unwrap_or_else(|| panic!("no connection listed:\n{out}"));
+    assert!(
+        line.contains("src=1.1.1.6 dst=1.1.1.5 sport=1116 dport=1115 packets=1")
+            && line.contains("src=1.1.1.5 dst=1.1.1.6 sport=1115 dport=1116 packets=1")
+            && !line.contains("UNREPLIED"),
+        "{line}"
+    );
+    assert!(
+        out.contains("conntrack: 1 flow entries have been shown."),
+        "{out}"
+    );
+}

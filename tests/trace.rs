@@ -147,6 +147,28 @@ fn seed_walkthrough_through_the_binary() {
         "{text}"
     );
     assert!(text.contains("summary: found=2 new=1"), "{text}");
+    // --list prints the table as conntrack -L does.
+    let o = Command::new(CTFWD)
+        .args(["trace", "--list", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("udp "))
+        .expect("a listed connection");
+    assert!(
+        line.starts_with("udp      17 30 src=1.1.1.6 dst=1.1.1.5 sport=1116 dport=1115 packets=2"),
+        "{line}"
+    );
+    assert!(
+        line.contains("src=1.1.1.5 dst=1.1.1.6 sport=1115 dport=1116 packets=1"),
+        "{line}"
+    );
+    assert!(
+        text.contains("conntrack: 1 flow entries have been shown."),
+        "{text}"
+    );
 }
 
 /// The seed's walk-through 2 (TFTP) through the binary: the server's

@@ -52,6 +52,18 @@ pub fn main(argv: Vec<String>) -> i32 {
     status
 }
 
+/// SIGUSR1: the connection tables, as `conntrack -L` prints them.
+fn print_connections(fwd: &Forwarding) {
+    if !fwd.conntrack_mode() {
+        println!("\nconntrack: this forward mode tracks no connections");
+        return;
+    }
+    match fwd.list_connections(Duration::from_secs(2)) {
+        Some((lines, n)) => print!("\n{lines}conntrack: {n} flow entries have been shown.\n"),
+        None => println!("\nconntrack: a worker did not answer the listing request"),
+    }
+}
+
 fn usage_error(msg: &str) -> i32 {
     eprintln!("ctfwd: error: {msg}");
     EXIT_USAGE
@@ -60,8 +72,13 @@ fn usage_error(msg: &str) -> i32 {
 /// Forwards until a signal (or `--idle-exit`), printing stats on the way.
 fn forward(eal: &Eal, opts: &Options) -> i32 {
     let quit = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&quit)) {
+    let list = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &quit),
+        (signal_hook::consts::SIGTERM, &quit),
+        (signal_hook::consts::SIGUSR1, &list),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
             eprintln!("ctfwd: error: cannot handle signal {sig}: {e}");
             return EXIT_FAILURE;
         }
@@ -78,6 +95,9 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
     let period = Duration::from_secs(opts.stats_period);
     while !quit.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
+        if list.swap(false, Ordering::Relaxed) {
+            print_connections(&fwd);
+        }
         if opts.stats_period > 0 && shown.at.elapsed() >= period {
             let now = fwd.snapshot();
             print!("{}", report::periodic(&fwd, &shown, &now));

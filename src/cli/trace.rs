@@ -18,6 +18,8 @@ const USAGE: &str =
 
 struct TraceOptions {
     json: bool,
+    /// Print the connection table (`conntrack -L` style) at the end.
+    list: bool,
     file: String,
     cfg: Config,
 }
@@ -30,11 +32,13 @@ fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
         ..Config::default()
     };
     let mut json = false;
+    let mut list = false;
     let mut file = None;
     for a in args {
         match a.as_str() {
             "-h" | "--help" => return Ok(None),
             "--json" => json = true,
+            "--list" => list = true,
             "--checksum" => cfg.checksum = true,
             "--liberal" => cfg.tcp.be_liberal = true,
             "--no-loose" => cfg.tcp.loose = false,
@@ -50,7 +54,12 @@ fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
         }
     }
     let file = file.ok_or_else(|| format!("trace: no capture file given ({USAGE})"))?;
-    Ok(Some(TraceOptions { json, file, cfg }))
+    Ok(Some(TraceOptions {
+        json,
+        list,
+        file,
+        cfg,
+    }))
 }
 
 /// Runs `ctfwd trace`; returns the exit status.
@@ -64,6 +73,7 @@ pub fn run(args: &[String]) -> i32 {
                 through conntrack ingress and confirm, and prints one line per packet:\n\
                 index, tuple, ctinfo, TCP state, connection id, and why it is INVALID.\n\
                 --json prints one JSON object per packet, then {{\"summary\": {{...}}}}.\n\
+                --list prints the connection table at the end, as conntrack -L does.\n\
                 --checksum verifies checksums (off: endpoint captures carry offloaded ones).\n\
                 --liberal and --no-loose set Linux's tcp_be_liberal and tcp_loose=0.\n\
                 --ct-helper=tftp:69,ftp:21,ftp:2121 says which helpers serve which ports\n\
@@ -173,6 +183,14 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
             }
         };
         line.write(out, opts.json)?;
+    }
+    if opts.list {
+        out.write_all(shard.list(now).as_bytes())?;
+        writeln!(
+            out,
+            "conntrack: {} flow entries have been shown.",
+            shard.table().len()
+        )?;
     }
     let stats = shard.stats();
     let e = shard.expectations().stats();

@@ -95,3 +95,38 @@ impl Conn {
         self.deadline.saturating_sub(now) / super::SEC
     }
 }
+
+/// A connection as one line of `conntrack -L`: protocol, number, seconds
+/// left, TCP state, the original tuple with its counters, `[UNREPLIED]`
+/// before any reply, the reply tuple with its counters, `[ASSURED]`, the
+/// zone and the id.
+pub struct ConnLine<'a> {
+    pub conn: &'a Conn,
+    pub now: u64,
+}
+
+impl std::fmt::Display for ConnLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.conn;
+        let [orig, reply] = &c.tuples;
+        write!(
+            f,
+            "{:<8} {} {}",
+            super::tuple::proto_name(orig.proto),
+            orig.proto,
+            c.seconds_left(self.now)
+        )?;
+        if let Some(t) = c.tcp() {
+            write!(f, " {}", t.state.name())?;
+        }
+        write!(f, " {orig} packets={} bytes={}", c.packets[0], c.bytes[0])?;
+        if !c.status.has(Status::SEEN_REPLY) {
+            f.write_str(" [UNREPLIED]")?;
+        }
+        write!(f, " {reply} packets={} bytes={}", c.packets[1], c.bytes[1])?;
+        if c.status.has(Status::ASSURED) {
+            f.write_str(" [ASSURED]")?;
+        }
+        write!(f, " mark=0 zone={} use=1 id={}", orig.zone, c.id)
+    }
+}

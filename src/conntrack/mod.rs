@@ -46,7 +46,7 @@ use crate::wire::{
 };
 use helper::{ftp_help, tftp_wants_expectation, FtpOutcome, FtpSegment, FtpState};
 
-pub use conn::{Conn, ProtoState, Status};
+pub use conn::{Conn, ConnLine, ProtoState, Status};
 pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
 pub use helper::{Helper, HelperConfig};
 pub use selfcheck::run_byte_sequence;
@@ -1018,6 +1018,16 @@ impl Shard {
             self.next_expect_sweep = now + SEC;
         }
         n
+    }
+
+    /// The table as `conntrack -L` lines, one per connection.
+    pub fn list(&self, now: u64) -> String {
+        let mut s = String::new();
+        for (_, conn) in self.table.iter() {
+            s.push_str(&ConnLine { conn, now }.to_string());
+            s.push('\n');
+        }
+        s
     }
 
     /// Finds a confirmed connection by either of its tuples.

@@ -21,7 +21,7 @@ use arrayvec::ArrayVec;
 use super::cpu::{advise_huge_pages, prefetch, tsc};
 use super::fwd::ForwardEngine;
 use super::mbuf::{Burst, MAX_BURST};
-use super::worker::{CtCounters, EngineContext, Stream};
+use super::worker::{CtCounters, EngineContext, Stream, TableDump};
 use crate::conntrack::{Classified, CtInfo, Shard, Verdict};
 use crate::wire::{parse_frame, Frame, LinkType};
 
@@ -143,6 +143,9 @@ pub struct Tracking<P: Policy> {
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
+    dump: Arc<TableDump>,
+    /// The last dump request answered.
+    dumped: u64,
 }
 
 /// `--forward-mode=conntrack`.
@@ -241,6 +244,8 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
             worker: ctx.worker as usize,
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
+            dump: Arc::clone(&ctx.dump),
+            dumped: 0,
         }
     }
 
@@ -276,5 +281,15 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         CtCounters::set(&c.expected, self.shard.expectations().len() as u64);
         CtCounters::set(&c.early_drop, st.early_drop);
         CtCounters::set(&c.table_full, st.drop);
+        let wanted = self.dump.request.load(std::sync::atomic::Ordering::Relaxed);
+        if wanted != self.dumped {
+            // A rare, operator-driven listing: allocating here is fine.
+            let listing = self.shard.list(now);
+            if let Some(slot) = self.dump.replies.get(self.worker) {
+                let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
+                *r = (wanted, listing, self.shard.table().len());
+            }
+            self.dumped = wanted;
+        }
     }
 }

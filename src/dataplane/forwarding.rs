@@ -13,7 +13,7 @@ use super::fwd::ForwardMode;
 use super::mbuf::MAX_BURST;
 use super::mempool::Mempool;
 use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
-use super::worker::{CtCounters, EngineContext, Stream, StreamCounters, Worker};
+use super::worker::{CtCounters, EngineContext, Stream, StreamCounters, TableDump, Worker};
 use super::Error;
 use crate::wire::MacAddr;
 
@@ -120,6 +120,7 @@ pub struct Forwarding {
     stop: Arc<AtomicBool>,
     counters: Arc<[StreamCounters]>,
     ct_counters: Arc<[CtCounters]>,
+    dump: Arc<TableDump>,
     streams: Vec<Stream>,
     cores: Vec<CoreAssignment>,
     ports: Vec<Port>,
@@ -197,6 +198,10 @@ impl Forwarding {
             cfg.conntrack.expect_max,
         ));
         let inside_ports = inside_mask(cfg.inside_ports.as_deref(), &port_ids)?;
+        let dump = Arc::new(TableDump {
+            request: Default::default(),
+            replies: (0..ranges.len()).map(|_| Default::default()).collect(),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let cores: Vec<CoreAssignment> = ranges
             .into_iter()
@@ -208,6 +213,7 @@ impl Forwarding {
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
             ct_counters: Arc::clone(&ct_counters),
+            dump: Arc::clone(&dump),
             streams,
             cores,
             ports,
@@ -234,6 +240,7 @@ impl Forwarding {
                     ct_counters: Arc::clone(&ct_counters),
                     tsc_hz: fwd.tsc_hz,
                     inside_ports,
+                    dump: Arc::clone(&dump),
                 },
             };
             let run = cfg.mode.run;
@@ -257,6 +264,36 @@ impl Forwarding {
 
     pub fn pool_size(&self) -> u32 {
         self.pool.size()
+    }
+
+    /// Every tracking worker's connections as `conntrack -L` lines, and how
+    /// many; `None` if a worker did not answer within `wait` (or the mode
+    /// tracks nothing).
+    pub fn list_connections(&self, wait: std::time::Duration) -> Option<(String, usize)> {
+        if !self.conntrack_mode {
+            return None;
+        }
+        let id = self.dump.request.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = Instant::now() + wait;
+        let mut out = String::new();
+        let mut total = 0;
+        for reply in &self.dump.replies {
+            loop {
+                {
+                    let r = reply.lock().unwrap_or_else(|p| p.into_inner());
+                    if r.0 == id {
+                        out.push_str(&r.1);
+                        total += r.2;
+                        break;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Some((out, total))
     }
 
     /// Whether the mode runs the connection tracker.

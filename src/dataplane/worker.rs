@@ -44,6 +44,18 @@ impl StreamCounters {
     }
 }
 
+/// How the main lcore asks the workers for their connection tables (the
+/// `conntrack -L` of SIGUSR1): it bumps `request`; each tracking worker
+/// answers at its next poll with the listing of its own table. Only the
+/// owner ever reads a table, so nothing is shared on the packet path; the
+/// lock is taken once per request.
+#[derive(Default)]
+pub struct TableDump {
+    pub request: AtomicU64,
+    /// Per worker: (request answered, listing, connections listed).
+    pub replies: Vec<std::sync::Mutex<(u64, String, usize)>>,
+}
+
 /// What an engine is built from, on its worker's lcore.
 pub struct EngineContext {
     /// The worker's index among the forwarding cores.
@@ -56,6 +68,7 @@ pub struct EngineContext {
     pub tsc_hz: u64,
     /// Ports (bit per port id) where the firewall lets NEW connections in.
     pub inside_ports: u64,
+    pub dump: Arc<TableDump>,
 }
 
 /// A conntrack engine's counters: packets by ctinfo and the table's size.
