@@ -169,6 +169,23 @@ pub fn usage() -> String {
         };
         s.push_str(&format!("  {left:<28} {}\n", f.help));
     }
+    s.push_str(&format!(
+        "  {:<28} {}\n",
+        "--ct-timeout-NAME=SECONDS",
+        "tracker timeouts (Linux's defaults): tcp-syn-sent 120, tcp-syn-recv 60,"
+    ));
+    s.push_str(&format!(
+        "  {:<28} {}\n",
+        "", "tcp-established 432000, tcp-fin-wait 120, tcp-close-wait 60, tcp-last-ack 30,"
+    ));
+    s.push_str(&format!(
+        "  {:<28} {}\n",
+        "", "tcp-time-wait 120, tcp-close 10, tcp-syn-sent2 120, tcp-retrans 300,"
+    ));
+    s.push_str(&format!(
+        "  {:<28} {}\n",
+        "", "tcp-unack 300, udp 30, udp-stream 120, icmp 30, icmpv6 30, generic 600"
+    ));
     s.push_str("\nforward modes:\n");
     for m in FORWARD_MODES {
         s.push_str(&format!("  {:<12} {}\n", m.name, m.summary));
@@ -231,6 +248,25 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
+        if let Some(which) = name.strip_prefix("ct-timeout-") {
+            let v = match inline {
+                Some(v) => v,
+                None => {
+                    i += 1;
+                    args.get(i - 1)
+                        .cloned()
+                        .ok_or_else(|| format!("--{name} needs a value (SECONDS)"))?
+                }
+            };
+            let ct = &mut o.fwd.conntrack;
+            let slot = match which.strip_prefix("tcp-") {
+                Some(state) => ct.tcp.timeouts.get_mut(state),
+                None => ct.timeouts.get_mut(which),
+            }
+            .ok_or_else(|| format!("unknown option --{name} (see --help for the timeouts)"))?;
+            *slot = number(name, &v, 1, 365 * 24 * 3600)? as u32;
+            continue;
+        }
         let flag = FLAGS
             .iter()
             .find(|f| f.name == name)
@@ -424,12 +460,30 @@ mod tests {
             &["--ct-helper=gopher:70"],
             &["--ct-liberal=yes"],
             &["--inside-ports=0,x"],
+            &["--ct-timeout-tcp-bogus=5"],
+            &["--ct-timeout-udp=0"],
+            &["--ct-timeout-udp"],
             &["-i"],
             &["stray"],
         ] {
             let e = run(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
             assert!(!e.contains('\n') && !e.is_empty(), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn timeouts() {
+        let o = run(&[
+            "--ct-timeout-tcp-established=3600",
+            "--ct-timeout-udp-stream",
+            "90",
+            "--ct-timeout-tcp-time_wait=5",
+        ])
+        .unwrap();
+        assert_eq!(o.fwd.conntrack.tcp.timeouts.established, 3600);
+        assert_eq!(o.fwd.conntrack.tcp.timeouts.time_wait, 5);
+        assert_eq!(o.fwd.conntrack.timeouts.udp_stream, 90);
+        assert_eq!(o.fwd.conntrack.timeouts.udp, 30);
     }
 
     #[test]

@@ -56,6 +56,27 @@ impl TcpTimeouts {
     }
 }
 
+impl TcpTimeouts {
+    /// The timeout named `state` (`established`, `syn_sent`, ..., with `-`
+    /// or `_`), as in `--ct-timeout-tcp-STATE`.
+    pub fn get_mut(&mut self, state: &str) -> Option<&mut u32> {
+        Some(match state.replace('-', "_").as_str() {
+            "syn_sent" => &mut self.syn_sent,
+            "syn_recv" => &mut self.syn_recv,
+            "established" => &mut self.established,
+            "fin_wait" => &mut self.fin_wait,
+            "close_wait" => &mut self.close_wait,
+            "last_ack" => &mut self.last_ack,
+            "time_wait" => &mut self.time_wait,
+            "close" => &mut self.close,
+            "syn_sent2" => &mut self.syn_sent2,
+            "retrans" => &mut self.retrans,
+            "unacknowledged" | "unack" => &mut self.unacknowledged,
+            _ => return None,
+        })
+    }
+}
+
 /// Timeouts of the trackers other than TCP's (those are in `TcpConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -66,6 +87,21 @@ pub struct Timeouts {
     pub icmp: u32,
     pub icmpv6: u32,
     pub generic: u32,
+}
+
+impl Timeouts {
+    /// The timeout named `name` (`udp`, `udp-stream`, `icmp`, `icmpv6`,
+    /// `generic`), as in `--ct-timeout-NAME`.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut u32> {
+        Some(match name {
+            "udp" => &mut self.udp,
+            "udp-stream" | "udp_stream" => &mut self.udp_stream,
+            "icmp" => &mut self.icmp,
+            "icmpv6" => &mut self.icmpv6,
+            "generic" => &mut self.generic,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for Timeouts {
