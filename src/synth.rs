@@ -239,6 +239,25 @@ pub fn sample_conversations(flows: u16, requests: u16) -> (Vec<Vec<u8>>, Vec<Vec
     (inside, outside)
 }
 
+/// Minimum-size traffic for benchmarks: `flows` UDP flows, one 60-byte
+/// frame (64 on the wire) each way, between clients in 198.18.0.0/16 and a
+/// server at 198.19.0.1:53. Returns (requests, answers).
+pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    (0..flows)
+        .map(|i| {
+            let flow = UdpFlow {
+                src_mac: MAC_A,
+                dst_mac: MAC_B,
+                src: Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8),
+                dst: Ipv4Addr::new(198, 19, 0, 1),
+                sport: 1024 + (i >> 16) as u16,
+                dport: 53,
+            };
+            (flow.frame(&[0; 18]), flow.reversed().frame(&[0; 18]))
+        })
+        .unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +299,14 @@ mod tests {
         ] {
             assert!(parsed_ok(&f), "{f:02x?}");
         }
+    }
+
+    #[test]
+    fn bulk_flows_are_distinct_minimum_frames() {
+        let (a, b) = bulk_flows(70_000);
+        assert!(a.iter().chain(&b).all(|f| f.len() == 60 && parsed_ok(f)));
+        let distinct: std::collections::HashSet<&[u8]> = a.iter().map(|f| &f[26..38]).collect();
+        assert_eq!(distinct.len(), 70_000);
     }
 
     #[test]
