@@ -13,7 +13,10 @@ const BURST: usize = 32;
 
 fn main() {
     let hz = tsc_hz(std::time::Duration::from_millis(200));
-    println!("TSC {:.0} MHz; {READS} random reads per case", hz as f64 / 1e6);
+    println!(
+        "TSC {:.0} MHz; {READS} random reads per case",
+        hz as f64 / 1e6
+    );
     let n = 1usize << 20;
     let mut buckets: Vec<[u64; 8]> = Vec::with_capacity(n / 2);
     advise_huge_pages(buckets.as_ptr().cast(), n / 2 * 64);
@@ -54,7 +57,11 @@ fn main() {
             std::hint::black_box(sum);
             println!(
                 "{lines} random line(s) per item{}: {cycles:.1} cycles/item",
-                if prefetching { ", prefetched per burst" } else { "" }
+                if prefetching {
+                    ", prefetched per burst"
+                } else {
+                    ""
+                }
             );
         }
     }
