@@ -12,5 +12,6 @@ pub mod capture;
 pub mod cli;
 pub mod conntrack;
 pub mod dataplane;
+pub mod rules;
 pub mod synth;
 pub mod wire;

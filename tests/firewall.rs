@@ -142,3 +142,52 @@ fn inside_ports_can_be_chosen() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--inside-ports names port 5"));
 }
+
+#[test]
+fn rules_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(
+        p("rules"),
+        "# an outside service allowed in, VXLAN untracked, one inside host blocked\n\
+         in-port 1 ip daddr 198.18.0.1 udp dport 7 ct state new accept\n\
+         udp dport 4789 notrack\n\
+         ip saddr 198.18.0.66 drop\n",
+    )
+    .unwrap();
+    let allowed = udp_pkt("198.19.0.9:1234", "198.18.0.1:7", b"echo");
+    let vxlan = udp_pkt("198.19.0.9:5555", "198.18.0.1:4789", b"vxlan");
+    let refused = udp_pkt("198.19.0.9:1234", "198.18.0.1:8", b"nope");
+    let blocked = udp_pkt("198.18.0.66:1000", "198.19.0.1:53", b"q");
+    write_pcap(&p("a.pcap"), std::slice::from_ref(&blocked));
+    write_pcap(&p("b.pcap"), &[allowed.clone(), vxlan.clone(), refused]);
+    let vdevs = [
+        pcap_vdev(0, &[p("a.pcap")], &[p("to-a.pcap")]),
+        pcap_vdev(1, &[p("b.pcap")], &[p("to-b.pcap")]),
+    ];
+    let rules_flag = format!("--rules={}", p("rules").display());
+    let o = run(
+        &eal_args("fw-rules", "0@0,1@1", &vdevs),
+        &["--forward-mode=firewall", &rules_flag, "--idle-exit=0.5"],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(read_pcap(&p("to-a.pcap")), vec![allowed, vxlan], "{out}");
+    assert!(read_pcap(&p("to-b.pcap")).is_empty(), "{out}");
+    assert!(
+        out.contains("dropped: invalid=0 new-from-outside=1 not-ip=0 rule=1"),
+        "{out}"
+    );
+    assert!(out.contains("UNTRACKED=1"), "{out}");
+
+    // A bad file is refused at start, naming the line.
+    std::fs::write(p("bad"), "udp dport 53 accept\ntcp dport 22 allow\n").unwrap();
+    let bad_flag = format!("--rules={}", p("bad").display());
+    let o = run(
+        &eal_args("fw-bad-rules", "0@0,1@1", &vdevs),
+        &["--forward-mode=firewall", &bad_flag],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("line 2: unknown word 'allow'"), "{err}");
+}

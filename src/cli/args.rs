@@ -129,6 +129,11 @@ const FLAGS: &[Flag] = &[
         help: "stop once no packet has arrived for SECONDS (for pcap replays)",
     },
     Flag {
+        name: "rules",
+        value: Some("FILE"),
+        help: "firewall rules, nftables-like, checked before the default policy (see README)",
+    },
+    Flag {
         name: "inside-ports",
         value: Some("LIST"),
         help: "ports where the firewall lets NEW connections in (default: the first of each pair)",
@@ -224,6 +229,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 ..crate::conntrack::Config::default()
             },
             inside_ports: None,
+            rules: Default::default(),
         },
         stats_period: 0,
         idle_exit: None,
@@ -354,6 +360,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.fwd.conntrack.helpers.ftp_loose = loose;
             }
             "ct-liberal" => o.fwd.conntrack.tcp.be_liberal = true,
+            "rules" => {
+                let text = std::fs::read_to_string(v).map_err(|e| format!("--rules: {v}: {e}"))?;
+                let set = crate::rules::RuleSet::parse(&text)
+                    .map_err(|e| format!("--rules: {v}: {e}"))?;
+                o.fwd.rules = std::sync::Arc::new(set);
+            }
             "inside-ports" => {
                 let ports = v
                     .split(',')
@@ -460,6 +472,7 @@ mod tests {
             &["--ct-helper=gopher:70"],
             &["--ct-liberal=yes"],
             &["--inside-ports=0,x"],
+            &["--rules=/nonexistent/rules"],
             &["--ct-timeout-tcp-bogus=5"],
             &["--ct-timeout-udp=0"],
             &["--ct-timeout-udp"],

@@ -22,7 +22,8 @@ use super::cpu::{advise_huge_pages, prefetch, tsc};
 use super::fwd::ForwardEngine;
 use super::mbuf::{Burst, MAX_BURST};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{Classified, CtInfo, Shard, Verdict};
+use crate::conntrack::{Classified, CtInfo, Shard, Tuple, Verdict};
+use crate::rules::{RuleAction, RuleSet};
 use crate::wire::{parse_frame, Frame, LinkType};
 
 /// Packets classified at a time (larger bursts are taken in chunks).
@@ -39,10 +40,12 @@ pub enum DropReason {
     NewFromOutside = 1,
     /// A frame that is neither IP, ARP nor IPv6 neighbour discovery.
     NotIp = 2,
+    /// A `drop` rule of `--rules`.
+    Rule = 3,
 }
 
 impl DropReason {
-    pub const NAMES: [&'static str; 3] = ["invalid", "new-from-outside", "not-ip"];
+    pub const NAMES: [&'static str; 4] = ["invalid", "new-from-outside", "not-ip", "rule"];
 }
 
 /// What to do with a packet.
@@ -59,8 +62,11 @@ pub trait Policy {
 
     fn new(ctx: &EngineContext) -> Self;
 
+    /// Whether an IP packet should not be tracked at all (and pass).
+    fn untracked(&self, in_port: u16, tuple: &Tuple) -> bool;
+
     /// For a tracked (IP) packet that arrived on `in_port`.
-    fn tracked(&self, in_port: u16, v: &Verdict) -> Action;
+    fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action;
 
     /// For a frame that is not IP.
     fn not_ip(&self, ethertype: u16) -> Action;
@@ -77,7 +83,12 @@ impl Policy for AcceptAll {
     }
 
     #[inline]
-    fn tracked(&self, _: u16, _: &Verdict) -> Action {
+    fn untracked(&self, _: u16, _: &Tuple) -> bool {
+        false
+    }
+
+    #[inline]
+    fn tracked(&self, _: u16, _: &Tuple, _: &Verdict) -> Action {
         Action::Accept
     }
 
@@ -87,13 +98,15 @@ impl Policy for AcceptAll {
     }
 }
 
-/// `firewall` mode's default policy: packets of ESTABLISHED and RELATED
-/// connections pass both ways; NEW connections may be opened only from an
-/// inside port; INVALID is dropped; ARP and IPv6 neighbour discovery pass
-/// (the hosts on both sides must find each other through the bump); other
-/// frames are dropped.
+/// `firewall` mode: the rules of `--rules` first (first match decides),
+/// then the default policy: packets of ESTABLISHED and RELATED connections
+/// pass both ways; NEW connections may be opened only from an inside port;
+/// INVALID is dropped; ARP and IPv6 neighbour discovery pass (the hosts on
+/// both sides must find each other through the bump); other frames are
+/// dropped.
 pub struct StatefulFirewall {
     inside_ports: u64,
+    rules: RuleSet,
 }
 
 const ETHERTYPE_ARP: u16 = 0x0806;
@@ -104,11 +117,22 @@ impl Policy for StatefulFirewall {
     fn new(ctx: &EngineContext) -> Self {
         StatefulFirewall {
             inside_ports: ctx.inside_ports,
+            rules: (*ctx.rules).clone(),
         }
     }
 
     #[inline]
-    fn tracked(&self, in_port: u16, v: &Verdict) -> Action {
+    fn untracked(&self, in_port: u16, tuple: &Tuple) -> bool {
+        self.rules.untracked(in_port, tuple)
+    }
+
+    #[inline]
+    fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action {
+        match self.rules.verdict(in_port, tuple, v.ctinfo) {
+            Some(RuleAction::Accept) => return Action::Accept,
+            Some(_) => return Action::Drop(DropReason::Rule),
+            None => {}
+        }
         match v.ctinfo {
             CtInfo::Established
             | CtInfo::EstablishedReply
@@ -164,7 +188,7 @@ impl<P: Policy> Tracking<P> {
     fn track(&mut self, frames: &[(&[u8], usize)], in_port: u16, now: u64, keep: &mut [bool]) {
         let c = &self.counters[self.worker];
         let mut by_ctinfo = [0u64; 7];
-        let mut drops = [0u64; 3];
+        let mut drops = [0u64; 4];
         let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
         let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
         for (i, &(data, wire_len)) in frames.iter().enumerate() {
@@ -196,9 +220,15 @@ impl<P: Policy> Tracking<P> {
         }
         self.shard.prefetch_burst(&classified, prefetch);
         for (cl, &i) in classified.iter().zip(&at) {
+            if self.policy.untracked(in_port, cl.tuple()) {
+                // notrack: never looked up, never a connection; it passes.
+                self.shard.ignore();
+                by_ctinfo[CtInfo::Untracked as usize] += 1;
+                continue;
+            }
             let mut v = self.shard.ingress(cl, now);
             by_ctinfo[v.ctinfo as usize] += 1;
-            let action = match self.policy.tracked(in_port, &v) {
+            let action = match self.policy.tracked(in_port, cl.tuple(), &v) {
                 Action::Accept => match self.shard.egress(&mut v, cl, now) {
                     Ok(_) => Action::Accept,
                     // Two packets opened the same TCP connection; as in

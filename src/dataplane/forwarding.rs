@@ -105,6 +105,8 @@ pub struct FwdConfig {
     /// Ports where the firewall accepts NEW connections; default: the
     /// first port of each forwarding pair (even positions in the port list).
     pub inside_ports: Option<Vec<u16>>,
+    /// `--rules`, consulted by the firewall before its default policy.
+    pub rules: Arc<crate::rules::RuleSet>,
 }
 
 /// A forwarding lcore and the streams it polls.
@@ -240,6 +242,7 @@ impl Forwarding {
                     ct_counters: Arc::clone(&ct_counters),
                     tsc_hz: fwd.tsc_hz,
                     inside_ports,
+                    rules: Arc::clone(&cfg.rules),
                     dump: Arc::clone(&dump),
                 },
             };
@@ -419,11 +422,11 @@ pub struct CtSnapshot {
     /// New connections refused because the table was full.
     pub table_full: u64,
     /// Packets dropped by the policy, by reason (`DROP_REASONS`).
-    pub dropped: [u64; 3],
+    pub dropped: [u64; 4],
 }
 
 /// Names of the firewall's drop reasons, in `CtSnapshot::dropped` order.
-pub const DROP_REASONS: [&str; 3] = super::conntrack_fwd::DropReason::NAMES;
+pub const DROP_REASONS: [&str; 4] = super::conntrack_fwd::DropReason::NAMES;
 
 /// All counters at one instant.
 #[derive(Debug, Clone)]

@@ -68,6 +68,8 @@ pub struct EngineContext {
     pub tsc_hz: u64,
     /// Ports (bit per port id) where the firewall lets NEW connections in.
     pub inside_ports: u64,
+    /// `--rules` (firewall mode).
+    pub rules: Arc<crate::rules::RuleSet>,
     pub dump: Arc<TableDump>,
 }
 
@@ -80,7 +82,7 @@ pub struct CtCounters {
     /// RELATED_REPLY, INVALID, UNTRACKED.
     pub ctinfo: [AtomicU64; 7],
     /// Packets a filtering policy dropped, by `DropReason`.
-    pub dropped: [AtomicU64; 3],
+    pub dropped: [AtomicU64; 4],
     pub connections: AtomicU64,
     pub expected: AtomicU64,
     pub early_drop: AtomicU64,
