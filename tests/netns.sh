@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The firewall on real traffic: two network namespaces, an inside host
+# (198.18.0.1) and an outside host (198.18.0.2) on one L2 segment cut by
+# ctfwd, which forwards between two veth pairs through net_af_packet in
+# firewall mode (port 0 inside, port 1 outside). Real programs from
+# Debian's packages talk through it: ping, curl over HTTP (python3's
+# server), tftp-hpa against tftpd-hpa, curl against vsftpd (passive and
+# active FTP); then the cases the firewall must stop. Each check is judged
+# by its outcome (file checksums, a connection refused or timed out).
+# Everything created is removed on exit, even on failure; only processes
+# this script started are killed, by PID.
+#
+# usage: tests/netns.sh   (as root; prints "netns: N passed, M failed")
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ctfwd=${CTFWD:-target/release/ctfwd}
+id=$$
+ns_in=ctfwd-in-$id
+ns_out=ctfwd-out-$id
+vin=vin$id
+vout=vout$id
+work=$(mktemp -d /tmp/ctfwd-netns.XXXXXX)
+pids=()
+passed=0
+failed=0
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  ip netns del "$ns_in" 2>/dev/null
+  ip netns del "$ns_out" 2>/dev/null
+  ip link del "$vin" 2>/dev/null
+  ip link del "$vout" 2>/dev/null
+  rm -rf -- "$work"
+}
+trap cleanup EXIT
+
+check() { # NAME COMMAND...: the command must succeed
+  local name=$1; shift
+  if "$@" >>"$work/log" 2>&1; then
+    echo "ok     $name"; passed=$((passed + 1))
+  else
+    echo "FAILED $name"; failed=$((failed + 1))
+  fi
+}
+refused() { # NAME COMMAND...: the command must fail
+  local name=$1; shift
+  if "$@" >>"$work/log" 2>&1; then
+    echo "FAILED $name (it got through)"; failed=$((failed + 1))
+  else
+    echo "ok     $name"; passed=$((passed + 1))
+  fi
+}
+in_ns() { ip netns exec "$ns_in" "$@"; }
+out_ns() { ip netns exec "$ns_out" "$@"; }
+
+# Every program must be there: a "must fail" check that fails because a
+# tool is missing would prove nothing.
+for tool in ip ethtool ping nc curl python3 tftp /usr/sbin/in.tftpd /usr/sbin/vsftpd "$ctfwd"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "netns: $tool is missing (run scripts/setup)"
+    echo "netns: 0 passed, 1 failed"
+    exit 1
+  fi
+done
+getent passwd ftp >/dev/null || { echo "netns: no ftp user (vsftpd not installed)"; exit 1; }
+
+# Hosts and wires.
+ip netns add "$ns_in"
+ip netns add "$ns_out"
+ip link add "$vin" type veth peer name "${vin}p"
+ip link add "$vout" type veth peer name "${vout}p"
+ip link set "${vin}p" netns "$ns_in"
+ip link set "${vout}p" netns "$ns_out"
+in_ns ip link set "${vin}p" name eth0
+out_ns ip link set "${vout}p" name eth0
+in_ns ip addr add 198.18.0.1/24 dev eth0
+out_ns ip addr add 198.18.0.2/24 dev eth0
+for ns in "$ns_in" "$ns_out"; do
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$ns" ip link set eth0 up
+  # Senders must finish their checksums, and frames must stay within the
+  # MTU (net_af_packet sees them as they are on the wire).
+  ip netns exec "$ns" ethtool -K eth0 tx off tso off gso off gro off >/dev/null 2>&1
+done
+for ifc in "$vin" "$vout"; do
+  ip link set "$ifc" up
+  ethtool -K "$ifc" tx off tso off gso off gro off >/dev/null 2>&1
+done
+
+# The firewall.
+"$ctfwd" --lcores=0@0,1@$(( $(nproc) - 1 )) --no-huge -m 256 --no-pci --no-shconf \
+  --file-prefix="netns-$id" --log-level=lib.eal:warning \
+  --vdev="net_af_packet0,iface=$vin" --vdev="net_af_packet1,iface=$vout" \
+  -- --forward-mode=firewall >"$work/ctfwd.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q "Forwarding started" "$work/ctfwd.out" && break; sleep 0.1; done
+
+# Servers on the outside host, and files to fetch.
+mkdir -p "$work/srv" "$work/empty"
+head -c 3000000 /dev/urandom >"$work/srv/data.bin"
+chmod -R a+rX "$work"
+sum=$(sha256sum <"$work/srv/data.bin")
+out_ns python3 -m http.server 8080 --bind 198.18.0.2 --directory "$work/srv" >/dev/null 2>&1 &
+pids+=($!)
+out_ns /usr/sbin/in.tftpd -L -u root -s "$work/srv" --address 198.18.0.2:69 >/dev/null 2>&1 &
+pids+=($!)
+cat >"$work/vsftpd.conf" <<CONF
+listen=YES
+listen_address=198.18.0.2
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root=$work/srv
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+pasv_min_port=30000
+pasv_max_port=30100
+port_enable=YES
+connect_from_port_20=NO
+secure_chroot_dir=$work/empty
+seccomp_sandbox=NO
+isolate_network=NO
+isolate=NO
+ftp_username=ftp
+CONF
+out_ns /usr/sbin/vsftpd "$work/vsftpd.conf" >/dev/null 2>&1 &
+pids+=($!)
+# Listeners on the inside host, which the outside must not reach.
+in_ns nc -l 198.18.0.1 2222 >/dev/null 2>&1 &
+pids+=($!)
+in_ns nc -u -l 198.18.0.1 5353 >"$work/udp-received" 2>&1 &
+pids+=($!)
+sleep 1
+
+same() { [ "$(sha256sum <"$1")" = "$sum" ]; }
+http_get() { in_ns curl -s --max-time 20 -o "$work/http.bin" http://198.18.0.2:8080/data.bin && same "$work/http.bin"; }
+tftp_get() { (cd "$work" && in_ns tftp -m binary 198.18.0.2 -c get data.bin tftp.bin) && same "$work/tftp.bin"; }
+ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2/data.bin && same "$work/pasv.bin"; }
+ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
+udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "$work/udp-received" ]; }
+
+check "ping from inside" in_ns ping -c 2 -W 2 198.18.0.2
+check "TCP (HTTP) download from outside, checksum" http_get
+check "TFTP download: data from a new server port is RELATED" tftp_get
+check "FTP passive download through vsftpd" ftp_passive
+check "FTP active download (server connects back, RELATED)" ftp_active
+refused "ping from outside is dropped" out_ns ping -c 2 -W 1 198.18.0.1
+refused "TCP connection opened from outside is dropped" out_ns nc -z -w 2 198.18.0.1 2222
+refused "unsolicited UDP from outside is dropped" udp_in
+
+# The firewall's own account, then a clean stop with no mbuf leaked.
+kill -USR1 "${pids[0]}"; sleep 0.5
+kill -TERM "${pids[0]}"; wait "${pids[0]}"; status=$?
+check "ctfwd exits 0 with every mbuf back" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$work/ctfwd.out'"
+check "RELATED connections were seen" grep -Eq 'RELATED=[1-9]' "$work/ctfwd.out"
+check "drops were counted as new-from-outside" grep -Eq 'new-from-outside=[1-9]' "$work/ctfwd.out"
+if [ "$failed" -gt 0 ]; then
+  echo "--- ctfwd output"; cat "$work/ctfwd.out"; echo "--- log"; cat "$work/log"
+fi
+echo "netns: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
