@@ -101,9 +101,11 @@ mkdir -p "$work/srv" "$work/empty"
 head -c 3000000 /dev/urandom >"$work/srv/data.bin"
 chmod -R a+rX "$work"
 sum=$(sha256sum <"$work/srv/data.bin")
-out_ns python3 -m http.server 8080 --bind 198.18.0.2 --directory "$work/srv" >/dev/null 2>&1 &
+# Started with `ip netns exec` itself, which execs the program: $! is the
+# server's own PID (a shell function would leave it behind a subshell).
+ip netns exec "$ns_out" python3 -m http.server 8080 --bind 198.18.0.2 --directory "$work/srv" >/dev/null 2>&1 &
 pids+=($!)
-out_ns /usr/sbin/in.tftpd -L -u root -s "$work/srv" --address 198.18.0.2:69 >/dev/null 2>&1 &
+ip netns exec "$ns_out" /usr/sbin/in.tftpd -L -u root -s "$work/srv" --address 198.18.0.2:69 >/dev/null 2>&1 &
 pids+=($!)
 cat >"$work/vsftpd.conf" <<CONF
 listen=YES
@@ -125,12 +127,12 @@ isolate_network=NO
 isolate=NO
 ftp_username=ftp
 CONF
-out_ns /usr/sbin/vsftpd "$work/vsftpd.conf" >/dev/null 2>&1 &
+ip netns exec "$ns_out" /usr/sbin/vsftpd "$work/vsftpd.conf" >/dev/null 2>&1 &
 pids+=($!)
 # Listeners on the inside host, which the outside must not reach.
-in_ns nc -l 198.18.0.1 2222 >/dev/null 2>&1 &
+ip netns exec "$ns_in" nc -l 198.18.0.1 2222 >/dev/null 2>&1 &
 pids+=($!)
-in_ns nc -u -l 198.18.0.1 5353 >"$work/udp-received" 2>&1 &
+ip netns exec "$ns_in" nc -u -l 198.18.0.1 5353 >"$work/udp-received" 2>&1 &
 pids+=($!)
 sleep 1
 
