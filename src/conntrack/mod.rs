@@ -363,9 +363,11 @@ impl Shard {
 
     /// The connection behind a handle, if it still exists.
     pub fn conn(&self, r: ConnRef) -> Option<&Conn> {
+        if !self.table.is_live(r.slot) {
+            return None;
+        }
         let c = self.table.get(r.slot);
-        (c.id == r.id && (c.status.has(Status::CONFIRMED) || self.table.is_unconfirmed(r.slot)))
-            .then_some(c)
+        (c.id == r.id).then_some(c)
     }
 
     /// Counts a frame that is not IP (or is UNTRACKED by policy).
@@ -891,8 +893,10 @@ impl Shard {
         if let Some(u) = v.unconfirmed.take() {
             v.conn = Some(self.confirm(u)?);
         }
+        // A connection its own packet killed (an RST before any reply) is
+        // gone: no helper may announce expectations for it.
         if let Some(r) = v.conn {
-            if self.table.get(r.slot).status.has(Status::HELPER) {
+            if self.conn(r).is_some_and(|c| c.status.has(Status::HELPER)) {
                 self.help(r, v.ctinfo, c, now);
             }
         }

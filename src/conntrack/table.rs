@@ -254,6 +254,14 @@ impl ConnTable {
         self.gens[s.0 as usize]
     }
 
+    /// Whether the slot holds a connection (a freed slot keeps its stale
+    /// data, status bits and id included).
+    pub fn is_live(&self, s: Slot) -> bool {
+        self.kinds
+            .get(s.0 as usize)
+            .is_some_and(|k| *k != SlotKind::Free)
+    }
+
     pub fn is_unconfirmed(&self, s: Slot) -> bool {
         self.kinds[s.0 as usize] == SlotKind::Unconfirmed
     }
