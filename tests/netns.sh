@@ -56,7 +56,7 @@ out_ns() { ip netns exec "$ns_out" "$@"; }
 
 # Every program must be there: a "must fail" check that fails because a
 # tool is missing would prove nothing.
-for tool in ip ethtool ping nc curl python3 tftp /usr/sbin/in.tftpd /usr/sbin/vsftpd "$ctfwd"; do
+for tool in ip ethtool ping nc curl python3 tcpdump tftp /usr/sbin/in.tftpd /usr/sbin/vsftpd "$ctfwd"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "netns: $tool is missing (run scripts/setup)"
     echo "netns: 0 passed, 1 failed"
@@ -152,12 +152,57 @@ refused "ping from outside is dropped" out_ns ping -c 2 -W 1 198.18.0.1
 refused "TCP connection opened from outside is dropped" out_ns nc -z -w 2 198.18.0.1 2222
 refused "unsolicited UDP from outside is dropped" udp_in
 
+# An inside client holds a TCP connection open to the outside; the outside
+# then injects a segment 2^30 beyond the server's sequence numbers with a
+# valid ACK. Linux's tcp_in_window calls that INVALID ("SEQ is over upper
+# bound"); the firewall must drop it. (A random sequence number would not
+# do: modulo 2^32 it may fall under the lower bound, which Linux lets pass
+# as "ignored" for the end host to reject.) The handshake is captured to
+# learn both ends' sequence numbers; the drop is judged from the firewall's
+# accounting, since the inside kernel would discard the segment too.
+ip netns exec "$ns_out" tcpdump -i eth0 -n -S -l -c 2 'tcp port 9000 and tcp[tcpflags] & tcp-syn != 0' \
+  >"$work/handshake" 2>/dev/null &
+pids+=($!)
+ip netns exec "$ns_out" nc -l 198.18.0.2 9000 >/dev/null 2>&1 &
+pids+=($!)
+sleep 1
+ip netns exec "$ns_in" nc -d -p 40000 198.18.0.2 9000 >/dev/null 2>&1 &
+pids+=($!)
+sleep 1
+# "198.18.0.2.9000 > 198.18.0.1.40000: Flags [S.], seq S, ack A, ..."
+synack=$(grep 'Flags \[S\.\]' "$work/handshake" | head -1)
+server_seq=$(sed -n 's/.* seq \([0-9]*\),.*/\1/p' <<<"$synack")
+client_next=$(sed -n 's/.* ack \([0-9]*\),.*/\1/p' <<<"$synack")
+cat >"$work/inject.py" <<'PY'
+import socket, struct, sys
+src, dst, sport, dport = "198.18.0.2", "198.18.0.1", 9000, 40000
+server_seq, client_next = int(sys.argv[1]), int(sys.argv[2])
+payload = b"INJECTED"
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+seq = (server_seq + 1 + (1 << 30)) % (1 << 32)
+hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, client_next, 5 << 4, 0x18, 65535, 0, 0)
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr) + len(payload))
+hdr = hdr[:16] + struct.pack("!H", csum(pseudo + hdr + payload)) + hdr[18:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for _ in range(3):
+    s.sendto(hdr + payload, (dst, 0))
+PY
+check "out-of-window segment injected from outside" \
+  ip netns exec "$ns_out" python3 "$work/inject.py" "${server_seq:-x}" "${client_next:-x}"
+
 # The firewall's own account, then a clean stop with no mbuf leaked.
 kill -USR1 "${pids[0]}"; sleep 0.5
 kill -TERM "${pids[0]}"; wait "${pids[0]}"; status=$?
 check "ctfwd exits 0 with every mbuf back" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$work/ctfwd.out'"
 check "RELATED connections were seen" grep -Eq 'RELATED=[1-9]' "$work/ctfwd.out"
 check "drops were counted as new-from-outside" grep -Eq 'new-from-outside=[1-9]' "$work/ctfwd.out"
+check "the injected segments were dropped as INVALID" grep -Eq 'dropped: invalid=[3-9]|dropped: invalid=[1-9][0-9]' "$work/ctfwd.out"
 if [ "$failed" -gt 0 ]; then
   echo "--- ctfwd output"; cat "$work/ctfwd.out"; echo "--- log"; cat "$work/log"
 fi
