@@ -191,3 +191,27 @@ fn rules_file() {
     let err = stderr(&o);
     assert!(err.contains("line 2: unknown word 'allow'"), "{err}");
 }
+
+#[test]
+fn bad_checksums_are_invalid_unless_off() {
+    let mut bad = udp_pkt("198.18.0.1:1000", "198.19.0.1:53", b"query");
+    let last = bad.len() - 1;
+    bad[last] ^= 0x5a;
+    for (flag, passed) in [("--ct-checksum=on", false), ("--ct-checksum=off", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        write_pcap(&p("a.pcap"), std::slice::from_ref(&bad));
+        write_pcap(&p("b.pcap"), &[]);
+        let vdevs = [
+            pcap_vdev(0, &[p("a.pcap")], &[p("to-a.pcap")]),
+            pcap_vdev(1, &[p("b.pcap")], &[p("to-b.pcap")]),
+        ];
+        let o = run(
+            &eal_args("fw-csum", "0@0,1@1", &vdevs),
+            &["--forward-mode=firewall", flag, "--idle-exit=0.5"],
+        );
+        assert_clean_exit(&o);
+        let out = read_pcap(&p("to-b.pcap"));
+        assert_eq!(out.len(), usize::from(passed), "{flag}: {}", stdout(&o));
+    }
+}

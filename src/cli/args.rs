@@ -149,6 +149,11 @@ const FLAGS: &[Flag] = &[
         help: "helpers and their ports, e.g. tftp:69,ftp:21,ftp:2121, or none (default tftp:69,ftp:21)",
     },
     Flag {
+        name: "ct-checksum",
+        value: Some("on|off"),
+        help: "INVALID on a bad TCP/UDP/ICMP checksum, NIC-verified where the port can (default on)",
+    },
+    Flag {
         name: "ct-liberal",
         value: None,
         help: "TCP window tracking marks only out-of-window RSTs invalid (tcp_be_liberal)",
@@ -216,6 +221,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 tx_desc: 1024,
                 rss_hf: RTE_ETH_RSS_IP,
                 promiscuous: true,
+                rx_checksum: true,
             },
             burst: 32,
             total_mbufs: None,
@@ -226,6 +232,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             record_core_cycles: false,
             conntrack: crate::conntrack::Config {
                 max: 262_144,
+                // Linux's nf_conntrack_checksum defaults to 1.
+                checksum: true,
                 ..crate::conntrack::Config::default()
             },
             inside_ports: None,
@@ -360,6 +368,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.fwd.conntrack.helpers.ftp_loose = loose;
             }
             "ct-liberal" => o.fwd.conntrack.tcp.be_liberal = true,
+            "ct-checksum" => {
+                o.fwd.conntrack.checksum = match v {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("--ct-checksum: '{v}' is not on or off")),
+                }
+            }
             "rules" => {
                 let text = std::fs::read_to_string(v).map_err(|e| format!("--rules: {v}: {e}"))?;
                 let set = crate::rules::RuleSet::parse(&text)
@@ -473,6 +488,7 @@ mod tests {
             &["--ct-liberal=yes"],
             &["--inside-ports=0,x"],
             &["--rules=/nonexistent/rules"],
+            &["--ct-checksum=maybe"],
             &["--ct-timeout-tcp-bogus=5"],
             &["--ct-timeout-udp=0"],
             &["--ct-timeout-udp"],

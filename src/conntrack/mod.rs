@@ -64,6 +64,16 @@ const CONN_LINES: usize = std::mem::size_of::<Conn>().div_ceil(64);
 /// UDP replies later than this after the first packet make a stream.
 const UDP_STREAM_AFTER: u64 = 2 * SEC;
 
+/// What the receiving NIC said of a packet's transport checksum (DPDK's
+/// `RTE_MBUF_F_RX_L4_CKSUM_*`). `Unknown` means software checks it when
+/// `Config::checksum` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxChecksum {
+    Unknown,
+    Good,
+    Bad,
+}
+
 /// What ingress concluded about a packet (`enum ip_conntrack_info`, plus
 /// the two iptables states that carry no connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +395,14 @@ impl Shard {
     /// reads the table's seed only.
     #[inline]
     pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
+        self.classify_rx(ip, zone, RxChecksum::Unknown)
+    }
+
+    /// `classify` with the NIC's checksum verdict: a verified checksum is
+    /// not computed again; a bad one makes the packet INVALID, as
+    /// `nf_conntrack_checksum` would.
+    #[inline]
+    pub fn classify_rx<'a>(&self, ip: IpPacket<'a>, zone: u16, rx: RxChecksum) -> Classified<'a> {
         let mut tuple = Tuple {
             src: ip.src,
             dst: ip.dst,
@@ -394,7 +412,7 @@ impl Shard {
             family: if ip.l3 == L3::V4 { 4 } else { 6 },
             zone,
         };
-        let l4 = self.transport(&ip, &mut tuple);
+        let l4 = self.transport(&ip, &mut tuple, rx);
         let hash = if l4.is_ok() {
             self.table.hash(&tuple)
         } else {
@@ -409,7 +427,12 @@ impl Shard {
     }
 
     #[inline]
-    fn transport<'a>(&self, ip: &IpPacket<'a>, tuple: &mut Tuple) -> Result<L4<'a>, Early> {
+    fn transport<'a>(
+        &self,
+        ip: &IpPacket<'a>,
+        tuple: &mut Tuple,
+        rx: RxChecksum,
+    ) -> Result<L4<'a>, Early> {
         let malformed = |e: wire::Error| Early::Invalid {
             reason: e.reason(),
             malformed: true,
@@ -421,7 +444,13 @@ impl Shard {
                 malformed: false,
             });
         }
-        if self.cfg.checksum && (!wire::ip_header_ok(ip) || wire::l4_ok(ip) == Some(false)) {
+        let bad_checksum = self.cfg.checksum
+            && match rx {
+                RxChecksum::Good => false,
+                RxChecksum::Bad => true,
+                RxChecksum::Unknown => !wire::ip_header_ok(ip) || wire::l4_ok(ip) == Some(false),
+            };
+        if bad_checksum {
             return Err(Early::Invalid {
                 reason: "bad-checksum",
                 malformed: true,

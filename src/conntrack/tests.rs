@@ -1164,3 +1164,29 @@ fn expectations_work_across_two_shards() {
     ));
     assert_eq!(s.ctinfo, CtInfo::New);
 }
+
+#[test]
+fn nic_checksum_verdicts() {
+    let mut f = udp_frame("198.18.0.1:1", "198.19.0.1:2", b"q");
+    let last = f.len() - 1;
+    f[last] ^= 0xff;
+    let good = udp_frame("198.18.0.1:3", "198.19.0.1:2", b"q");
+    let cfg = Config {
+        checksum: true,
+        ..Config::default()
+    };
+    let check = |f: &[u8], rx| {
+        let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
+            panic!("not IP")
+        };
+        let mut shard = Shard::new(cfg);
+        let c = shard.classify_rx(ip, 0, rx);
+        shard.ingress(&c, SEC).reason
+    };
+    // Software finds the corruption; a NIC that vouched for the packet
+    // is believed; a NIC that flagged it is believed too.
+    assert_eq!(check(&f, RxChecksum::Unknown), Some("bad-checksum"));
+    assert_eq!(check(&f, RxChecksum::Good), None);
+    assert_eq!(check(&good, RxChecksum::Bad), Some("bad-checksum"));
+    assert_eq!(check(&good, RxChecksum::Unknown), None);
+}

@@ -22,9 +22,12 @@ use super::cpu::{advise_huge_pages, prefetch, tsc};
 use super::fwd::ForwardEngine;
 use super::mbuf::{Burst, MAX_BURST};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{Classified, CtInfo, Shard, Tuple, Verdict};
+use crate::conntrack::{Classified, CtInfo, RxChecksum, Shard, Tuple, Verdict};
 use crate::rules::{RuleAction, RuleSet};
 use crate::wire::{parse_frame, Frame, LinkType};
+use dpdk_sys::consts::{
+    RTE_MBUF_F_RX_L4_CKSUM_BAD, RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_MASK,
+};
 
 /// Packets classified at a time (larger bursts are taken in chunks).
 const CHUNK: usize = 64;
@@ -158,6 +161,16 @@ impl Policy for StatefulFirewall {
     }
 }
 
+/// The NIC's transport-checksum verdict from an mbuf's offload flags.
+#[inline]
+fn rx_checksum(ol_flags: u64) -> RxChecksum {
+    match ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK {
+        RTE_MBUF_F_RX_L4_CKSUM_GOOD => RxChecksum::Good,
+        RTE_MBUF_F_RX_L4_CKSUM_BAD => RxChecksum::Bad,
+        _ => RxChecksum::Unknown,
+    }
+}
+
 /// A tracking engine with policy `P`, one per worker.
 pub struct Tracking<P: Policy> {
     shard: Shard,
@@ -185,16 +198,16 @@ impl<P: Policy> Tracking<P> {
 
     /// Tracks up to CHUNK frames that arrived on `in_port`; `keep[i]` says
     /// whether frame i passes.
-    fn track(&mut self, frames: &[(&[u8], usize)], in_port: u16, now: u64, keep: &mut [bool]) {
+    fn track(&mut self, frames: &[(&[u8], usize, u64)], in_port: u16, now: u64, keep: &mut [bool]) {
         let c = &self.counters[self.worker];
         let mut by_ctinfo = [0u64; 7];
         let mut drops = [0u64; 4];
         let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
         let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
-        for (i, &(data, wire_len)) in frames.iter().enumerate() {
+        for (i, &(data, wire_len, ol_flags)) in frames.iter().enumerate() {
             let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
                 Ok(Frame::Ip(ip)) => {
-                    classified.push(self.shard.classify(ip, 0));
+                    classified.push(self.shard.classify_rx(ip, 0, rx_checksum(ol_flags)));
                     at.push(i as u8);
                     continue;
                 }
@@ -284,7 +297,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         let now = self.clock();
         burst.prefetch_data(burst.len());
         let mut keep = [true; MAX_BURST];
-        let mut frames: ArrayVec<(&[u8], usize), CHUNK> = ArrayVec::new();
+        let mut frames: ArrayVec<(&[u8], usize, u64), CHUNK> = ArrayVec::new();
         let mut base = 0;
         for p in burst.packets() {
             frames.push(p);

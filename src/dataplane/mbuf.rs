@@ -102,9 +102,10 @@ impl Burst {
         }
     }
 
-    /// The packets, as (first segment's bytes, whole packet length).
+    /// The packets, as (first segment's bytes, whole packet length, offload
+    /// flags).
     #[inline]
-    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize)> {
+    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize, u64)> {
         self.pkts[..self.len].iter().map(|&m| {
             // SAFETY: the mbuf is owned by this burst, which is borrowed for
             // the slice's lifetime; buf_addr + data_off .. + data_len lies
@@ -117,6 +118,7 @@ impl Burst {
                         m.data_len as usize,
                     ),
                     m.pkt_len as usize,
+                    m.ol_flags,
                 )
             }
         })

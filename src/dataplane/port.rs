@@ -5,6 +5,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use dpdk_sys as sys;
+use sys::consts;
 
 use super::eal::strerror;
 use super::mempool::Mempool;
@@ -30,6 +31,8 @@ pub struct PortInfo {
     pub max_tx_queues: u16,
     /// RSS hash types the device can compute (`flow_type_rss_offloads`).
     pub rss_offloads: u64,
+    /// RX offloads the device offers (`rx_offload_capa`).
+    pub rx_offloads: u64,
     pub socket: i32,
 }
 
@@ -73,6 +76,7 @@ impl PortInfo {
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
+            rx_offloads: info.rx_offload_capa,
             // SAFETY: any valid port id is accepted.
             socket: unsafe { sys::rte_eth_dev_socket_id(id) },
         })
@@ -110,6 +114,9 @@ pub struct PortConfig {
     /// what the device supports, and used only with more than one RX queue.
     pub rss_hf: u64,
     pub promiscuous: bool,
+    /// Ask the NIC to verify TCP/UDP checksums where it can (the tracker
+    /// then skips its own check for packets it vouches for).
+    pub rx_checksum: bool,
 }
 
 /// A configured, started port. Dropping it stops and closes the port, which
@@ -131,6 +138,10 @@ impl Port {
         } else {
             0
         };
+        if cfg.rx_checksum {
+            conf.rxmode.offloads |= info.rx_offloads
+                & (consts::RTE_ETH_RX_OFFLOAD_UDP_CKSUM | consts::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+        }
         if rss_hf != 0 {
             conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
