@@ -6,15 +6,6 @@ mod common;
 use common::*;
 use ctfwd::synth::{frame, icmp, ip_packet, udp, Tcp};
 
-fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
-    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
-    frame(
-        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
-        &[],
-    )
-}
-
 fn tcp_pkt(src: &str, dst: &str, flags: u8) -> Vec<u8> {
     let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
         (src.parse().unwrap(), dst.parse().unwrap());

@@ -247,16 +247,6 @@ fn conntrack_replay(test: &str, frames: &[Vec<u8>], app: &[&str]) -> (String, Ve
     (stdout(&o), read_pcap(&p("out.pcap")))
 }
 
-fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
-    use ctfwd::synth::{frame, ip_packet, udp};
-    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
-    frame(
-        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
-        &[],
-    )
-}
-
 /// The seed's walk-through 1 through the running forwarder.
 #[test]
 fn conntrack_mode_seed_udp_walkthrough() {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::conntrack::CtInfo;
 use crate::dataplane::{FinalReport, Forwarding, Snapshot, DROP_REASONS};
 
 /// The start-up banner: ports, and which core forwards which stream.
@@ -118,19 +119,10 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
 fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String {
     let mut s = String::new();
     for (lcore, c) in lcores.zip(&snap.conntrack) {
-        let names = [
-            "NEW",
-            "ESTABLISHED",
-            "RELATED",
-            "ESTABLISHED_REPLY",
-            "RELATED_REPLY",
-            "INVALID",
-            "UNTRACKED",
-        ];
-        let counts: Vec<String> = names
+        let counts: Vec<String> = CtInfo::ALL
             .iter()
             .zip(c.ctinfo)
-            .map(|(n, v)| format!("{n}={v}"))
+            .map(|(n, v)| format!("{}={v}", n.name()))
             .collect();
         let drops: Vec<String> = DROP_REASONS
             .iter()

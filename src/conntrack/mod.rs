@@ -88,6 +88,17 @@ pub enum CtInfo {
 }
 
 impl CtInfo {
+    /// Every value, in declaration (and counter index) order.
+    pub const ALL: [CtInfo; 7] = [
+        CtInfo::New,
+        CtInfo::Established,
+        CtInfo::Related,
+        CtInfo::EstablishedReply,
+        CtInfo::RelatedReply,
+        CtInfo::Invalid,
+        CtInfo::Untracked,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             CtInfo::New => "NEW",

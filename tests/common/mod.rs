@@ -207,3 +207,14 @@ pub fn field(out: &str, section: &str, key: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no number after '{key}'"))
 }
+
+/// An Ethernet/IPv4/UDP frame between two "addr:port"s.
+pub fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    use ctfwd::synth::{frame, ip_packet, udp};
+    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    frame(
+        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
+        &[],
+    )
+}
