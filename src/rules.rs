@@ -74,8 +74,6 @@ pub struct Rule {
     /// Bit per `CtInfo` variant.
     ct_states: Option<u8>,
     action: Option<RuleAction>,
-    /// Line in the file, for listings.
-    pub line: usize,
 }
 
 impl Rule {
@@ -160,10 +158,7 @@ impl RuleSet {
             }
             let rule = parse_rule(line).map_err(|e| format!("line {}: {e}", n + 1))?;
             set.has_notrack |= rule.action() == RuleAction::NoTrack;
-            set.rules.push(Rule {
-                line: n + 1,
-                ..rule
-            });
+            set.rules.push(rule);
         }
         Ok(set)
     }

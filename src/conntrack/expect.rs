@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::conn::{Conn, Status};
 use super::helper::Helper;
 use super::tuple::Tuple;
 use super::SEC;
@@ -199,8 +200,16 @@ impl Expectations {
         Ok(())
     }
 
+    /// A connection of shard `shard` is going away: if it had a helper,
+    /// its expectations go with it (cheap for every other connection).
+    pub fn forget_master(&self, shard: u16, c: &Conn) {
+        if c.status.has(Status::HELPER) {
+            self.remove_master(MasterRef { shard, id: c.id });
+        }
+    }
+
     /// Removes every expectation of a master that is going away.
-    pub fn remove_master(&self, master: MasterRef) {
+    fn remove_master(&self, master: MasterRef) {
         let mut set = self.lock();
         let before = set.by_key.len();
         set.by_key.retain(|_, x| x.master != master);

@@ -12,13 +12,6 @@ pub enum Helper {
 }
 
 impl Helper {
-    pub fn name(self) -> &'static str {
-        match self {
-            Helper::Tftp => "tftp",
-            Helper::Ftp => "ftp",
-        }
-    }
-
     /// The transport protocol the helper's control connection uses.
     pub fn proto(self) -> u8 {
         match self {

@@ -364,13 +364,8 @@ impl Shard {
 
     /// Deletes a connection, and with it the expectations it announced.
     fn delete_conn(&mut self, slot: Slot) {
-        let c = self.table.get(slot);
-        if c.status.has(Status::HELPER) {
-            self.expectations.remove_master(MasterRef {
-                shard: self.id,
-                id: c.id,
-            });
-        }
+        self.expectations
+            .forget_master(self.id, self.table.get(slot));
         self.table.delete(slot);
     }
 
@@ -662,12 +657,10 @@ impl Shard {
             Some(s) => s,
             None => {
                 let (expectations, shard) = (&self.expectations, self.id);
-                let forget = |c: &Conn| {
-                    if c.status.has(Status::HELPER) {
-                        expectations.remove_master(MasterRef { shard, id: c.id });
-                    }
-                };
-                if self.table.early_drop(c.hash, now, forget) {
+                if self
+                    .table
+                    .early_drop(c.hash, now, |c| expectations.forget_master(shard, c))
+                {
                     self.stats.early_drop += 1;
                 } else {
                     self.stats.drop += 1;
@@ -894,30 +887,32 @@ impl Shard {
             return Err(ConfirmError::Stale);
         }
         self.forget_unconfirmed(slot);
-        let conn = *self.table.get(slot);
-        for dir in [Dir::Original, Dir::Reply] {
-            let t = &conn.tuples[dir.index()];
-            if let Some((other, _)) = self.table.lookup(t, self.table.hash(t)) {
-                self.table.delete(slot);
-                if conn.tuples[0].proto == PROTO_TCP {
-                    self.stats.insert_failed += 1;
-                    return Err(ConfirmError::InsertFailed);
-                }
-                self.stats.clash_resolve += 1;
-                let o = self.table.get_mut(other);
-                for d in 0..2 {
-                    o.packets[d] += conn.packets[d];
-                    o.bytes[d] += conn.bytes[d];
-                }
+        let other = match self.table.insert(slot) {
+            Ok(()) => {
+                self.stats.insert += 1;
                 return Ok(ConnRef {
-                    slot: other,
-                    id: o.id,
+                    slot,
+                    id: self.table.get(slot).id,
                 });
             }
+            Err(other) => other,
+        };
+        let conn = *self.table.get(slot);
+        self.table.delete(slot);
+        if conn.tuples[0].proto == PROTO_TCP {
+            self.stats.insert_failed += 1;
+            return Err(ConfirmError::InsertFailed);
         }
-        self.table.insert(slot);
-        self.stats.insert += 1;
-        Ok(ConnRef { slot, id: conn.id })
+        self.stats.clash_resolve += 1;
+        let o = self.table.get_mut(other);
+        for d in 0..2 {
+            o.packets[d] += conn.packets[d];
+            o.bytes[d] += conn.bytes[d];
+        }
+        Ok(ConnRef {
+            slot: other,
+            id: o.id,
+        })
     }
 
     /// Egress for one packet (the POSTROUTING hook): confirms the
@@ -1049,11 +1044,9 @@ impl Shard {
     /// Removes expired connections, looking at `budget` slots at most.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
         let (expectations, shard) = (&self.expectations, self.id);
-        let n = self.table.gc(now, budget, |c| {
-            if c.status.has(Status::HELPER) {
-                expectations.remove_master(MasterRef { shard, id: c.id });
-            }
-        });
+        let n = self
+            .table
+            .gc(now, budget, |c| expectations.forget_master(shard, c));
         self.stats.expired += n as u64;
         // Expectations nobody used time out; sweeping them once a second
         // keeps the lock off the poll loop.

@@ -267,16 +267,24 @@ impl ConnTable {
     }
 
     /// Inserts both directions of an unconfirmed connection and sets
-    /// CONFIRMED (the table half of `__nf_conntrack_confirm`).
-    pub fn insert(&mut self, s: Slot) {
+    /// CONFIRMED (the table half of `__nf_conntrack_confirm`), unless either
+    /// tuple is already in the table: then it returns the connection that
+    /// holds it and inserts nothing. Each tuple is hashed once.
+    pub fn insert(&mut self, s: Slot) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
-        for dir in [Dir::Original, Dir::Reply] {
-            let h = self.hash(&self.conns[s.0 as usize].tuples[dir.index()]);
-            self.insert_entry(h, s.0 | if dir == Dir::Reply { REPLY_BIT } else { 0 });
+        let tuples = self.conns[s.0 as usize].tuples;
+        let hashes = tuples.map(|t| self.hash(&t));
+        for (t, &h) in tuples.iter().zip(&hashes) {
+            if let Some((other, _)) = self.lookup(t, h) {
+                return Err(other);
+            }
         }
+        self.insert_entry(hashes[0], s.0);
+        self.insert_entry(hashes[1], s.0 | REPLY_BIT);
         self.kinds[s.0 as usize] = SlotKind::Confirmed;
         self.conns[s.0 as usize].status.set(Status::CONFIRMED);
         self.confirmed += 1;
+        Ok(())
     }
 
     fn insert_entry(&mut self, hash: u64, entry: u32) {

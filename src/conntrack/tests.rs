@@ -1190,3 +1190,13 @@ fn nic_checksum_verdicts() {
     assert_eq!(check(&good, RxChecksum::Bad), Some("bad-checksum"));
     assert_eq!(check(&good, RxChecksum::Unknown), None);
 }
+
+/// The sizes the documentation states: a connection is three cache lines,
+/// a tuple 40 bytes, an index bucket one line.
+#[test]
+fn layout_sizes() {
+    assert_eq!(std::mem::size_of::<Conn>(), 192);
+    assert_eq!(std::mem::align_of::<Conn>(), 64);
+    assert_eq!(std::mem::size_of::<Tuple>(), 40);
+    assert_eq!(std::mem::size_of::<table::Bucket>(), 64);
+}

@@ -277,6 +277,8 @@ impl<P: Policy> Tracking<P> {
 }
 
 impl<P: Policy> ForwardEngine for Tracking<P> {
+    const TRACKS: bool = true;
+
     fn new(ctx: &EngineContext) -> Self {
         let mut cfg = ctx.conntrack;
         cfg.advise_memory = Some(advise_huge_pages);

@@ -66,12 +66,6 @@ impl Eal {
         }
     }
 
-    /// The NUMA socket of an lcore.
-    pub fn lcore_socket(&self, lcore: u32) -> u32 {
-        // SAFETY: EAL is initialised; any lcore id is accepted.
-        unsafe { sys::rte_lcore_to_socket_id(lcore) }
-    }
-
     /// Timestamp-counter ticks per second.
     pub fn tsc_hz(&self) -> u64 {
         // SAFETY: EAL is initialised (it calibrated the TSC).

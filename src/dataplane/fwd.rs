@@ -11,6 +11,9 @@ use crate::wire::EthernetFrame;
 
 /// What a mode does to each received burst before it is transmitted.
 pub trait ForwardEngine {
+    /// Whether the engine runs the connection tracker (its stats are shown).
+    const TRACKS: bool = false;
+
     /// The engine of one worker (per-core state lives here).
     fn new(ctx: &EngineContext) -> Self;
 
@@ -38,15 +41,7 @@ impl ForwardMode {
             name,
             summary,
             run: Worker::run::<E>,
-            tracks: false,
-        }
-    }
-
-    /// A mode that runs the connection tracker (its stats are shown).
-    const fn tracking(self) -> ForwardMode {
-        ForwardMode {
-            tracks: true,
-            ..self
+            tracks: E::TRACKS,
         }
     }
 
@@ -66,13 +61,11 @@ pub static FORWARD_MODES: &[ForwardMode] = &[
     ForwardMode::of::<Conntrack>(
         "conntrack",
         "track every connection, forward every frame unchanged, count packets by state",
-    )
-    .tracking(),
+    ),
     ForwardMode::of::<Firewall>(
         "firewall",
         "stateful firewall: established/related pass, new only from --inside-ports, invalid dropped",
-    )
-    .tracking(),
+    ),
 ];
 
 /// Looks a mode up by its `--forward-mode` name.

@@ -91,7 +91,7 @@ fn main() {
                 ..Conn::BLANK
             };
             let slot = table.alloc(conn).expect("room");
-            table.insert(slot);
+            table.insert(slot).expect("distinct tuples");
             map.insert(t, i);
             map.insert(t.swapped(), i);
         }
