@@ -88,14 +88,6 @@ for ifc in "$vin" "$vout"; do
   ethtool -K "$ifc" tx off tso off gso off gro off >/dev/null 2>&1
 done
 
-# The firewall.
-"$ctfwd" --lcores=0@0,1@$(( $(nproc) - 1 )) --no-huge -m 256 --no-pci --no-shconf \
-  --file-prefix="netns-$id" --log-level=lib.eal:warning \
-  --vdev="net_af_packet0,iface=$vin" --vdev="net_af_packet1,iface=$vout" \
-  -- --forward-mode=firewall >"$work/ctfwd.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q "Forwarding started" "$work/ctfwd.out" && break; sleep 0.1; done
-
 # Servers on the outside host, and files to fetch.
 mkdir -p "$work/srv" "$work/empty"
 head -c 3000000 /dev/urandom >"$work/srv/data.bin"
@@ -143,40 +135,12 @@ ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2
 ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
 udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "$work/udp-received" ]; }
 
-check "ping from inside" in_ns ping -c 2 -W 2 198.18.0.2
-check "TCP (HTTP) download from outside, checksum" http_get
-check "TFTP download: data from a new server port is RELATED" tftp_get
-check "FTP passive download through vsftpd" ftp_passive
-check "FTP active download (server connects back, RELATED)" ftp_active
-refused "ping from outside is dropped" out_ns ping -c 2 -W 1 198.18.0.1
-refused "TCP connection opened from outside is dropped" out_ns nc -z -w 2 198.18.0.1 2222
-refused "unsolicited UDP from outside is dropped" udp_in
-
-# An inside client holds a TCP connection open to the outside; the outside
-# then injects a segment 2^30 beyond the server's sequence numbers with a
-# valid ACK. Linux's tcp_in_window calls that INVALID ("SEQ is over upper
-# bound"); the firewall must drop it. (A random sequence number would not
-# do: modulo 2^32 it may fall under the lower bound, which Linux lets pass
-# as "ignored" for the end host to reject.) The handshake is captured to
-# learn both ends' sequence numbers; the drop is judged from the firewall's
-# accounting, since the inside kernel would discard the segment too.
-ip netns exec "$ns_out" tcpdump -i eth0 -n -S -l -c 2 'tcp port 9000 and tcp[tcpflags] & tcp-syn != 0' \
-  >"$work/handshake" 2>/dev/null &
-pids+=($!)
-ip netns exec "$ns_out" nc -l 198.18.0.2 9000 >/dev/null 2>&1 &
-pids+=($!)
-sleep 1
-ip netns exec "$ns_in" nc -d -p 40000 198.18.0.2 9000 >/dev/null 2>&1 &
-pids+=($!)
-sleep 1
-# "198.18.0.2.9000 > 198.18.0.1.40000: Flags [S.], seq S, ack A, ..."
-synack=$(grep 'Flags \[S\.\]' "$work/handshake" | head -1)
-server_seq=$(sed -n 's/.* seq \([0-9]*\),.*/\1/p' <<<"$synack")
-client_next=$(sed -n 's/.* ack \([0-9]*\),.*/\1/p' <<<"$synack")
+# A TCP segment from the server (198.18.0.2:9000) to the inside client's
+# port, 2^30 past the server's next sequence number, with a valid ACK.
 cat >"$work/inject.py" <<'PY'
 import socket, struct, sys
-src, dst, sport, dport = "198.18.0.2", "198.18.0.1", 9000, 40000
-server_seq, client_next = int(sys.argv[1]), int(sys.argv[2])
+src, dst, sport = "198.18.0.2", "198.18.0.1", 9000
+server_seq, client_next, dport = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 payload = b"INJECTED"
 def csum(b):
     if len(b) % 2:
@@ -193,18 +157,86 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
 for _ in range(3):
     s.sendto(hdr + payload, (dst, 0))
 PY
-check "out-of-window segment injected from outside" \
-  ip netns exec "$ns_out" python3 "$work/inject.py" "${server_seq:-x}" "${client_next:-x}"
 
-# The firewall's own account, then a clean stop with no mbuf leaked.
-kill -USR1 "${pids[0]}"; sleep 0.5
-kill -TERM "${pids[0]}"; wait "${pids[0]}"; status=$?
-check "ctfwd exits 0 with every mbuf back" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$work/ctfwd.out'"
-check "RELATED connections were seen" grep -Eq 'RELATED=[1-9]' "$work/ctfwd.out"
-check "drops were counted as new-from-outside" grep -Eq 'new-from-outside=[1-9]' "$work/ctfwd.out"
-check "the injected segments were dropped as INVALID" grep -Eq 'dropped: invalid=[3-9]|dropped: invalid=[1-9][0-9]' "$work/ctfwd.out"
+# One round of checks through ctfwd with WORKERS forwarding cores. With
+# two, each port gets two queue pairs, both workers poll both ports, and
+# the kernel's fanout (not the Toeplitz hash) picks the queue: about half
+# the packets reach the worker that does not own their connection and are
+# handed over, so every check below also crosses the handoff rings.
+round() {
+  local workers=$1
+  local tag=" ($workers worker$([ "$workers" -gt 1 ] && echo s))"
+  local out="$work/ctfwd-$workers.out"
+  local cport=$((40000 + workers))
+  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=() vq=""
+  if [ "$workers" -gt 1 ]; then
+    lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
+    queues=(--nb-cores=2 --rxq=2 --txq=2)
+    vq=",qpairs=2"
+  fi
+  : >"$out"
+  "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
+    --file-prefix="netns-$id-$workers" --log-level=lib.eal:warning \
+    --vdev="net_af_packet0,iface=$vin$vq" --vdev="net_af_packet1,iface=$vout$vq" \
+    -- --forward-mode=firewall "${queues[@]}" >"$out" 2>&1 &
+  local fw=$!
+  pids+=("$fw")
+  for _ in $(seq 50); do grep -q "Forwarding started" "$out" && break; sleep 0.1; done
+
+  check "ping from inside$tag" in_ns ping -c 2 -W 2 198.18.0.2
+  check "TCP (HTTP) download from outside, checksum$tag" http_get
+  check "TFTP download: data from a new server port is RELATED$tag" tftp_get
+  check "FTP passive download through vsftpd$tag" ftp_passive
+  check "FTP active download (server connects back, RELATED)$tag" ftp_active
+  refused "ping from outside is dropped$tag" out_ns ping -c 2 -W 1 198.18.0.1
+  refused "TCP connection opened from outside is dropped$tag" out_ns nc -z -w 2 198.18.0.1 2222
+  refused "unsolicited UDP from outside is dropped$tag" udp_in
+
+  # An inside client holds a TCP connection open to the outside; the outside
+  # then injects a segment 2^30 beyond the server's sequence numbers with a
+  # valid ACK. Linux's tcp_in_window calls that INVALID ("SEQ is over upper
+  # bound"); the firewall must drop it. (A random sequence number would not
+  # do: modulo 2^32 it may fall under the lower bound, which Linux lets pass
+  # as "ignored" for the end host to reject.) The handshake is captured to
+  # learn both ends' sequence numbers; the drop is judged from the firewall's
+  # accounting, since the inside kernel would discard the segment too.
+  ip netns exec "$ns_out" tcpdump -i eth0 -n -S -l -c 2 "tcp port 9000 and port $cport and tcp[tcpflags] & tcp-syn != 0" \
+    >"$work/handshake$workers" 2>/dev/null &
+  pids+=($!)
+  ip netns exec "$ns_out" nc -l 198.18.0.2 9000 >/dev/null 2>&1 &
+  pids+=($!)
+  sleep 1
+  ip netns exec "$ns_in" nc -d -p $cport 198.18.0.2 9000 >/dev/null 2>&1 &
+  pids+=($!)
+  sleep 1
+  # "198.18.0.2.9000 > 198.18.0.1.40001: Flags [S.], seq S, ack A, ..."
+  synack=$(grep 'Flags \[S\.\]' "$work/handshake$workers" | head -1)
+  server_seq=$(sed -n 's/.* seq \([0-9]*\),.*/\1/p' <<<"$synack")
+  client_next=$(sed -n 's/.* ack \([0-9]*\),.*/\1/p' <<<"$synack")
+  check "out-of-window segment injected from outside$tag" \
+    ip netns exec "$ns_out" python3 "$work/inject.py" "${server_seq:-x}" "${client_next:-x}" "$cport"
+
+  # The firewall's own account, then a clean stop with no mbuf leaked.
+  kill -USR1 "$fw"; sleep 0.5
+  kill -TERM "$fw"; wait "$fw"; status=$?
+  check "ctfwd exits 0 with every mbuf back$tag" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$out'"
+  check "RELATED connections were seen$tag" grep -Eq 'RELATED=[1-9]' "$out"
+  check "drops were counted as new-from-outside$tag" grep -Eq 'new-from-outside=[1-9]' "$out"
+  check "the injected segments were dropped as INVALID$tag" grep -Eq 'dropped: invalid=[3-9]|dropped: invalid=[1-9][0-9]' "$out"
+  if [ "$workers" -gt 1 ]; then
+    check "packets were handed to their owners$tag" grep -Eq 'handoff_rx=[1-9]' "$out"
+    check "no handoff ring overflowed$tag" bash -c "! grep -Eq 'handoff_drop=[1-9]' '$out'"
+  fi
+  if [ "$failed" -gt 0 ]; then
+    echo "--- ctfwd output$tag"; cat "$out"
+  fi
+}
+
+round 1
+round 2
+
 if [ "$failed" -gt 0 ]; then
-  echo "--- ctfwd output"; cat "$work/ctfwd.out"; echo "--- log"; cat "$work/log"
+  echo "--- log"; cat "$work/log"
 fi
 echo "netns: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

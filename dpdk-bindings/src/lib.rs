@@ -27,13 +27,16 @@ pub mod consts {
     /// `RTE_ETH_RSS_IPV4` and friends: the hash fields of `rss_hf`.
     pub const RTE_ETH_RSS_IPV4: u64 = 1 << 2;
     pub const RTE_ETH_RSS_FRAG_IPV4: u64 = 1 << 3;
+    pub const RTE_ETH_RSS_NONFRAG_IPV4_TCP: u64 = 1 << 4;
     pub const RTE_ETH_RSS_NONFRAG_IPV4_UDP: u64 = 1 << 5;
     pub const RTE_ETH_RSS_NONFRAG_IPV4_OTHER: u64 = 1 << 7;
     pub const RTE_ETH_RSS_IPV6: u64 = 1 << 8;
     pub const RTE_ETH_RSS_FRAG_IPV6: u64 = 1 << 9;
+    pub const RTE_ETH_RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
     pub const RTE_ETH_RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
     pub const RTE_ETH_RSS_NONFRAG_IPV6_OTHER: u64 = 1 << 13;
     pub const RTE_ETH_RSS_IPV6_EX: u64 = 1 << 15;
+    pub const RTE_ETH_RSS_IPV6_TCP_EX: u64 = 1 << 16;
     pub const RTE_ETH_RSS_IPV6_UDP_EX: u64 = 1 << 17;
 
     /// `RTE_ETH_RSS_IP`, as testpmd's `--rss-ip`.
@@ -47,6 +50,13 @@ pub mod consts {
     /// `RTE_ETH_RSS_UDP`, as testpmd's `--rss-udp`.
     pub const RTE_ETH_RSS_UDP: u64 =
         RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV6_UDP | RTE_ETH_RSS_IPV6_UDP_EX;
+    /// `RTE_ETH_RSS_TCP`.
+    pub const RTE_ETH_RSS_TCP: u64 =
+        RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV6_TCP | RTE_ETH_RSS_IPV6_TCP_EX;
+
+    /// `rte_ring_create` flags: single producer, single consumer.
+    pub const RING_F_SP_ENQ: u32 = 0x0001;
+    pub const RING_F_SC_DEQ: u32 = 0x0002;
 
     /// `RTE_ETH_RX_OFFLOAD_*` bits ctfwd requests.
     pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dpdk_sys::consts::{RTE_ETH_RSS_IP, RTE_ETH_RSS_UDP};
+use dpdk_sys::consts::{RTE_ETH_RSS_IP, RTE_ETH_RSS_TCP, RTE_ETH_RSS_UDP};
 
 use crate::dataplane::{forward_mode, FwdConfig, PortConfig, Topology, FORWARD_MODES, MAX_BURST};
 use crate::wire::MacAddr;
@@ -101,7 +101,8 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "rss-ip",
         value: None,
-        help: "RSS on IP addresses (default, with more than one RX queue)",
+        help: "RSS on IP addresses only (default with more than one RX queue; \
+               conntrack and firewall modes hash TCP and UDP ports too unless told)",
     },
     Flag {
         name: "rss-udp",
@@ -404,6 +405,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             _ => unreachable!("every entry of FLAGS is handled"),
         }
     }
+    if !rss_chosen && o.fwd.mode.tracks() {
+        // Tracking spreads connections, not host pairs: hashing the ports
+        // too keeps the many connections between two hosts apart.
+        o.fwd.port.rss_hf = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+    }
     Ok(Parsed::Run(Box::new(o)))
 }
 
@@ -465,6 +471,13 @@ mod tests {
         assert_eq!(o.fwd.eth_peers, vec![(1, MacAddr([2, 0, 0, 0, 0, 0xaa]))]);
         assert_eq!(o.fwd.port.rss_hf, RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP);
         assert_eq!(o.idle_exit, Some(Duration::from_millis(500)));
+        let o = run(&["--forward-mode=firewall"]).unwrap();
+        assert_eq!(
+            o.fwd.port.rss_hf,
+            RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP
+        );
+        let o = run(&["--forward-mode=firewall", "--rss-ip"]).unwrap();
+        assert_eq!(o.fwd.port.rss_hf, RTE_ETH_RSS_IP);
     }
 
     #[test]

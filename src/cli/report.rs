@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::conntrack::CtInfo;
-use crate::dataplane::{FinalReport, Forwarding, Snapshot, DROP_REASONS};
+use crate::dataplane::{FinalReport, Forwarding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS};
 
 /// The start-up banner: ports, and which core forwards which stream.
 pub fn banner(fwd: &Forwarding, mode: &str) -> String {
@@ -115,9 +115,12 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
     s
 }
 
-/// One line per worker: packets by state and the table's fill.
-fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String {
+/// Per worker: packets by state and the table's fill, drops by reason,
+/// and with several workers the handoffs.
+fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) -> String {
     let mut s = String::new();
+    // Several tracking workers hand packets to each other.
+    let handoff = lcores.len() > 1;
     for (lcore, c) in lcores.zip(&snap.conntrack) {
         let counts: Vec<String> = CtInfo::ALL
             .iter()
@@ -139,6 +142,14 @@ fn conntrack_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String
             c.table_full
         );
         let _ = writeln!(s, "  Core {lcore} dropped: {}", drops.join(" "));
+        if handoff {
+            let counts: Vec<String> = HANDOFF_COUNTERS
+                .iter()
+                .zip(c.handoff)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            let _ = writeln!(s, "  Core {lcore} handoff: {}", counts.join(" "));
+        }
     }
     s
 }

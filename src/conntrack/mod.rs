@@ -303,6 +303,18 @@ impl Classified<'_> {
     pub fn needs_lookup(&self) -> bool {
         self.l4.is_ok()
     }
+
+    /// The tuple of the connection the packet belongs to, in the direction
+    /// it travels: its own tuple, or for an ICMP error the quoted packet's
+    /// connection. `None` when the verdict needs no connection. With
+    /// several shards, this says which shard must see the packet.
+    pub fn flow_tuple(&self) -> Option<Tuple> {
+        match self.l4 {
+            Ok(L4::IcmpError(inner)) => quoted_flow(&self.tuple, inner).ok(),
+            Ok(_) => Some(self.tuple),
+            Err(_) => None,
+        }
+    }
 }
 
 /// What a connection needs only when a helper is involved, kept beside
@@ -803,56 +815,9 @@ impl Shard {
     /// An ICMP error belongs to the connection of the packet it quotes
     /// (`nf_conntrack_inet_error`): RELATED, or RELATED_REPLY, to it.
     fn icmp_error(&mut self, c: &Classified<'_>, inner: &[u8], now: u64) -> Verdict {
-        // The quoted packet is usually cut short: parse it laxly, and need
-        // only the first 8 transport bytes (ports, or ICMP id).
-        let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
-            return Verdict::invalid("icmp-error-bad-inner-packet");
-        };
-        if q.l3 != c.tuple.l3() || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
-            return Verdict::invalid("icmp-error-bad-inner-packet");
-        }
-        let mut t = Tuple {
-            src: q.src,
-            dst: q.dst,
-            sport: 0,
-            dport: 0,
-            proto: q.proto,
-            family: c.tuple.family,
-            zone: c.tuple.zone,
-        };
-        let ports = |b: &[u8]| {
-            (
-                u16::from_be_bytes([b[0], b[1]]),
-                u16::from_be_bytes([b[2], b[3]]),
-            )
-        };
-        let v6 = q.l3 == L3::V6;
-        match q.proto {
-            PROTO_TCP | PROTO_UDP => (t.sport, t.dport) = ports(q.l4),
-            PROTO_ICMP | PROTO_ICMPV6 => {
-                let (ty, code) = (q.l4[0], q.l4[1]);
-                // An error about an error, or about a reply, relates to nothing.
-                let Some(rty) = icmp_opens(ty, v6)
-                    .then(|| icmp_reply_type(ty, v6))
-                    .flatten()
-                else {
-                    return Verdict::invalid("icmp-error-about-non-request");
-                };
-                t.sport = u16::from_be_bytes([q.l4[4], q.l4[5]]);
-                t.dport = u16::from(rty) << 8 | u16::from(code);
-            }
-            _ => {}
-        }
-        // The quoted packet travelled the other way: its inverse is the
-        // tuple of the direction this error travels.
-        let inv = if matches!(q.proto, PROTO_ICMP | PROTO_ICMPV6) {
-            Tuple {
-                src: t.dst,
-                dst: t.src,
-                ..t
-            }
-        } else {
-            t.swapped()
+        let inv = match quoted_flow(&c.tuple, inner) {
+            Ok(t) => t,
+            Err(reason) => return Verdict::invalid(reason),
         };
         let h = self.table.hash(&inv);
         let Some((slot, dir)) = self.lookup(&inv, h, now) else {
@@ -1133,6 +1098,62 @@ fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
 /// neighbour discovery, which are link-local signalling.
 fn icmpv6_untracked(ty: u8) -> bool {
     matches!(ty, 130..=137 | 143)
+}
+
+/// The tuple, in the direction an ICMP error with outer tuple `outer`
+/// travels, of the connection whose packet the error quotes (`inner`, the
+/// quoted packet, usually cut short: parsed laxly, needing only the first
+/// 8 transport bytes: ports, or ICMP id).
+fn quoted_flow(outer: &Tuple, inner: &[u8]) -> Result<Tuple, &'static str> {
+    let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
+        return Err("icmp-error-bad-inner-packet");
+    };
+    if q.l3 != outer.l3() || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
+        return Err("icmp-error-bad-inner-packet");
+    }
+    let mut t = Tuple {
+        src: q.src,
+        dst: q.dst,
+        sport: 0,
+        dport: 0,
+        proto: q.proto,
+        family: outer.family,
+        zone: outer.zone,
+    };
+    let ports = |b: &[u8]| {
+        (
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        )
+    };
+    let v6 = q.l3 == L3::V6;
+    match q.proto {
+        PROTO_TCP | PROTO_UDP => (t.sport, t.dport) = ports(q.l4),
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let (ty, code) = (q.l4[0], q.l4[1]);
+            // An error about an error, or about a reply, relates to nothing.
+            let Some(rty) = icmp_opens(ty, v6)
+                .then(|| icmp_reply_type(ty, v6))
+                .flatten()
+            else {
+                return Err("icmp-error-about-non-request");
+            };
+            t.sport = u16::from_be_bytes([q.l4[4], q.l4[5]]);
+            t.dport = u16::from(rty) << 8 | u16::from(code);
+        }
+        _ => {}
+    }
+    // The quoted packet travelled the other way: its inverse is the
+    // tuple of the direction this error travels.
+    Ok(if matches!(q.proto, PROTO_ICMP | PROTO_ICMPV6) {
+        Tuple {
+            src: t.dst,
+            dst: t.src,
+            ..t
+        }
+    } else {
+        t.swapped()
+    })
 }
 
 #[cfg(test)]

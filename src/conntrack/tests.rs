@@ -601,6 +601,32 @@ fn icmp_errors_are_related_in_both_directions() {
     assert_eq!(s.ctinfo, CtInfo::RelatedReply);
 }
 
+/// With several shards, a packet goes to the shard of its flow tuple: an
+/// ICMP error to the shard of the connection it quotes.
+#[test]
+fn flow_tuple_of_an_icmp_error_is_its_connections() {
+    let h = Harness::new();
+    let (a, b) = ("198.18.0.1:5000", "198.19.0.1:53");
+    let classify = |f: &[u8]| -> Option<Tuple> {
+        let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
+            panic!("not IP")
+        };
+        h.shard.classify(ip, 0).flow_tuple()
+    };
+    let request = classify(&udp_frame(a, b, b"q")).unwrap();
+    let sent = ip_packet(sa(a).ip(), sa(b).ip(), 17, &[], &udp(5000, 53, b"q"));
+    // From a router: neither outer address is the connection's.
+    let err = classify(&icmp_error("203.0.113.9", "198.18.0.1", 11, &sent)).unwrap();
+    assert_eq!(err, request.swapped());
+    assert_eq!(
+        classify(&icmp_error("198.19.0.1", "198.18.0.1", 3, &sent[..24])),
+        None,
+        "an unusable quote belongs to no connection"
+    );
+    let echo = classify(&icmp_frame("198.18.0.1", "198.19.0.1", 8, 77, b"ping")).unwrap();
+    assert_eq!((echo.sport, echo.dport), (77, 8 << 8));
+}
+
 #[test]
 fn ipv6_extension_headers_and_vlans() {
     let mut h = Harness::new();

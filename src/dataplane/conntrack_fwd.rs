@@ -8,11 +8,12 @@
 //! Dropped packets are freed and counted by reason; expiry runs in the poll
 //! loop with a bounded budget.
 //!
-//! All workers share one expectation set, so a RELATED connection is
-//! recognised on whichever worker its first packet reaches. Connections are
-//! not yet handed to an owner worker: with several workers, a flow whose
-//! two directions arrive on different workers is tracked once per worker
-//! (RSS-consistent sharding and handoff are still to come).
+//! With several workers, each connection belongs to the worker its
+//! symmetric Toeplitz hash maps to (`rss`); a packet that arrives elsewhere
+//! is handed to its owner through a ring (`handoff`) before any lookup, so
+//! a connection's state is only touched by its owner. All workers share
+//! one expectation set, so a RELATED connection is recognised whichever
+//! worker owns it.
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use arrayvec::ArrayVec;
 
 use super::cpu::{advise_huge_pages, prefetch, tsc};
 use super::fwd::ForwardEngine;
-use super::mbuf::{Burst, MAX_BURST};
+use super::handoff::Handoff;
+use super::mbuf::{Burst, Fate, MAX_BURST};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
 use crate::conntrack::{Classified, CtInfo, RxChecksum, Shard, Tuple, Verdict};
 use crate::rules::{RuleAction, RuleSet};
@@ -171,12 +173,19 @@ fn rx_checksum(ol_flags: u64) -> RxChecksum {
     }
 }
 
-/// A tracking engine with policy `P`, one per worker.
-pub struct Tracking<P: Policy> {
+/// The tracker and policy of one worker.
+struct Tracker<P: Policy> {
     shard: Shard,
     policy: P,
     counters: Arc<[CtCounters]>,
     worker: usize,
+}
+
+/// A tracking engine with policy `P`, one per worker.
+pub struct Tracking<P: Policy> {
+    tracker: Tracker<P>,
+    /// Set when there are other workers to hand packets to.
+    handoff: Option<Handoff>,
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
@@ -190,24 +199,35 @@ pub type Conntrack = Tracking<AcceptAll>;
 /// `--forward-mode=firewall`.
 pub type Firewall = Tracking<StatefulFirewall>;
 
-impl<P: Policy> Tracking<P> {
-    #[inline]
-    fn clock(&self) -> u64 {
-        (((tsc() - self.tsc0) as u128 * self.mult as u128) >> 32) as u64
-    }
-
-    /// Tracks up to CHUNK frames that arrived on `in_port`; `keep[i]` says
-    /// whether frame i passes.
-    fn track(&mut self, frames: &[(&[u8], usize, u64)], in_port: u16, now: u64, keep: &mut [bool]) {
+impl<P: Policy> Tracker<P> {
+    /// Tracks up to CHUNK frames; `fates[i]` says what becomes of frame i.
+    /// With `handoff`, packets of connections another worker owns are
+    /// marked for it and left alone.
+    fn track(
+        &mut self,
+        frames: &[(&[u8], usize, u64, u16)],
+        now: u64,
+        fates: &mut [Fate],
+        handoff: Option<&Handoff>,
+    ) {
         let c = &self.counters[self.worker];
         let mut by_ctinfo = [0u64; 7];
         let mut drops = [0u64; 4];
         let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
         let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
-        for (i, &(data, wire_len, ol_flags)) in frames.iter().enumerate() {
+        for (i, &(data, wire_len, ol_flags, _)) in frames.iter().enumerate() {
             let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
                 Ok(Frame::Ip(ip)) => {
-                    classified.push(self.shard.classify_rx(ip, 0, rx_checksum(ol_flags)));
+                    let cl = self.shard.classify_rx(ip, 0, rx_checksum(ol_flags));
+                    if let Some(h) = handoff {
+                        if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
+                            if owner != h.me() {
+                                fates[i] = Fate::Handoff(owner);
+                                continue;
+                            }
+                        }
+                    }
+                    classified.push(cl);
                     at.push(i as u8);
                     continue;
                 }
@@ -227,12 +247,13 @@ impl<P: Policy> Tracking<P> {
                 }
             };
             if let Action::Drop(r) = action {
-                keep[i] = false;
+                fates[i] = Fate::Drop;
                 drops[r as usize] += 1;
             }
         }
         self.shard.prefetch_burst(&classified, prefetch);
         for (cl, &i) in classified.iter().zip(&at) {
+            let in_port = frames[usize::from(i)].3;
             if self.policy.untracked(in_port, cl.tuple()) {
                 // notrack: never looked up, never a connection; it passes.
                 self.shard.ignore();
@@ -258,7 +279,7 @@ impl<P: Policy> Tracking<P> {
                 }
             };
             if let Action::Drop(r) = action {
-                keep[i as usize] = false;
+                fates[usize::from(i)] = Fate::Drop;
                 drops[r as usize] += 1;
             }
         }
@@ -274,19 +295,75 @@ impl<P: Policy> Tracking<P> {
         }
         self.shard.reap_unconfirmed();
     }
+
+    /// Tracks a whole burst in chunks; fills `fates`.
+    #[inline]
+    fn track_burst(
+        &mut self,
+        burst: &Burst,
+        now: u64,
+        fates: &mut [Fate; MAX_BURST],
+        handoff: Option<&Handoff>,
+    ) {
+        let mut frames: ArrayVec<(&[u8], usize, u64, u16), CHUNK> = ArrayVec::new();
+        let mut base = 0;
+        for p in burst.packets() {
+            frames.push(p);
+            if frames.is_full() {
+                self.track(&frames, now, &mut fates[base..], handoff);
+                base += CHUNK;
+                frames.clear();
+            }
+        }
+        self.track(&frames, now, &mut fates[base..], handoff);
+    }
+}
+
+impl<P: Policy> Tracking<P> {
+    #[inline]
+    fn clock(&self) -> u64 {
+        (((tsc() - self.tsc0) as u128 * self.mult as u128) >> 32) as u64
+    }
+
+    /// Tracks and transmits what the other workers handed to this one.
+    #[inline]
+    fn drain_handoff(&mut self, now: u64) {
+        let Some(h) = self.handoff.as_mut() else {
+            return;
+        };
+        let me = self.tracker.worker;
+        for from in 0..h.sources() {
+            let n = h.receive(from);
+            if n == 0 {
+                continue;
+            }
+            CtCounters::add(&self.tracker.counters[me].handoff_rx, n as u64);
+            h.inbox.prefetch_data(n);
+            let mut fates = [Fate::Pass; MAX_BURST];
+            // Owned here by construction: no second dispatch.
+            self.tracker.track_burst(&h.inbox, now, &mut fates, None);
+            if P::FILTERS {
+                h.inbox.sort_out(&fates, &mut []);
+            }
+            h.transmit_inbox(&self.tracker.counters[me]);
+        }
+    }
 }
 
 impl<P: Policy> ForwardEngine for Tracking<P> {
     const TRACKS: bool = true;
 
-    fn new(ctx: &EngineContext) -> Self {
+    fn new(ctx: &mut EngineContext) -> Self {
         let mut cfg = ctx.conntrack;
         cfg.advise_memory = Some(advise_huge_pages);
         Tracking {
-            shard: Shard::with_expectations(cfg, ctx.worker, Arc::clone(&ctx.expectations)),
-            policy: P::new(ctx),
-            counters: Arc::clone(&ctx.ct_counters),
-            worker: ctx.worker as usize,
+            tracker: Tracker {
+                shard: Shard::with_expectations(cfg, ctx.worker, Arc::clone(&ctx.expectations)),
+                policy: P::new(ctx),
+                counters: Arc::clone(&ctx.ct_counters),
+                worker: ctx.worker as usize,
+            },
+            handoff: ctx.handoff.take().map(|l| Handoff::new(l, ctx.burst)),
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
             dump: Arc::clone(&ctx.dump),
@@ -295,44 +372,41 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
     }
 
     #[inline]
-    fn forward(&mut self, stream: &Stream, burst: &mut Burst) {
+    fn forward(&mut self, _: &Stream, burst: &mut Burst) {
         let now = self.clock();
         burst.prefetch_data(burst.len());
-        let mut keep = [true; MAX_BURST];
-        let mut frames: ArrayVec<(&[u8], usize, u64), CHUNK> = ArrayVec::new();
-        let mut base = 0;
-        for p in burst.packets() {
-            frames.push(p);
-            if frames.is_full() {
-                self.track(&frames, stream.rx_port, now, &mut keep[base..]);
-                base += CHUNK;
-                frames.clear();
+        let mut fates = [Fate::Pass; MAX_BURST];
+        self.tracker
+            .track_burst(burst, now, &mut fates, self.handoff.as_ref());
+        match self.handoff.as_mut() {
+            Some(h) => {
+                burst.sort_out(&fates, &mut h.outboxes);
+                h.flush(&self.tracker.counters[self.tracker.worker]);
             }
-        }
-        self.track(&frames, stream.rx_port, now, &mut keep[base..]);
-        drop(frames);
-        if P::FILTERS {
-            burst.retain(&keep);
+            None if P::FILTERS => burst.sort_out(&fates, &mut []),
+            None => {}
         }
     }
 
     #[inline]
     fn housekeeping(&mut self) {
         let now = self.clock();
-        self.shard.gc(now, GC_BUDGET);
-        let c = &self.counters[self.worker];
-        let st = self.shard.stats();
-        CtCounters::set(&c.connections, self.shard.table().len() as u64);
-        CtCounters::set(&c.expected, self.shard.expectations().len() as u64);
+        self.drain_handoff(now);
+        let t = &mut self.tracker;
+        t.shard.gc(now, GC_BUDGET);
+        let c = &t.counters[t.worker];
+        let st = t.shard.stats();
+        CtCounters::set(&c.connections, t.shard.table().len() as u64);
+        CtCounters::set(&c.expected, t.shard.expectations().len() as u64);
         CtCounters::set(&c.early_drop, st.early_drop);
         CtCounters::set(&c.table_full, st.drop);
         let wanted = self.dump.request.load(std::sync::atomic::Ordering::Relaxed);
         if wanted != self.dumped {
             // A rare, operator-driven listing: allocating here is fine.
-            let listing = self.shard.list(now);
-            if let Some(slot) = self.dump.replies.get(self.worker) {
+            let listing = t.shard.list(now);
+            if let Some(slot) = self.dump.replies.get(t.worker) {
                 let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
-                *r = (wanted, listing, self.shard.table().len());
+                *r = (wanted, listing, t.shard.table().len());
             }
             self.dumped = wanted;
         }

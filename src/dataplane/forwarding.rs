@@ -10,9 +10,12 @@ use std::time::Instant;
 
 use super::eal::{Eal, Launched};
 use super::fwd::ForwardMode;
+use super::handoff::HandoffLinks;
 use super::mbuf::MAX_BURST;
 use super::mempool::Mempool;
 use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
+use super::ring::handoff_ring;
+use super::rss::{HashFields, Owners, RssLayout};
 use super::worker::{CtCounters, EngineContext, Stream, StreamCounters, TableDump, Worker};
 use super::Error;
 use crate::wire::MacAddr;
@@ -150,22 +153,50 @@ impl Forwarding {
                 workers.len()
             )));
         }
-        let queues = cfg.port.rx_queues.min(cfg.port.tx_queues);
+        let tracking = cfg.mode.tracks();
+        let queues = if tracking {
+            cfg.port.rx_queues
+        } else {
+            cfg.port.rx_queues.min(cfg.port.tx_queues)
+        };
         let (slots, ranges) = assign_streams(&port_ids, queues, cfg.topology, cfg.nb_cores);
+        let core_of = |stream: usize| ranges.iter().position(|r| r.contains(&stream)).unwrap_or(0);
+        let mut port_cfg = cfg.port.clone();
+        if tracking {
+            // A tracking worker transmits every packet it owns, whichever
+            // port it arrived on, so it needs a TX queue of its own on every
+            // port, as in l3fwd: queue w belongs to worker w.
+            port_cfg.tx_queues = port_cfg.tx_queues.max(ranges.len() as u16);
+        }
         let infos = port_ids
             .iter()
             .map(|&p| PortInfo::query(p))
             .collect::<Result<Vec<_>, _>>()?;
         for info in &infos {
-            info.check_queues(&cfg.port)?;
+            info.check_queues(&port_cfg).map_err(|e| {
+                if tracking && info.max_tx_queues < port_cfg.tx_queues {
+                    Error::msg(format!(
+                        "{e}: {} mode needs one TX queue per forwarding core on every port \
+                         (give the port more TX queues, or use fewer cores)",
+                        cfg.mode.name
+                    ))
+                } else {
+                    e
+                }
+            })?;
         }
         let streams: Vec<Stream> = slots
             .iter()
-            .map(|s| Stream {
+            .enumerate()
+            .map(|(i, s)| Stream {
                 rx_port: s.rx_port,
                 rx_queue: s.rx_queue,
                 tx_port: s.tx_port,
-                tx_queue: s.tx_queue,
+                tx_queue: if tracking {
+                    core_of(i) as u16
+                } else {
+                    s.tx_queue
+                },
                 peer_mac: peer_mac(&cfg.eth_peers, s.tx_port),
                 tx_mac: infos
                     .iter()
@@ -175,9 +206,15 @@ impl Forwarding {
             })
             .collect();
 
-        let pool_size = cfg
-            .total_mbufs
-            .unwrap_or_else(|| default_pool_size(cfg, port_ids.len(), workers.len() + 1));
+        let handoff_workers = if tracking && ranges.len() > 1 {
+            ranges.len()
+        } else {
+            0
+        };
+        let pool_size = cfg.total_mbufs.unwrap_or_else(|| {
+            default_pool_size(&port_cfg, cfg.mbcache, port_ids.len(), workers.len() + 1)
+                + (handoff_workers * handoff_workers.saturating_sub(1)) as u32 * HANDOFF_RING_SIZE
+        });
         let socket = infos.first().map_or(0, |i| i.socket.max(0));
         let pool = Arc::new(Mempool::new(
             &format!("mb_pool_{socket}"),
@@ -187,8 +224,13 @@ impl Forwarding {
         )?);
         let ports = infos
             .into_iter()
-            .map(|info| Port::start(info, &cfg.port, Arc::clone(&pool)))
+            .map(|info| Port::start(info, &port_cfg, Arc::clone(&pool)))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut handoff = if handoff_workers > 0 {
+            handoff_links(&ports, &slots, &ranges, socket)?
+        } else {
+            Vec::new()
+        };
 
         let counters: Arc<[StreamCounters]> = (0..streams.len())
             .map(|_| StreamCounters::default())
@@ -244,6 +286,8 @@ impl Forwarding {
                     inside_ports,
                     rules: Arc::clone(&cfg.rules),
                     dump: Arc::clone(&dump),
+                    burst: cfg.burst,
+                    handoff: handoff.get_mut(index).and_then(Option::take),
                 },
             };
             let run = cfg.mode.run;
@@ -348,6 +392,14 @@ impl Forwarding {
                 expected: c.expected.load(Ordering::Relaxed),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
+                handoff: [
+                    &c.handoff_tx,
+                    &c.handoff_rx,
+                    &c.handoff_drop,
+                    &c.handoff_sent,
+                    &c.handoff_tx_dropped,
+                ]
+                .map(|a| a.load(Ordering::Relaxed)),
                 dropped: std::array::from_fn(|i| c.dropped[i].load(Ordering::Relaxed)),
             })
             .collect();
@@ -423,7 +475,20 @@ pub struct CtSnapshot {
     pub table_full: u64,
     /// Packets dropped by the policy, by reason (`DROP_REASONS`).
     pub dropped: [u64; 4],
+    /// Handoff counters, in `HANDOFF_COUNTERS` order.
+    pub handoff: [u64; 5],
 }
+
+/// Names of the handoff counters, in `CtSnapshot::handoff` order: packets
+/// put on a ring to their owner, taken from rings, freed because a ring was
+/// full, and of those taken, transmitted and refused by the TX queue.
+pub const HANDOFF_COUNTERS: [&str; 5] = [
+    "handoff_tx",
+    "handoff_rx",
+    "handoff_drop",
+    "handoff_fwd",
+    "handoff_fwd_dropped",
+];
 
 /// Names of the firewall's drop reasons, in `CtSnapshot::dropped` order.
 pub const DROP_REASONS: [&str; 4] = super::conntrack_fwd::DropReason::NAMES;
@@ -504,12 +569,93 @@ fn peer_mac(peers: &[(u16, MacAddr)], port: u16) -> MacAddr {
 /// Enough mbufs to fill every descriptor ring, every lcore's cache (which
 /// can hold 1.5x its nominal size) and one burst in flight per lcore, with
 /// some slack.
-fn default_pool_size(cfg: &FwdConfig, nb_ports: usize, nb_lcores: usize) -> u32 {
+fn default_pool_size(port: &PortConfig, mbcache: u32, nb_ports: usize, nb_lcores: usize) -> u32 {
     let rings = nb_ports
-        * (cfg.port.rx_desc as usize * cfg.port.rx_queues as usize
-            + cfg.port.tx_desc as usize * cfg.port.tx_queues as usize);
-    let caches = nb_lcores * (cfg.mbcache as usize * 3 / 2 + MAX_BURST);
+        * (port.rx_desc as usize * port.rx_queues as usize
+            + port.tx_desc as usize * port.tx_queues as usize);
+    let caches = nb_lcores * (mbcache as usize * 3 / 2 + MAX_BURST);
     (rings + caches + 1024) as u32
+}
+
+/// Packets a handoff ring holds (a power of two).
+const HANDOFF_RING_SIZE: u32 = 1024;
+
+/// A ring from every worker to every other, and each worker's view of who
+/// owns what; one entry per worker.
+fn handoff_links(
+    ports: &[Port],
+    slots: &[StreamSlot],
+    ranges: &[Range<usize>],
+    socket: i32,
+) -> Result<Vec<Option<HandoffLinks>>, Error> {
+    let n = ranges.len();
+    let rss: Vec<(usize, u64)> = ports.iter().map(|p| (p.reta_size(), p.rss_hf())).collect();
+    let layout = rss_layout(&rss, slots, ranges);
+    let owners = Arc::new(Owners::new(layout.as_ref(), n));
+    let fields = match (&layout, ports.first()) {
+        (Some(_), Some(p)) => HashFields::of_rss(p.rss_hf()),
+        _ => HashFields::ALL,
+    };
+    let max_port = slots.iter().map(|s| s.rx_port).max().unwrap_or(0);
+    let mut tx_port_of: Vec<u16> = (0..=max_port).collect();
+    for s in slots {
+        tx_port_of[usize::from(s.rx_port)] = s.tx_port;
+    }
+    let tx_port_of: Arc<[u16]> = tx_port_of.into();
+    let mut links: Vec<HandoffLinks> = (0..n)
+        .map(|me| HandoffLinks {
+            me: me as u16,
+            senders: (0..n).map(|_| None).collect(),
+            receivers: Vec::with_capacity(n - 1),
+            owners: Arc::clone(&owners),
+            fields,
+            tx_port_of: Arc::clone(&tx_port_of),
+            tx_queue: me as u16,
+        })
+        .collect();
+    for from in 0..n {
+        for to in (0..n).filter(|&to| to != from) {
+            let (tx, rx) = handoff_ring(
+                &format!("ct_handoff_{from}_{to}"),
+                HANDOFF_RING_SIZE,
+                socket,
+            )?;
+            links[from].senders[to] = Some(tx);
+            links[to].receivers.push(rx);
+        }
+    }
+    Ok(links.into_iter().map(Some).collect())
+}
+
+/// How the NICs spread packets over the workers, if every port does RSS
+/// with a redirection table ctfwd programmed, all alike, and each RX queue
+/// number is polled by the same worker on every port. Otherwise `None`:
+/// owners are then spread in software and handoff does the rest. `ports`
+/// holds each port's (programmed table size, RSS types).
+fn rss_layout(
+    ports: &[(usize, u64)],
+    slots: &[StreamSlot],
+    ranges: &[Range<usize>],
+) -> Option<RssLayout> {
+    let &(reta_size, rss_hf) = ports.first()?;
+    if reta_size == 0 || ports.iter().any(|&p| p != (reta_size, rss_hf)) {
+        return None;
+    }
+    let queues = slots.iter().map(|s| s.rx_queue).max()? as usize + 1;
+    let mut queue_worker: Vec<Option<u16>> = vec![None; queues];
+    for (core, range) in ranges.iter().enumerate() {
+        for s in &slots[range.clone()] {
+            let w = &mut queue_worker[usize::from(s.rx_queue)];
+            match *w {
+                Some(other) if other != core as u16 => return None,
+                _ => *w = Some(core as u16),
+            }
+        }
+    }
+    Some(RssLayout {
+        reta_size,
+        queue_worker: queue_worker.into_iter().collect::<Option<Vec<_>>>()?,
+    })
 }
 
 #[cfg(test)]
@@ -560,6 +706,21 @@ mod tests {
         assert_eq!(tx(Topology::Loop, 2), vec![0, 1]);
         let (s, _) = assign_streams(&[3, 5], 1, Topology::Paired, 1);
         assert_eq!(s, vec![slot(3, 0, 5), slot(5, 0, 3)]);
+    }
+
+    #[test]
+    fn owners_follow_rss_only_when_every_port_agrees() {
+        let rss = 0x3c;
+        // 2 ports x 2 queues on 2 cores: queue q is core q's on both ports.
+        let (s, r) = assign_streams(&[0, 1], 2, Topology::Paired, 2);
+        let l = rss_layout(&[(128, rss), (128, rss)], &s, &r).unwrap();
+        assert_eq!((l.reta_size, l.queue_worker), (128, vec![0, 1]));
+        // A port without a programmed table, or a different one.
+        assert!(rss_layout(&[(128, rss), (0, 0)], &s, &r).is_none());
+        assert!(rss_layout(&[(128, rss), (64, rss)], &s, &r).is_none());
+        // 1 queue per port on 2 cores: queue 0 is polled by both.
+        let (s, r) = assign_streams(&[0, 1], 1, Topology::Paired, 2);
+        assert!(rss_layout(&[(128, rss), (128, rss)], &s, &r).is_none());
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub trait ForwardEngine {
     /// Whether the engine runs the connection tracker (its stats are shown).
     const TRACKS: bool = false;
 
-    /// The engine of one worker (per-core state lives here).
-    fn new(ctx: &EngineContext) -> Self;
+    /// The engine of one worker (per-core state lives here); it may take
+    /// what it keeps from `ctx`.
+    fn new(ctx: &mut EngineContext) -> Self;
 
     /// Works on `burst`, received on `stream`'s RX queue and about to be
     /// sent on its TX queue.
@@ -77,7 +78,7 @@ pub fn forward_mode(name: &str) -> Option<&'static ForwardMode> {
 pub struct Io;
 
 impl ForwardEngine for Io {
-    fn new(_: &EngineContext) -> Self {
+    fn new(_: &mut EngineContext) -> Self {
         Io
     }
 
@@ -89,7 +90,7 @@ impl ForwardEngine for Io {
 pub struct Mac;
 
 impl ForwardEngine for Mac {
-    fn new(_: &EngineContext) -> Self {
+    fn new(_: &mut EngineContext) -> Self {
         Mac
     }
 
@@ -111,7 +112,7 @@ impl ForwardEngine for Mac {
 pub struct MacSwap;
 
 impl ForwardEngine for MacSwap {
-    fn new(_: &EngineContext) -> Self {
+    fn new(_: &mut EngineContext) -> Self {
         MacSwap
     }
 

@@ -10,6 +10,17 @@ use super::cpu::prefetch;
 /// The largest burst ctfwd handles (testpmd's `MAX_PKT_BURST`).
 pub const MAX_BURST: usize = 512;
 
+/// What becomes of one packet of a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Transmitted with the burst.
+    Pass,
+    /// Freed (a filtering policy dropped it).
+    Drop,
+    /// Handed to the worker that owns its connection.
+    Handoff(u16),
+}
+
 /// Up to [`MAX_BURST`] mbufs received from one queue. Dropping a burst frees
 /// whatever it still holds.
 pub struct Burst {
@@ -67,19 +78,31 @@ impl Burst {
         (sent, len - sent)
     }
 
-    /// Keeps the packets whose `keep` entry is true, in order, and frees the
-    /// others (the dropped packets of a filtering engine).
+    /// Sorts the burst out by `fates` (one per packet; missing ones are
+    /// `Pass`): passing packets stay, in order; dropped ones are freed;
+    /// handed-off ones move, in order, to `outboxes[worker]`.
     #[inline]
-    pub fn retain(&mut self, keep: &[bool]) {
+    pub fn sort_out(&mut self, fates: &[Fate], outboxes: &mut [Burst]) {
         let mut dropped = [std::ptr::null_mut(); MAX_BURST];
         let (mut kept, mut n_dropped) = (0, 0);
         for i in 0..self.len {
-            if keep.get(i).copied().unwrap_or(true) {
-                self.pkts[kept] = self.pkts[i];
-                kept += 1;
-            } else {
-                dropped[n_dropped] = self.pkts[i];
-                n_dropped += 1;
+            let m = self.pkts[i];
+            match fates.get(i).copied().unwrap_or(Fate::Pass) {
+                Fate::Pass => {
+                    self.pkts[kept] = m;
+                    kept += 1;
+                }
+                Fate::Drop => {
+                    dropped[n_dropped] = m;
+                    n_dropped += 1;
+                }
+                Fate::Handoff(w) => {
+                    let out = &mut outboxes[usize::from(w)];
+                    // An outbox is flushed after every burst, so it has room
+                    // for a whole burst.
+                    out.pkts[out.len] = m;
+                    out.len += 1;
+                }
             }
         }
         self.len = kept;
@@ -87,6 +110,107 @@ impl Burst {
             // SAFETY: each dropped mbuf was owned by this burst and is no
             // longer listed in it, so it is freed exactly once.
             unsafe { sys::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), n_dropped as u32) };
+        }
+    }
+
+    /// Transmits every packet on `queue` of the port `route` gives for the
+    /// port it arrived on (`mbuf.port`), in order within each port; what a
+    /// queue does not take is freed. Returns (sent, dropped).
+    #[inline]
+    pub fn tx_routed(&mut self, queue: u16, route: impl Fn(u16) -> u16) -> (usize, usize) {
+        let (mut sent, mut dropped) = (0, 0);
+        let mut later = Burst::default();
+        while self.len > 0 {
+            // Send the packets bound where the first one goes and keep the
+            // rest for the next round; there are few ports, so few rounds
+            // (usually one).
+            let port = route(self.arrival_port(0));
+            let mut kept = 0;
+            for i in 0..self.len {
+                let m = self.pkts[i];
+                if route(self.arrival_port(i)) == port {
+                    self.pkts[kept] = m;
+                    kept += 1;
+                } else {
+                    later.pkts[later.len] = m;
+                    later.len += 1;
+                }
+            }
+            self.len = kept;
+            let (s, d) = self.tx(port, queue);
+            sent += s;
+            dropped += d;
+            std::mem::swap(self, &mut later);
+        }
+        (sent, dropped)
+    }
+
+    /// The port packet `i` was received on.
+    #[inline]
+    fn arrival_port(&self, i: usize) -> u16 {
+        assert!(i < self.len);
+        // SAFETY: pkts[i] is an mbuf owned by this burst.
+        unsafe { (*self.pkts[i]).port }
+    }
+
+    /// Enqueues the whole burst on `ring`, freeing what does not fit.
+    /// Returns (enqueued, freed); the burst is empty afterwards.
+    ///
+    /// # Safety
+    /// `ring` is a live mbuf ring and the caller is its only producer.
+    #[inline]
+    pub(super) unsafe fn move_to_ring(&mut self, ring: *mut sys::rte_ring) -> (usize, usize) {
+        let len = self.len;
+        if len == 0 {
+            return (0, 0);
+        }
+        // SAFETY: pkts[..len] are owned mbufs; those enqueued now belong to
+        // the ring (the caller's contract makes the SP enqueue sound).
+        let n = unsafe {
+            sys::rte_ring_sp_enqueue_burst(
+                ring,
+                self.pkts.as_ptr().cast(),
+                len as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        if n < len {
+            // SAFETY: pkts[n..len] are still ours and are freed once.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(n), (len - n) as u32) };
+        }
+        self.len = 0;
+        (n, len - n)
+    }
+
+    /// Fills this empty burst with up to `max` mbufs from `ring`.
+    ///
+    /// # Safety
+    /// `ring` is a live mbuf ring and the caller is its only consumer.
+    #[inline]
+    pub(super) unsafe fn fill_from_ring(&mut self, ring: *mut sys::rte_ring, max: u16) -> usize {
+        debug_assert!(self.is_empty());
+        // SAFETY: pkts has room for MAX_BURST pointers; the dequeued mbufs
+        // now belong to this burst (the caller's contract makes the SC
+        // dequeue sound).
+        let n = unsafe {
+            sys::rte_ring_sc_dequeue_burst(
+                ring,
+                self.pkts.as_mut_ptr().cast(),
+                u32::from(max).min(MAX_BURST as u32),
+                std::ptr::null_mut(),
+            )
+        };
+        self.len = n as usize;
+        self.len
+    }
+
+    /// Frees every packet.
+    #[inline]
+    pub fn free_all(&mut self) {
+        if self.len > 0 {
+            // SAFETY: pkts[..len] are owned by this burst and freed once.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
         }
     }
 
@@ -103,9 +227,9 @@ impl Burst {
     }
 
     /// The packets, as (first segment's bytes, whole packet length, offload
-    /// flags).
+    /// flags, port it arrived on).
     #[inline]
-    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize, u64)> {
+    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize, u64, u16)> {
         self.pkts[..self.len].iter().map(|&m| {
             // SAFETY: the mbuf is owned by this burst, which is borrowed for
             // the slice's lifetime; buf_addr + data_off .. + data_len lies
@@ -119,6 +243,7 @@ impl Burst {
                     ),
                     m.pkt_len as usize,
                     m.ol_flags,
+                    m.port,
                 )
             }
         })
@@ -136,10 +261,7 @@ impl Burst {
 
 impl Drop for Burst {
     fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: pkts[..len] are owned by this burst and not yet freed.
-            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
-        }
+        self.free_all();
     }
 }
 

@@ -9,15 +9,18 @@ pub mod cpu;
 mod eal;
 mod forwarding;
 mod fwd;
+mod handoff;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
+mod rss;
 mod worker;
 
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{
     assign_streams, CoreAssignment, CtSnapshot, FinalReport, Forwarding, FwdConfig, PortSnapshot,
-    Snapshot, StreamSlot, StreamSnapshot, Topology, DROP_REASONS,
+    Snapshot, StreamSlot, StreamSnapshot, Topology, DROP_REASONS, HANDOFF_COUNTERS,
 };
 pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
 pub use mbuf::MAX_BURST;

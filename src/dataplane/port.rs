@@ -9,6 +9,7 @@ use sys::consts;
 
 use super::eal::strerror;
 use super::mempool::Mempool;
+use super::rss::symmetric_key;
 use super::Error;
 use crate::wire::MacAddr;
 
@@ -33,6 +34,10 @@ pub struct PortInfo {
     pub rss_offloads: u64,
     /// RX offloads the device offers (`rx_offload_capa`).
     pub rx_offloads: u64,
+    /// Entries of the RSS redirection table (0: none).
+    pub reta_size: u16,
+    /// Bytes of RSS key the device takes (0: unknown).
+    pub hash_key_size: u8,
     pub socket: i32,
 }
 
@@ -77,6 +82,8 @@ impl PortInfo {
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
             rx_offloads: info.rx_offload_capa,
+            reta_size: info.reta_size,
+            hash_key_size: info.hash_key_size,
             // SAFETY: any valid port id is accepted.
             socket: unsafe { sys::rte_eth_dev_socket_id(id) },
         })
@@ -126,6 +133,9 @@ pub struct Port {
     rx_desc: u16,
     tx_desc: u16,
     rss_hf: u64,
+    /// Entries of the redirection table as programmed (entry i -> queue
+    /// i % RX queues); 0 if RSS is off or the table could not be set.
+    reta_size: usize,
     _pool: Arc<Mempool>,
 }
 
@@ -142,9 +152,17 @@ impl Port {
             conf.rxmode.offloads |= info.rx_offloads
                 & (consts::RTE_ETH_RX_OFFLOAD_UDP_CKSUM | consts::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
         }
+        // The symmetric key, so both directions of a connection reach the
+        // same queue (see `rss`). It must outlive the configure call only.
+        let mut key = symmetric_key(match info.hash_key_size {
+            0 => DEFAULT_KEY_LEN,
+            n => usize::from(n),
+        });
         if rss_hf != 0 {
             conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
         }
         // SAFETY: conf is a valid, initialised rte_eth_conf; the port is
         // stopped (never started, or stopped by a previous Port's drop).
@@ -192,11 +210,17 @@ impl Port {
         check(unsafe { sys::rte_eth_dev_start(id) }, || {
             format!("port {id}: cannot start")
         })?;
+        let reta_size = if rss_hf != 0 {
+            program_reta(id, info.reta_size, cfg.rx_queues)
+        } else {
+            0
+        };
         let port = Port {
             info,
             rx_desc,
             tx_desc,
             rss_hf,
+            reta_size,
             _pool: pool,
         };
         if cfg.promiscuous {
@@ -224,6 +248,12 @@ impl Port {
     /// RSS hash types in force (0: RSS off).
     pub fn rss_hf(&self) -> u64 {
         self.rss_hf
+    }
+
+    /// Size of the redirection table ctfwd programmed (0: none, so the
+    /// queue a hash reaches is not known).
+    pub fn reta_size(&self) -> usize {
+        self.reta_size
     }
 
     /// Link state: (up, speed in Mbps).
@@ -280,6 +310,40 @@ pub struct PortStats {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+}
+
+/// Key length when the device does not say (most NICs take 40 bytes).
+const DEFAULT_KEY_LEN: usize = 40;
+
+/// Sets the redirection table to entry i -> queue i % queues, the spread
+/// most drivers default to, so that the owner table can mirror it whatever
+/// the driver's default. Returns the entries set, or 0 if the device has no
+/// table or refused it (then owners are spread in software and packets
+/// that reach the wrong worker are handed off).
+fn program_reta(port: u16, reta_size: u16, queues: u16) -> usize {
+    let size = usize::from(reta_size);
+    if size == 0 || !size.is_power_of_two() || queues == 0 {
+        return 0;
+    }
+    let mut conf: Vec<sys::rte_eth_rss_reta_entry64> = (0..size.div_ceil(64))
+        .map(|group| {
+            let mut e = sys::rte_eth_rss_reta_entry64 {
+                mask: u64::MAX,
+                ..Default::default()
+            };
+            for (i, slot) in e.reta.iter_mut().enumerate() {
+                *slot = ((group * 64 + i) % usize::from(queues)) as u16;
+            }
+            e
+        })
+        .collect();
+    // SAFETY: conf holds reta_size entries in groups of 64, as the API wants.
+    let ret = unsafe { sys::rte_eth_dev_rss_reta_update(port, conf.as_mut_ptr(), reta_size) };
+    if ret == 0 {
+        size
+    } else {
+        0
+    }
 }
 
 fn check(ret: i32, what: impl FnOnce() -> String) -> Result<(), Error> {

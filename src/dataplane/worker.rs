@@ -71,6 +71,11 @@ pub struct EngineContext {
     /// `--rules` (firewall mode).
     pub rules: Arc<crate::rules::RuleSet>,
     pub dump: Arc<TableDump>,
+    /// Packets taken at a time (`--burst`).
+    pub burst: u16,
+    /// Links to the other workers, when there are several tracking ones;
+    /// the engine takes them.
+    pub handoff: Option<super::handoff::HandoffLinks>,
 }
 
 /// A conntrack engine's counters: packets by ctinfo and the table's size.
@@ -87,6 +92,15 @@ pub struct CtCounters {
     pub expected: AtomicU64,
     pub early_drop: AtomicU64,
     pub table_full: AtomicU64,
+    /// Packets put on a ring to their owner.
+    pub handoff_tx: AtomicU64,
+    /// Packets taken from rings (owned here, received elsewhere).
+    pub handoff_rx: AtomicU64,
+    /// Packets freed because the ring to their owner was full.
+    pub handoff_drop: AtomicU64,
+    /// Packets taken from rings and transmitted, and refused by TX.
+    pub handoff_sent: AtomicU64,
+    pub handoff_tx_dropped: AtomicU64,
 }
 
 impl CtCounters {
@@ -114,24 +128,32 @@ pub struct Worker {
 impl Worker {
     /// The poll loop, monomorphised per engine.
     pub(crate) fn run<E: ForwardEngine>(self) {
-        let mut engine = E::new(&self.engine);
+        let Worker {
+            streams,
+            counters,
+            burst: max,
+            record_cycles,
+            stop,
+            engine: mut ctx,
+        } = self;
+        let mut engine = E::new(&mut ctx);
         let mut burst = Burst::default();
-        while !self.stop.load(Ordering::Relaxed) {
-            for (stream, idx) in &self.streams {
-                let start = if self.record_cycles { tsc() } else { 0 };
-                let n = burst.rx(stream.rx_port, stream.rx_queue, self.burst);
+        while !stop.load(Ordering::Relaxed) {
+            for (stream, idx) in &streams {
+                let start = if record_cycles { tsc() } else { 0 };
+                let n = burst.rx(stream.rx_port, stream.rx_queue, max);
                 if n == 0 {
                     continue;
                 }
                 engine.forward(stream, &mut burst);
                 let (sent, dropped) = burst.tx(stream.tx_port, stream.tx_queue);
-                let c = &self.counters[*idx];
+                let c = &counters[*idx];
                 StreamCounters::add(&c.rx, n as u64);
                 StreamCounters::add(&c.tx, sent as u64);
                 if dropped > 0 {
                     StreamCounters::add(&c.dropped, dropped as u64);
                 }
-                if self.record_cycles {
+                if record_cycles {
                     StreamCounters::add(&c.busy_cycles, tsc() - start);
                 }
             }

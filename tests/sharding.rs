@@ -1,0 +1,215 @@
+//! Two tracking workers through the real binary on net_pcap ports: every
+//! connection is owned by one worker, packets that reach the other are
+//! handed over, and every frame still comes out where it should.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use ctfwd::synth::sample_conversations;
+
+const IDLE: &str = "--idle-exit=0.5";
+
+/// The sum over cores of the number after `key` on "Core N <section>:" lines.
+fn core_sum(out: &str, section: &str, key: &str) -> u64 {
+    out.lines()
+        .filter(|l| l.trim_start().starts_with("Core ") && l.contains(section))
+        .filter_map(|l| {
+            let at = l.find(key)? + key.len();
+            l[at..].split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Frames grouped by their bytes 26..38 (IPv4 addresses and ports), in
+/// order: what a connection saw, which handoff must not reorder.
+fn by_flow(frames: &[Vec<u8>]) -> HashMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut m: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+    for f in frames {
+        m.entry(f[26..38].to_vec()).or_default().push(f.clone());
+    }
+    m
+}
+
+/// Two ports, one RX queue each, two workers: worker 0 polls port 0 and
+/// worker 1 port 1, so each connection's two directions arrive on
+/// different workers (as on a vdev without RSS). Each connection must be
+/// tracked once, by its owner, with the other direction handed over.
+#[test]
+fn both_directions_meet_at_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (inside, outside) = sample_conversations(24, 3);
+    write_pcap(&p("in0.pcap"), &inside);
+    write_pcap(&p("in1.pcap"), &outside);
+    // Each worker transmits on its own TX queue of every port.
+    let vdevs = [
+        pcap_vdev(0, &[p("in0.pcap")], &[p("out0w0.pcap"), p("out0w1.pcap")]),
+        pcap_vdev(1, &[p("in1.pcap")], &[p("out1w0.pcap"), p("out1w1.pcap")]),
+    ];
+    let o = run(
+        &eal_args("shard-ct", "0@0,1@0,2@1", &vdevs),
+        &[IDLE, "--forward-mode=conntrack", "--nb-cores=2"],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert!(out.contains("RX P=0/Q=0 -> TX P=1/Q=0"), "{out}");
+    assert!(out.contains("RX P=1/Q=0 -> TX P=0/Q=1"), "{out}");
+    // One connection per conversation, not one per direction and worker.
+    assert_eq!(core_sum(&out, "conntrack:", "connections="), 24, "{out}");
+    // Every packet tracked once. (How many are NEW depends on which
+    // direction the owner happens to see first: the two ports race.)
+    let tracked: u64 = ["NEW=", "ESTABLISHED=", "ESTABLISHED_REPLY="]
+        .iter()
+        .map(|k| core_sum(&out, "conntrack:", k))
+        .sum();
+    assert_eq!(tracked, 144, "{out}");
+    assert_eq!(core_sum(&out, "conntrack:", "INVALID="), 0, "{out}");
+    let (sent, received) = (
+        core_sum(&out, "handoff:", "handoff_tx="),
+        core_sum(&out, "handoff:", "handoff_rx="),
+    );
+    assert!(sent > 0, "no packet was handed over:\n{out}");
+    assert_eq!(sent, received, "{out}");
+    assert_eq!(
+        core_sum(&out, "handoff:", "handoff_fwd="),
+        received,
+        "{out}"
+    );
+    assert_eq!(core_sum(&out, "handoff:", "handoff_drop="), 0, "{out}");
+    // Everything came out of the right port, each connection's packets in
+    // their original order.
+    let out1: Vec<Vec<u8>> = [p("out1w0.pcap"), p("out1w1.pcap")]
+        .iter()
+        .flat_map(|f| read_pcap(f))
+        .collect();
+    let out0: Vec<Vec<u8>> = [p("out0w0.pcap"), p("out0w1.pcap")]
+        .iter()
+        .flat_map(|f| read_pcap(f))
+        .collect();
+    assert_eq!(by_flow(&out1), by_flow(&inside));
+    assert_eq!(by_flow(&out0), by_flow(&outside));
+}
+
+/// Firewall mode with two workers, both reading one port (two RX queues
+/// on port 0, loop topology): each connection's packets come from a
+/// single queue in order, whichever worker owns it, so the verdicts are
+/// those of one worker: the seed's UDP walk-through and a TCP session
+/// pass; the handed-over packets are tracked by their owner.
+#[test]
+fn firewall_verdicts_do_not_depend_on_the_worker() {
+    use ctfwd::synth::{frame, ip_packet, Tcp};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let tcp = |src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &[u8]| {
+        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+            (src.parse().unwrap(), dst.parse().unwrap());
+        let seg = Tcp {
+            sport: s.port(),
+            dport: d.port(),
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            ..Tcp::default()
+        };
+        frame(&ip_packet(s.ip(), d.ip(), 6, &[], &seg.bytes(data)), &[])
+    };
+    let (c, s) = ("198.18.0.7:40001", "198.19.0.9:80");
+    let mut frames = vec![
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
+        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"again"),
+        tcp(c, s, 100, 0, 0x02, b""),
+        tcp(s, c, 500, 101, 0x12, b""),
+        tcp(c, s, 101, 501, 0x10, b""),
+        tcp(c, s, 101, 501, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
+        tcp(s, c, 501, 119, 0x18, b"HTTP/1.0 200 OK\r\n\r\n"),
+        tcp(c, s, 119, 520, 0x11, b""),
+        tcp(s, c, 520, 120, 0x11, b""),
+        tcp(c, s, 120, 521, 0x10, b""),
+    ];
+    // Many more conversations, so that both workers own some.
+    let (more, _) = sample_conversations(16, 2);
+    frames.extend(more);
+    write_pcap(&p("q0.pcap"), &frames);
+    write_pcap(&p("q1.pcap"), &[]);
+    let vdevs = [pcap_vdev(
+        0,
+        &[p("q0.pcap"), p("q1.pcap")],
+        &[p("w0.pcap"), p("w1.pcap")],
+    )];
+    let o = run(
+        &eal_args("shard-fw", "0@0,1@0,2@1", &vdevs),
+        &[
+            IDLE,
+            "--forward-mode=firewall",
+            "--port-topology=loop",
+            "--rxq=2",
+            "--nb-cores=2",
+        ],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    let sent: Vec<Vec<u8>> = [p("w0.pcap"), p("w1.pcap")]
+        .iter()
+        .flat_map(|f| read_pcap(f))
+        .collect();
+    assert_eq!(by_flow(&sent), by_flow(&frames), "{out}");
+    assert_eq!(core_sum(&out, "conntrack:", "INVALID="), 0, "{out}");
+    assert_eq!(core_sum(&out, "conntrack:", "connections="), 18, "{out}");
+    assert!(core_sum(&out, "handoff:", "handoff_tx=") > 0, "{out}");
+    assert!(out.contains("0 of"), "{out}");
+}
+
+/// The seed's TFTP walk-through with two workers. Its two connections
+/// hash to different workers: the request's connection stays on worker 0,
+/// which reads the port, and the data connection from the server's new
+/// port belongs to worker 1. The expectation the TFTP helper set up on
+/// worker 0 must still make it RELATED on worker 1.
+#[test]
+fn seed_tftp_related_across_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let frames = vec![
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
+        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
+    ];
+    write_pcap(&p("q0.pcap"), &frames);
+    write_pcap(&p("q1.pcap"), &[]);
+    let vdevs = [pcap_vdev(
+        0,
+        &[p("q0.pcap"), p("q1.pcap")],
+        &[p("w0.pcap"), p("w1.pcap")],
+    )];
+    let o = run(
+        &eal_args("shard-tftp", "0@0,1@0,2@1", &vdevs),
+        &[
+            IDLE,
+            "--forward-mode=firewall",
+            "--port-topology=loop",
+            "--rxq=2",
+            "--nb-cores=2",
+        ],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    // The request went out from worker 0, the data connection from worker
+    // 1 (its TX queue 1): all three frames passed.
+    assert_eq!(read_pcap(&p("w0.pcap")), frames[..1]);
+    assert_eq!(read_pcap(&p("w1.pcap")), frames[1..]);
+    assert!(
+        out.contains("Core 1 conntrack: NEW=1 ESTABLISHED=0 RELATED=0 ESTABLISHED_REPLY=0 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 expected=0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Core 2 conntrack: NEW=0 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 expected=0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Core 1 handoff: handoff_tx=2 handoff_rx=0"),
+        "{out}"
+    );
+}
