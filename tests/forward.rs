@@ -274,7 +274,7 @@ fn conntrack_mode_seed_tftp_walkthrough() {
     ];
     let (out, _) = conntrack_replay("ct-tftp", &frames, &[]);
     assert!(
-        out.contains("NEW=1 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=2 expected=0"),
+        out.contains("NEW=1 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=2 max=262144 expected=0"),
         "{out}"
     );
     let (out, _) = conntrack_replay("ct-tftp-off", &frames, &["--ct-helper=none"]);

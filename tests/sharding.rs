@@ -201,11 +201,11 @@ fn seed_tftp_related_across_workers() {
     assert_eq!(read_pcap(&p("w0.pcap")), frames[..1]);
     assert_eq!(read_pcap(&p("w1.pcap")), frames[1..]);
     assert!(
-        out.contains("Core 1 conntrack: NEW=1 ESTABLISHED=0 RELATED=0 ESTABLISHED_REPLY=0 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 expected=0"),
+        out.contains("Core 1 conntrack: NEW=1 ESTABLISHED=0 RELATED=0 ESTABLISHED_REPLY=0 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 max=262144 expected=0"),
         "{out}"
     );
     assert!(
-        out.contains("Core 2 conntrack: NEW=0 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 expected=0"),
+        out.contains("Core 2 conntrack: NEW=0 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=1 max=262144 expected=0"),
         "{out}"
     );
     assert!(

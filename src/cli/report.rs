@@ -134,9 +134,10 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
             .collect();
         let _ = writeln!(
             s,
-            "  Core {lcore} conntrack: {} connections={} expected={} early_drop={} table_full={}",
+            "  Core {lcore} conntrack: {} connections={} max={} expected={} early_drop={} table_full={}",
             counts.join(" "),
             c.connections,
+            c.connections_max,
             c.expected,
             c.early_drop,
             c.table_full

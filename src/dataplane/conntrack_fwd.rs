@@ -186,6 +186,9 @@ pub struct Tracking<P: Policy> {
     tracker: Tracker<P>,
     /// Set when there are other workers to hand packets to.
     handoff: Option<Handoff>,
+    /// What becomes of each packet of the burst at hand (kept here so a
+    /// burst only resets the entries it uses).
+    fates: [Fate; MAX_BURST],
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
@@ -325,12 +328,14 @@ impl<P: Policy> Tracking<P> {
         (((tsc() - self.tsc0) as u128 * self.mult as u128) >> 32) as u64
     }
 
-    /// Tracks and transmits what the other workers handed to this one.
+    /// Tracks and transmits what the other workers handed to this one;
+    /// returns how many packets that was.
     #[inline]
-    fn drain_handoff(&mut self, now: u64) {
+    fn drain_handoff(&mut self, now: u64) -> usize {
         let Some(h) = self.handoff.as_mut() else {
-            return;
+            return 0;
         };
+        let mut total = 0;
         let me = self.tracker.worker;
         for from in 0..h.sources() {
             let n = h.receive(from);
@@ -338,15 +343,18 @@ impl<P: Policy> Tracking<P> {
                 continue;
             }
             CtCounters::add(&self.tracker.counters[me].handoff_rx, n as u64);
+            total += n;
             h.inbox.prefetch_data(n);
-            let mut fates = [Fate::Pass; MAX_BURST];
+            self.fates[..n].fill(Fate::Pass);
             // Owned here by construction: no second dispatch.
-            self.tracker.track_burst(&h.inbox, now, &mut fates, None);
+            self.tracker
+                .track_burst(&h.inbox, now, &mut self.fates, None);
             if P::FILTERS {
-                h.inbox.sort_out(&fates, &mut []);
+                h.inbox.sort_out(&self.fates[..n], &mut []);
             }
             h.transmit_inbox(&self.tracker.counters[me]);
         }
+        total
     }
 }
 
@@ -356,6 +364,10 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
     fn new(ctx: &mut EngineContext) -> Self {
         let mut cfg = ctx.conntrack;
         cfg.advise_memory = Some(advise_huge_pages);
+        CtCounters::set(
+            &ctx.ct_counters[usize::from(ctx.worker)].connections_max,
+            cfg.max as u64,
+        );
         Tracking {
             tracker: Tracker {
                 shard: Shard::with_expectations(cfg, ctx.worker, Arc::clone(&ctx.expectations)),
@@ -364,6 +376,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
                 worker: ctx.worker as usize,
             },
             handoff: ctx.handoff.take().map(|l| Handoff::new(l, ctx.burst)),
+            fates: [Fate::Pass; MAX_BURST],
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
             dump: Arc::clone(&ctx.dump),
@@ -375,23 +388,24 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
     fn forward(&mut self, _: &Stream, burst: &mut Burst) {
         let now = self.clock();
         burst.prefetch_data(burst.len());
-        let mut fates = [Fate::Pass; MAX_BURST];
+        let fates = &mut self.fates;
+        fates[..burst.len()].fill(Fate::Pass);
         self.tracker
-            .track_burst(burst, now, &mut fates, self.handoff.as_ref());
+            .track_burst(burst, now, fates, self.handoff.as_ref());
         match self.handoff.as_mut() {
             Some(h) => {
-                burst.sort_out(&fates, &mut h.outboxes);
+                burst.sort_out(&fates[..burst.len()], &mut h.outboxes);
                 h.flush(&self.tracker.counters[self.tracker.worker]);
             }
-            None if P::FILTERS => burst.sort_out(&fates, &mut []),
+            None if P::FILTERS => burst.sort_out(&fates[..burst.len()], &mut []),
             None => {}
         }
     }
 
     #[inline]
-    fn housekeeping(&mut self) {
+    fn housekeeping(&mut self) -> usize {
         let now = self.clock();
-        self.drain_handoff(now);
+        let handed_over = self.drain_handoff(now);
         let t = &mut self.tracker;
         t.shard.gc(now, GC_BUDGET);
         let c = &t.counters[t.worker];
@@ -410,5 +424,6 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
             }
             self.dumped = wanted;
         }
+        handed_over
     }
 }

@@ -389,6 +389,7 @@ impl Forwarding {
             .map(|c| CtSnapshot {
                 ctinfo: std::array::from_fn(|i| c.ctinfo[i].load(Ordering::Relaxed)),
                 connections: c.connections.load(Ordering::Relaxed),
+                connections_max: c.connections_max.load(Ordering::Relaxed),
                 expected: c.expected.load(Ordering::Relaxed),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
@@ -468,6 +469,7 @@ pub struct CtSnapshot {
     /// Packets by ctinfo, in `CtInfo` order.
     pub ctinfo: [u64; 7],
     pub connections: u64,
+    pub connections_max: u64,
     /// Expectations pending (shared by all workers).
     pub expected: u64,
     pub early_drop: u64,

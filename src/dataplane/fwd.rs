@@ -23,9 +23,12 @@ pub trait ForwardEngine {
     fn forward(&mut self, stream: &Stream, burst: &mut Burst);
 
     /// Bounded background work, once per poll of all the worker's streams
-    /// (expiry, for example).
+    /// (expiry, packets other workers handed over). Returns how many
+    /// packets it forwarded.
     #[inline]
-    fn housekeeping(&mut self) {}
+    fn housekeeping(&mut self) -> usize {
+        0
+    }
 }
 
 /// A row of the mode table.

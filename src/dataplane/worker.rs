@@ -89,6 +89,8 @@ pub struct CtCounters {
     /// Packets a filtering policy dropped, by `DropReason`.
     pub dropped: [AtomicU64; 4],
     pub connections: AtomicU64,
+    /// The shard's capacity (`--ct-max`).
+    pub connections_max: AtomicU64,
     pub expected: AtomicU64,
     pub early_drop: AtomicU64,
     pub table_full: AtomicU64,
@@ -157,7 +159,15 @@ impl Worker {
                     StreamCounters::add(&c.busy_cycles, tsc() - start);
                 }
             }
-            engine.housekeeping();
+            let start = if record_cycles { tsc() } else { 0 };
+            if engine.housekeeping() > 0 && record_cycles {
+                // Packets handed over by other workers: their cycles count
+                // as this core's busy time (they were counted as received
+                // where they arrived).
+                if let Some((_, idx)) = streams.first() {
+                    StreamCounters::add(&counters[*idx].busy_cycles, tsc() - start);
+                }
+            }
         }
     }
 }
