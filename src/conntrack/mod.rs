@@ -419,7 +419,7 @@ impl Shard {
     /// `classify` with the NIC's checksum verdict: a verified checksum is
     /// not computed again; a bad one makes the packet INVALID, as
     /// `nf_conntrack_checksum` would.
-    #[inline]
+    #[inline(always)]
     pub fn classify_rx<'a>(&self, ip: IpPacket<'a>, zone: u16, rx: RxChecksum) -> Classified<'a> {
         let mut tuple = Tuple {
             src: ip.src,
@@ -444,7 +444,7 @@ impl Shard {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn transport<'a>(
         &self,
         ip: &IpPacket<'a>,

@@ -98,7 +98,7 @@ const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 
 /// The EtherType and offset of the payload of an Ethernet frame, after up to
 /// two VLAN tags (802.1Q, 802.1ad). A third tag is refused.
-#[inline]
+#[inline(always)]
 pub(crate) fn payload(frame: &[u8]) -> Result<(u16, usize), super::Error> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| super::Error::TruncatedLink)?;
     let mut ethertype = eth.ethertype();
