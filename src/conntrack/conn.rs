@@ -51,8 +51,15 @@ pub enum ProtoState {
 /// A connection: both tuples, status, timeout, per-direction counters and
 /// the protocol's state. 192 bytes; with its two index entries (8 bytes
 /// each) a connection costs 208 bytes plus the index's free space.
+///
+/// The field order is the memory layout (`repr(C)`), chosen so that a
+/// packet of an established UDP, ICMP or other flow touches two cache
+/// lines, and only TCP the third: line 0 holds the original tuple and most
+/// of the reply tuple, line 1 the rest of it with status, timeout and
+/// counters, line 2 the protocol state (TCP window tracking; UDP needs its
+/// `stream_after` only between the first reply and ASSURED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct Conn {
     /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
     /// stored, not derived, because NAT makes it differ from the inverse.
@@ -62,9 +69,9 @@ pub struct Conn {
     pub id: u32,
     /// When it expires, in the caller's nanoseconds.
     pub deadline: u64,
-    pub proto: ProtoState,
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    pub proto: ProtoState,
 }
 
 impl Conn {

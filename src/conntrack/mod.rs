@@ -58,8 +58,10 @@ pub use tuple::{proto_name, Dir, Tuple};
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
 
-/// Cache lines of one connection (`Conn` is 64-byte aligned).
+/// Cache lines of one connection (`Conn` is 64-byte aligned), and those a
+/// packet of a flow other than TCP reads (see `Conn`'s layout).
 const CONN_LINES: usize = std::mem::size_of::<Conn>().div_ceil(64);
+const CONN_LINES_NOT_TCP: usize = std::mem::offset_of!(Conn, proto).div_ceil(64);
 
 /// UDP replies later than this after the first packet make a stream.
 const UDP_STREAM_AFTER: u64 = 2 * SEC;
@@ -238,6 +240,10 @@ pub struct Verdict {
     pub reason: Option<&'static str>,
     /// Set when the packet created a connection: confirm it at egress.
     pub unconfirmed: Option<Unconfirmed>,
+    /// The connection has a helper for egress to run. Noted at ingress,
+    /// which read the connection anyway, so that egress touches nothing
+    /// more for the common, helperless connection.
+    help: bool,
 }
 
 impl Verdict {
@@ -247,6 +253,7 @@ impl Verdict {
             conn: None,
             reason: Some(reason),
             unconfirmed: None,
+            help: false,
         }
     }
 }
@@ -530,8 +537,13 @@ impl Shard {
         }
         for c in pkts.iter().filter(|c| c.needs_lookup()) {
             if let Some(a) = self.table.candidate_addr(c.hash) {
-                // A connection spans three cache lines; all are read.
-                for line in 0..CONN_LINES {
+                // Only TCP reads the protocol state's line.
+                let lines = if c.tuple.proto == PROTO_TCP {
+                    CONN_LINES
+                } else {
+                    CONN_LINES_NOT_TCP
+                };
+                for line in 0..lines {
                     prefetch(a.wrapping_add(line * 64));
                 }
             }
@@ -549,6 +561,7 @@ impl Shard {
                     conn: None,
                     reason: Some(reason),
                     unconfirmed: None,
+                    help: false,
                 };
             }
             Err(Early::Invalid { reason, malformed }) => {
@@ -585,7 +598,9 @@ impl Shard {
                 Track::Accept => return self.accept(slot, dir, fresh),
                 Track::Ignore => return self.ctinfo_only(slot, dir, fresh),
                 Track::Kill => {
-                    let v = self.accept(slot, dir, false);
+                    let mut v = self.accept(slot, dir, false);
+                    // Gone: no helper may announce expectations for it.
+                    v.help = false;
                     if fresh {
                         self.drop_unconfirmed(slot);
                     } else {
@@ -756,7 +771,11 @@ impl Shard {
             (ProtoState::Udp { stream_after }, L4::Udp(_)) => {
                 // Linux's udp_packet: a flow answered, and still active 2 s
                 // after it began, is a stream: longer timeout, ASSURED.
-                if seen_reply && now > *stream_after {
+                // ASSURED is only ever set here, so once set the stream
+                // timestamp (on another cache line) need not be read.
+                if conn.status.has(Status::ASSURED) {
+                    Some(cfg.timeouts.udp_stream)
+                } else if seen_reply && now > *stream_after {
                     conn.status.set(Status::ASSURED);
                     Some(cfg.timeouts.udp_stream)
                 } else {
@@ -809,6 +828,7 @@ impl Shard {
                 slot,
                 gen: self.table.generation(slot),
             }),
+            help: conn.status.has(Status::HELPER),
         }
     }
 
@@ -838,6 +858,7 @@ impl Shard {
             conn: Some(ConnRef { slot, id: conn.id }),
             reason: None,
             unconfirmed: None,
+            help: false,
         }
     }
 
@@ -893,12 +914,8 @@ impl Shard {
         if let Some(u) = v.unconfirmed.take() {
             v.conn = Some(self.confirm(u)?);
         }
-        // A connection its own packet killed (an RST before any reply) is
-        // gone: no helper may announce expectations for it.
-        if let Some(r) = v.conn {
-            if self.conn(r).is_some_and(|c| c.status.has(Status::HELPER)) {
-                self.help(r, v.ctinfo, c, now);
-            }
+        if let (true, Some(r)) = (v.help, v.conn) {
+            self.help(r, v.ctinfo, c, now);
         }
         Ok(v.conn)
     }

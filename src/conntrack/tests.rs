@@ -1225,4 +1225,7 @@ fn layout_sizes() {
     assert_eq!(std::mem::align_of::<Conn>(), 64);
     assert_eq!(std::mem::size_of::<Tuple>(), 40);
     assert_eq!(std::mem::size_of::<table::Bucket>(), 64);
+    // The hot fields of a flow other than TCP fill the first two lines.
+    assert_eq!(std::mem::offset_of!(Conn, proto), 128);
+    assert_eq!(CONN_LINES_NOT_TCP, 2);
 }
