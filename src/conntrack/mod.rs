@@ -123,7 +123,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Verify transport checksums (`nf_conntrack_checksum`).
     pub checksum: bool,
-    /// Touch the table's memory at construction (see `ConnTable::new`).
+    /// Touch the memory of the table and its side arrays at construction,
+    /// so page faults happen then and not on the packet path.
     pub prefault: bool,
     /// Called with each large region of the table before it is touched, so
     /// the owner can advise the kernel (huge pages); this module makes no
@@ -358,6 +359,10 @@ impl Shard {
 
     /// Shard number `id` of several, sharing one expectation set.
     pub fn with_expectations(cfg: Config, id: u16, expectations: Arc<Expectations>) -> Shard {
+        let mut aux = Vec::with_capacity(cfg.max);
+        if cfg.prefault {
+            table::prefault_spare(&mut aux, Aux::default());
+        }
         Shard {
             table: ConnTable::new(cfg.max, cfg.prefault, cfg.advise_memory),
             cfg,
@@ -366,7 +371,7 @@ impl Shard {
             next_id: 1,
             id,
             expectations,
-            aux: Vec::with_capacity(cfg.max),
+            aux,
             next_expect_sweep: 0,
         }
     }
@@ -523,8 +528,9 @@ impl Shard {
 
     /// Prefetches what the lookups of a classified burst will read, as
     /// DPDK's l3fwd does for its bulk lookups: first every packet's index
-    /// bucket, then the connection each bucket most likely points to (all
-    /// its cache lines). `prefetch` is the caller's (the data plane's).
+    /// bucket, then the connection each bucket most likely points to (the
+    /// cache lines its protocol reads), or for a likely new connection the
+    /// bucket its reply tuple will go to. `prefetch` is the caller's (the data plane's).
     ///
     /// The caller then runs each packet through `ingress` and `egress` in
     /// order, one packet at a time: a new flow's first packet must be
@@ -546,6 +552,11 @@ impl Shard {
                 for line in 0..lines {
                     prefetch(a.wrapping_add(line * 64));
                 }
+            } else {
+                // No signature matches: most likely a new connection, whose
+                // confirm will insert (and first look up) the reply tuple.
+                // Its bucket is another random line; start loading it now.
+                prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
             }
         }
     }

@@ -83,6 +83,16 @@ pub struct ConnTable {
     max_displacement: usize,
 }
 
+/// Writes `blank` once per page of `v`'s spare capacity, so the kernel
+/// maps those pages now rather than on the packet path. The writes go to
+/// uninitialised (`MaybeUninit`) memory: `v`'s length does not change.
+pub(crate) fn prefault_spare<T: Copy>(v: &mut Vec<T>, blank: T) {
+    let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+    for slot in v.spare_capacity_mut().iter_mut().step_by(per_page) {
+        slot.write(blank);
+    }
+}
+
 impl ConnTable {
     /// A table for at most `max` connections; all memory is allocated here.
     /// With `prefault`, every page of the connection slab is touched now, so
@@ -105,13 +115,14 @@ impl ConnTable {
             advise(conns.as_ptr().cast(), max * std::mem::size_of::<Conn>());
         }
         bucket_vec.resize(buckets, EMPTY_BUCKET);
+        let mut kinds = Vec::with_capacity(max);
+        let mut gens = Vec::with_capacity(max);
+        let mut free = Vec::with_capacity(max);
         if prefault {
-            // One write per page of the reserved capacity, to uninitialised
-            // (MaybeUninit) memory: it stays unused until `alloc` pushes.
-            let per_page = (4096 / std::mem::size_of::<Conn>()).max(1);
-            for slot in conns.spare_capacity_mut().iter_mut().step_by(per_page) {
-                slot.write(Conn::BLANK);
-            }
+            prefault_spare(&mut conns, Conn::BLANK);
+            prefault_spare(&mut kinds, SlotKind::Free);
+            prefault_spare(&mut gens, 0);
+            prefault_spare(&mut free, 0);
         }
         ConnTable {
             seed: h.finish(),
@@ -119,9 +130,9 @@ impl ConnTable {
             max,
             buckets: bucket_vec,
             conns,
-            kinds: Vec::with_capacity(max),
-            gens: Vec::with_capacity(max),
-            free: Vec::with_capacity(max),
+            kinds,
+            gens,
+            free,
             gc_cursor: 0,
             confirmed: 0,
             max_displacement: 0,
