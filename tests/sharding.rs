@@ -92,11 +92,11 @@ fn both_directions_meet_at_the_owner() {
     assert_eq!(by_flow(&out0), by_flow(&outside));
 }
 
-/// Firewall mode with two workers, both reading one port (two RX queues
-/// on port 0, loop topology): each connection's packets come from a
-/// single queue in order, whichever worker owns it, so the verdicts are
-/// those of one worker: the seed's UDP walk-through and a TCP session
-/// pass; the handed-over packets are tracked by their owner.
+/// Firewall mode reading one port with two RX queues (loop topology), on
+/// one worker and on two: each connection's packets come from a single
+/// queue in order, whichever worker owns it, so both runs must reach the
+/// same verdicts: the seed's UDP walk-through, a whole TCP session and
+/// more conversations pass, in order, with the same counts by state.
 #[test]
 fn firewall_verdicts_do_not_depend_on_the_worker() {
     use ctfwd::synth::{frame, ip_packet, Tcp};
@@ -135,32 +135,43 @@ fn firewall_verdicts_do_not_depend_on_the_worker() {
     frames.extend(more);
     write_pcap(&p("q0.pcap"), &frames);
     write_pcap(&p("q1.pcap"), &[]);
-    let vdevs = [pcap_vdev(
-        0,
-        &[p("q0.pcap"), p("q1.pcap")],
-        &[p("w0.pcap"), p("w1.pcap")],
-    )];
-    let o = run(
-        &eal_args("shard-fw", "0@0,1@0,2@1", &vdevs),
-        &[
-            IDLE,
-            "--forward-mode=firewall",
-            "--port-topology=loop",
-            "--rxq=2",
-            "--nb-cores=2",
-        ],
-    );
-    assert_clean_exit(&o);
-    let out = stdout(&o);
-    let sent: Vec<Vec<u8>> = [p("w0.pcap"), p("w1.pcap")]
-        .iter()
-        .flat_map(|f| read_pcap(f))
-        .collect();
-    assert_eq!(by_flow(&sent), by_flow(&frames), "{out}");
-    assert_eq!(core_sum(&out, "conntrack:", "INVALID="), 0, "{out}");
-    assert_eq!(core_sum(&out, "conntrack:", "connections="), 18, "{out}");
-    assert!(core_sum(&out, "handoff:", "handoff_tx=") > 0, "{out}");
-    assert!(out.contains("0 of"), "{out}");
+    // The same frames with one worker (both queues on it) and with two.
+    let mut by_state = Vec::new();
+    for cores in ["1", "2"] {
+        let w = |q: &str| p(&format!("{cores}cores-{q}.pcap"));
+        let vdevs = [pcap_vdev(
+            0,
+            &[p("q0.pcap"), p("q1.pcap")],
+            &[w("w0"), w("w1")],
+        )];
+        let nb_cores = format!("--nb-cores={cores}");
+        let o = run(
+            &eal_args("shard-fw", "0@0,1@0,2@1", &vdevs),
+            &[
+                IDLE,
+                "--forward-mode=firewall",
+                "--port-topology=loop",
+                "--rxq=2",
+                &nb_cores,
+            ],
+        );
+        assert_clean_exit(&o);
+        let out = stdout(&o);
+        let sent: Vec<Vec<u8>> = [w("w0"), w("w1")]
+            .iter()
+            .flat_map(|f| read_pcap(f))
+            .collect();
+        assert_eq!(by_flow(&sent), by_flow(&frames), "{out}");
+        assert_eq!(core_sum(&out, "conntrack:", "INVALID="), 0, "{out}");
+        assert_eq!(core_sum(&out, "conntrack:", "connections="), 18, "{out}");
+        if cores == "2" {
+            assert!(core_sum(&out, "handoff:", "handoff_tx=") > 0, "{out}");
+        }
+        by_state.push(
+            ["NEW=", "ESTABLISHED=", "ESTABLISHED_REPLY="].map(|k| core_sum(&out, "conntrack:", k)),
+        );
+    }
+    assert_eq!(by_state[0], by_state[1], "same states with 1 and 2 workers");
 }
 
 /// The seed's TFTP walk-through with two workers. Its two connections
