@@ -56,6 +56,10 @@ fn both_directions_meet_at_the_owner() {
     let out = stdout(&o);
     assert!(out.contains("RX P=0/Q=0 -> TX P=1/Q=0"), "{out}");
     assert!(out.contains("RX P=1/Q=0 -> TX P=0/Q=1"), "{out}");
+    assert!(
+        out.contains("Connections sharded over 2 cores by a software symmetric Toeplitz hash"),
+        "{out}"
+    );
     // One connection per conversation, not one per direction and worker.
     assert_eq!(core_sum(&out, "conntrack:", "connections="), 24, "{out}");
     // Every packet tracked once. (How many are NEW depends on which
@@ -223,4 +227,46 @@ fn seed_tftp_related_across_workers() {
         out.contains("Core 1 handoff: handoff_tx=2 handoff_rx=0"),
         "{out}"
     );
+}
+
+/// Two workers forwarding at full speed (both ports replay their capture
+/// endlessly), stopped by SIGTERM: packets still on a handoff ring, or in
+/// a worker's hands, must all be back in the pool, and the handoff
+/// counters must add up.
+#[test]
+fn stopping_under_load_leaves_no_mbuf_on_the_rings() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (inside, outside) = ctfwd::synth::bulk_flows(2000);
+    write_pcap(&p("in0.pcap"), &inside);
+    write_pcap(&p("in1.pcap"), &outside);
+    // Two TX queues a port, one per worker; what they send is discarded.
+    let vdev = |i: u16| {
+        format!(
+            "net_pcap{i},rx_pcap={},infinite_rx=1,tx_pcap=/dev/null,tx_pcap=/dev/null",
+            p(&format!("in{i}.pcap")).display()
+        )
+    };
+    let r = Running::start(
+        &eal_args("shard-load", "0@0,1@0,2@1", &[vdev(0), vdev(1)]),
+        &[
+            "--forward-mode=conntrack",
+            "--nb-cores=2",
+            "--record-core-cycles",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    r.signal("TERM");
+    let o = r.wait(Duration::from_secs(30));
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert!(out.contains("Mempool check: 0 of"), "{out}");
+    let sent = core_sum(&out, "handoff:", "handoff_tx=");
+    let taken = core_sum(&out, "handoff:", "handoff_rx=");
+    assert!(sent > 0, "{out}");
+    // What was on a ring at the stop was freed with the ring.
+    assert!(taken <= sent, "{out}");
+    assert_eq!(core_sum(&out, "conntrack:", "connections="), 2000, "{out}");
+    assert!(out.contains("CPU cycles/packet="), "{out}");
 }

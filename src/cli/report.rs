@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 use crate::conntrack::CtInfo;
-use crate::dataplane::{FinalReport, Forwarding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS};
+use crate::dataplane::{
+    FinalReport, Forwarding, Sharding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS,
+};
 
 /// The start-up banner: ports, and which core forwards which stream.
 pub fn banner(fwd: &Forwarding, mode: &str) -> String {
@@ -32,6 +34,25 @@ pub fn banner(fwd: &Forwarding, mode: &str) -> String {
         fwd.streams().len(),
         fwd.pool_size()
     );
+    match fwd.sharding() {
+        Some(Sharding::Rss { reta_size }) => {
+            let _ = writeln!(
+                s,
+                "Connections sharded over {} cores as the NICs' RSS spreads them \
+                 (symmetric key, RETA {reta_size}); strays are handed to their owner",
+                fwd.cores().len()
+            );
+        }
+        Some(Sharding::Software) => {
+            let _ = writeln!(
+                s,
+                "Connections sharded over {} cores by a software symmetric Toeplitz hash \
+                 (no RSS redirection table to mirror); packets are handed to their owner",
+                fwd.cores().len()
+            );
+        }
+        None => {}
+    }
     for core in fwd.cores() {
         let _ = writeln!(
             s,

@@ -133,6 +133,19 @@ pub struct Forwarding {
     tsc_hz: u64,
     started: Instant,
     conntrack_mode: bool,
+    sharding: Option<Sharding>,
+}
+
+/// How several tracking workers decide who owns a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharding {
+    /// Owners mirror the NICs' redirection table: packets mostly arrive at
+    /// their owner.
+    Rss { reta_size: usize },
+    /// Owners spread by the software hash alone (ports without RSS, or
+    /// queues polled by different cores on different ports): packets that
+    /// arrive elsewhere are handed over.
+    Software,
 }
 
 impl Forwarding {
@@ -226,10 +239,22 @@ impl Forwarding {
             .into_iter()
             .map(|info| Port::start(info, &port_cfg, Arc::clone(&pool)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut handoff = if handoff_workers > 0 {
-            handoff_links(&ports, &slots, &ranges, socket)?
+        let (mut handoff, sharding) = if handoff_workers > 0 {
+            let rss: Vec<(usize, u64)> =
+                ports.iter().map(|p| (p.reta_size(), p.rss_hf())).collect();
+            let layout = rss_layout(&rss, &slots, &ranges);
+            let sharding = match &layout {
+                Some(l) => Sharding::Rss {
+                    reta_size: l.reta_size,
+                },
+                None => Sharding::Software,
+            };
+            (
+                handoff_links(&ports, layout.as_ref(), &slots, &ranges, socket)?,
+                Some(sharding),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
 
         let counters: Arc<[StreamCounters]> = (0..streams.len())
@@ -265,6 +290,7 @@ impl Forwarding {
             tsc_hz: eal.tsc_hz(),
             started: Instant::now(),
             conntrack_mode: cfg.mode.tracks(),
+            sharding,
         };
         for (index, core) in fwd.cores.clone().into_iter().enumerate() {
             let worker = Worker {
@@ -341,6 +367,12 @@ impl Forwarding {
             }
         }
         Some((out, total))
+    }
+
+    /// How connections are spread over several tracking workers (`None`
+    /// with one worker or a mode that does not track).
+    pub fn sharding(&self) -> Option<Sharding> {
+        self.sharding
     }
 
     /// Whether the mode runs the connection tracker.
@@ -586,15 +618,14 @@ const HANDOFF_RING_SIZE: u32 = 1024;
 /// owns what; one entry per worker.
 fn handoff_links(
     ports: &[Port],
+    layout: Option<&RssLayout>,
     slots: &[StreamSlot],
     ranges: &[Range<usize>],
     socket: i32,
 ) -> Result<Vec<Option<HandoffLinks>>, Error> {
     let n = ranges.len();
-    let rss: Vec<(usize, u64)> = ports.iter().map(|p| (p.reta_size(), p.rss_hf())).collect();
-    let layout = rss_layout(&rss, slots, ranges);
-    let owners = Arc::new(Owners::new(layout.as_ref(), n));
-    let fields = match (&layout, ports.first()) {
+    let owners = Arc::new(Owners::new(layout, n));
+    let fields = match (layout, ports.first()) {
         (Some(_), Some(p)) => HashFields::of_rss(p.rss_hf()),
         _ => HashFields::ALL,
     };
