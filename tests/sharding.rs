@@ -270,3 +270,31 @@ fn stopping_under_load_leaves_no_mbuf_on_the_rings() {
     assert_eq!(core_sum(&out, "conntrack:", "connections="), 2000, "{out}");
     assert!(out.contains("CPU cycles/packet="), "{out}");
 }
+
+/// Unsolicited traffic from outside with two workers: packets owned by the
+/// worker that does not poll the outside port are handed over and dropped
+/// there, whole bursts of them.
+#[test]
+fn handed_over_packets_can_all_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (_, outside) = sample_conversations(24, 3);
+    write_pcap(&p("in0.pcap"), &[]);
+    write_pcap(&p("in1.pcap"), &outside);
+    let vdevs = [
+        pcap_vdev(0, &[p("in0.pcap")], &[p("out0w0.pcap"), p("out0w1.pcap")]),
+        pcap_vdev(1, &[p("in1.pcap")], &[p("out1w0.pcap"), p("out1w1.pcap")]),
+    ];
+    let o = run(
+        &eal_args("shard-drop", "0@0,1@0,2@1", &vdevs),
+        &[IDLE, "--forward-mode=firewall", "--nb-cores=2"],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(core_sum(&out, "dropped:", "new-from-outside="), 72, "{out}");
+    assert!(core_sum(&out, "handoff:", "handoff_rx=") > 0, "{out}");
+    assert_eq!(core_sum(&out, "handoff:", "handoff_fwd="), 0, "{out}");
+    for f in ["out0w0.pcap", "out0w1.pcap"] {
+        assert!(read_pcap(&p(f)).is_empty(), "{f}: {out}");
+    }
+}

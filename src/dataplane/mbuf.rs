@@ -118,12 +118,20 @@ impl Burst {
     /// queue does not take is freed. Returns (sent, dropped).
     #[inline]
     pub fn tx_routed(&mut self, queue: u16, route: impl Fn(u16) -> u16) -> (usize, usize) {
+        if self.is_empty() {
+            // Everything was dropped (a filtering policy).
+            return (0, 0);
+        }
+        let first = route(self.arrival_port(0));
+        if (1..self.len).all(|i| route(self.arrival_port(i)) == first) {
+            // The usual case: one way out for the whole burst.
+            return self.tx(first, queue);
+        }
         let (mut sent, mut dropped) = (0, 0);
         let mut later = Burst::default();
         while self.len > 0 {
             // Send the packets bound where the first one goes and keep the
-            // rest for the next round; there are few ports, so few rounds
-            // (usually one).
+            // rest for the next round; there are few ports, so few rounds.
             let port = route(self.arrival_port(0));
             let mut kept = 0;
             for i in 0..self.len {
