@@ -298,3 +298,28 @@ fn handed_over_packets_can_all_be_dropped() {
         assert!(read_pcap(&p(f)).is_empty(), "{f}: {out}");
     }
 }
+
+/// A port with fewer TX queues than tracking workers is refused at start,
+/// in one line that says why.
+#[test]
+fn too_few_tx_queues_for_the_workers_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_pcap(&p("in.pcap"), &[]);
+    let vdevs = [
+        pcap_vdev(0, &[p("in.pcap")], &[p("out0.pcap")]),
+        pcap_vdev(1, &[p("in.pcap")], &[p("out1.pcap")]),
+    ];
+    let o = run(
+        &eal_args("shard-txq", "0@0,1@0,2@1", &vdevs),
+        &[IDLE, "--forward-mode=firewall", "--nb-cores=2"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ctfwd:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains("firewall mode needs one TX queue per forwarding core on every port"),
+        "{err}"
+    );
+}
