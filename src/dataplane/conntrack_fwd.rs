@@ -218,10 +218,17 @@ impl<P: Policy> Tracker<P> {
         let mut drops = [0u64; 4];
         let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
         let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
-        for (i, &(data, wire_len, ol_flags, _)) in frames.iter().enumerate() {
+        for (i, &(data, wire_len, ol_flags, in_port)) in frames.iter().enumerate() {
             let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
                 Ok(Frame::Ip(ip)) => {
                     let cl = self.shard.classify_rx(ip, 0, rx_checksum(ol_flags));
+                    if self.policy.untracked(in_port, cl.tuple()) {
+                        // notrack: never looked up, never a connection, so
+                        // no owner either; it passes.
+                        self.shard.ignore();
+                        by_ctinfo[CtInfo::Untracked as usize] += 1;
+                        continue;
+                    }
                     if let Some(h) = handoff {
                         if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
                             if owner != h.me() {
@@ -257,12 +264,6 @@ impl<P: Policy> Tracker<P> {
         self.shard.prefetch_burst(&classified, prefetch);
         for (cl, &i) in classified.iter().zip(&at) {
             let in_port = frames[usize::from(i)].3;
-            if self.policy.untracked(in_port, cl.tuple()) {
-                // notrack: never looked up, never a connection; it passes.
-                self.shard.ignore();
-                by_ctinfo[CtInfo::Untracked as usize] += 1;
-                continue;
-            }
             let mut v = self.shard.ingress(cl, now);
             by_ctinfo[v.ctinfo as usize] += 1;
             let action = match self.policy.tracked(in_port, cl.tuple(), &v) {
