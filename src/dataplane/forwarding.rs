@@ -240,19 +240,8 @@ impl Forwarding {
             .map(|info| Port::start(info, &port_cfg, Arc::clone(&pool)))
             .collect::<Result<Vec<_>, _>>()?;
         let (mut handoff, sharding) = if handoff_workers > 0 {
-            let rss: Vec<(usize, u64)> =
-                ports.iter().map(|p| (p.reta_size(), p.rss_hf())).collect();
-            let layout = rss_layout(&rss, &slots, &ranges);
-            let sharding = match &layout {
-                Some(l) => Sharding::Rss {
-                    reta_size: l.reta_size,
-                },
-                None => Sharding::Software,
-            };
-            (
-                handoff_links(&ports, layout.as_ref(), &slots, &ranges, socket)?,
-                Some(sharding),
-            )
+            let (links, sharding) = handoff_links(&ports, &slots, &ranges, socket)?;
+            (links, Some(sharding))
         } else {
             (Vec::new(), None)
         };
@@ -615,17 +604,24 @@ fn default_pool_size(port: &PortConfig, mbcache: u32, nb_ports: usize, nb_lcores
 const HANDOFF_RING_SIZE: u32 = 1024;
 
 /// A ring from every worker to every other, and each worker's view of who
-/// owns what; one entry per worker.
+/// owns what (one entry per worker); and how the owners were chosen.
 fn handoff_links(
     ports: &[Port],
-    layout: Option<&RssLayout>,
     slots: &[StreamSlot],
     ranges: &[Range<usize>],
     socket: i32,
-) -> Result<Vec<Option<HandoffLinks>>, Error> {
+) -> Result<(Vec<Option<HandoffLinks>>, Sharding), Error> {
     let n = ranges.len();
-    let owners = Arc::new(Owners::new(layout, n));
-    let fields = match (layout, ports.first()) {
+    let rss: Vec<(usize, u64)> = ports.iter().map(|p| (p.reta_size(), p.rss_hf())).collect();
+    let layout = rss_layout(&rss, slots, ranges);
+    let sharding = match &layout {
+        Some(l) => Sharding::Rss {
+            reta_size: l.reta_size,
+        },
+        None => Sharding::Software,
+    };
+    let owners = Arc::new(Owners::new(layout.as_ref(), n));
+    let fields = match (&layout, ports.first()) {
         (Some(_), Some(p)) => HashFields::of_rss(p.rss_hf()),
         _ => HashFields::ALL,
     };
@@ -657,7 +653,7 @@ fn handoff_links(
             links[to].receivers.push(rx);
         }
     }
-    Ok(links.into_iter().map(Some).collect())
+    Ok((links.into_iter().map(Some).collect(), sharding))
 }
 
 /// How the NICs spread packets over the workers, if every port does RSS
