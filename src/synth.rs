@@ -1,7 +1,7 @@
 //! Frames built from scratch with correct checksums, for the demo's sample
 //! traffic, the tests and the benchmarks' generators.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::wire::{MacAddr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
@@ -40,6 +40,57 @@ impl Tcp {
         b.extend_from_slice(&opts);
         b.extend_from_slice(payload);
         b
+    }
+}
+
+/// An Ethernet frame carrying a TCP segment from `src` to `dst` (addresses
+/// and ports), window 65535, no options.
+pub fn tcp_frame(
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let seg = Tcp {
+        sport: src.port(),
+        dport: dst.port(),
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        options: Vec::new(),
+    };
+    frame(
+        &ip_packet(src.ip(), dst.ip(), PROTO_TCP, &[], &seg.bytes(payload)),
+        &[],
+    )
+}
+
+/// An Ethernet frame carrying a UDP datagram from `src` to `dst`.
+pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    frame(
+        &ip_packet(
+            src.ip(),
+            dst.ip(),
+            PROTO_UDP,
+            &[],
+            &udp(src.port(), dst.port(), payload),
+        ),
+        &[],
+    )
+}
+
+/// A deterministic stream of well-mixed numbers (Marsaglia's xorshift64)
+/// for tests and benchmarks; `seed` must not be 0.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
     }
 }
 

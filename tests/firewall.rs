@@ -4,20 +4,11 @@
 mod common;
 
 use common::*;
-use ctfwd::synth::{frame, icmp, ip_packet, udp, Tcp};
+use ctfwd::synth::{frame, icmp, ip_packet, udp};
 
-fn tcp_pkt(src: &str, dst: &str, flags: u8) -> Vec<u8> {
-    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
-    let seg = Tcp {
-        sport: s.port(),
-        dport: d.port(),
-        seq: 1000,
-        flags,
-        window: 65535,
-        ..Tcp::default()
-    };
-    frame(&ip_packet(s.ip(), d.ip(), 6, &[], &seg.bytes(b"")), &[])
+/// A bare segment with `flags` and sequence number 1000.
+fn segment(src: &str, dst: &str, flags: u8) -> Vec<u8> {
+    tcp_pkt(src, dst, 1000, 0, flags, b"")
 }
 
 fn ethertype_frame(ethertype: u16) -> Vec<u8> {
@@ -35,10 +26,10 @@ fn default_policy() {
     let request = udp_pkt(inside, server, b"query");
     let arp = ethertype_frame(0x0806);
     let lldp = ethertype_frame(0x88cc);
-    let syn_fin = tcp_pkt(inside, "198.19.0.1:80", 0x03);
+    let syn_fin = segment(inside, "198.19.0.1:80", 0x03);
     let reply = udp_pkt(server, inside, b"answer");
     let unsolicited = udp_pkt("198.19.0.9:1234", "198.18.0.1:7", b"hi");
-    let syn_in = tcp_pkt("198.19.0.9:40000", "198.18.0.1:22", 0x02);
+    let syn_in = segment("198.19.0.9:40000", "198.18.0.1:22", 0x02);
     // Port unreachable about the request, from a router outside: RELATED.
     let quoted = &ip_packet(
         "198.18.0.1".parse().unwrap(),

@@ -103,36 +103,21 @@ fn both_directions_meet_at_the_owner() {
 /// more conversations pass, in order, with the same counts by state.
 #[test]
 fn firewall_verdicts_do_not_depend_on_the_worker() {
-    use ctfwd::synth::{frame, ip_packet, Tcp};
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let tcp = |src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &[u8]| {
-        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-            (src.parse().unwrap(), dst.parse().unwrap());
-        let seg = Tcp {
-            sport: s.port(),
-            dport: d.port(),
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            ..Tcp::default()
-        };
-        frame(&ip_packet(s.ip(), d.ip(), 6, &[], &seg.bytes(data)), &[])
-    };
     let (c, s) = ("198.18.0.7:40001", "198.19.0.9:80");
     let mut frames = vec![
         udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
         udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
         udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"again"),
-        tcp(c, s, 100, 0, 0x02, b""),
-        tcp(s, c, 500, 101, 0x12, b""),
-        tcp(c, s, 101, 501, 0x10, b""),
-        tcp(c, s, 101, 501, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
-        tcp(s, c, 501, 119, 0x18, b"HTTP/1.0 200 OK\r\n\r\n"),
-        tcp(c, s, 119, 520, 0x11, b""),
-        tcp(s, c, 520, 120, 0x11, b""),
-        tcp(c, s, 120, 521, 0x10, b""),
+        tcp_pkt(c, s, 100, 0, 0x02, b""),
+        tcp_pkt(s, c, 500, 101, 0x12, b""),
+        tcp_pkt(c, s, 101, 501, 0x10, b""),
+        tcp_pkt(c, s, 101, 501, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
+        tcp_pkt(s, c, 501, 119, 0x18, b"HTTP/1.0 200 OK\r\n\r\n"),
+        tcp_pkt(c, s, 119, 520, 0x11, b""),
+        tcp_pkt(s, c, 520, 120, 0x11, b""),
+        tcp_pkt(c, s, 120, 521, 0x10, b""),
     ];
     // Many more conversations, so that both workers own some.
     let (more, _) = sample_conversations(16, 2);

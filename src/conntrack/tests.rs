@@ -75,15 +75,11 @@ fn sa(s: &str) -> SocketAddr {
 }
 
 fn udp_frame(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
-    let (s, d) = (sa(src), sa(dst));
-    frame(
-        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
-        &[],
-    )
+    crate::synth::udp_frame(sa(src), sa(dst), payload)
 }
 
 fn tcp_frame(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    tcp_frame_opts(src, dst, seq, ack, flags, 65535, &[], payload)
+    crate::synth::tcp_frame(sa(src), sa(dst), seq, ack, flags, payload)
 }
 
 #[allow(clippy::too_many_arguments)]

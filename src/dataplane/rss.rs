@@ -171,18 +171,8 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synth::xorshift;
     use crate::wire::Addr;
-
-    /// A deterministic stream of test inputs (xorshift).
-    fn rng(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
-    }
 
     /// DPDK's own software Toeplitz over the same input, as 32-bit words
     /// in host order (what `rte_softrss` takes).
@@ -229,7 +219,7 @@ mod tests {
     fn matches_rte_softrss_on_random_inputs() {
         let key = symmetric_key(40);
         let toeplitz = SymmetricToeplitz::default();
-        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         // Every input size the NIC hashes: IPv4 2- and 4-tuples (8, 12
         // bytes), IPv6 ones (32, 36).
         for len in [8usize, 12, 32, 36] {
@@ -248,7 +238,7 @@ mod tests {
     fn tuple_hash_is_the_nics_and_symmetric() {
         let key = symmetric_key(40);
         let toeplitz = SymmetricToeplitz::default();
-        let mut next = rng(7);
+        let mut next = xorshift(7);
         for (v6, proto) in [(false, 6), (false, 17), (false, 1), (true, 6), (true, 17)] {
             for _ in 0..500 {
                 let t = tuple(&mut next, v6, proto);

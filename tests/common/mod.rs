@@ -210,11 +210,17 @@ pub fn field(out: &str, section: &str, key: &str) -> u64 {
 
 /// An Ethernet/IPv4/UDP frame between two "addr:port"s.
 pub fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
-    use ctfwd::synth::{frame, ip_packet, udp};
-    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
-    frame(
-        &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
-        &[],
+    ctfwd::synth::udp_frame(src.parse().unwrap(), dst.parse().unwrap(), payload)
+}
+
+/// An Ethernet/IPv4/TCP frame between two "addr:port"s.
+pub fn tcp_pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+    ctfwd::synth::tcp_frame(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        seq,
+        ack,
+        flags,
+        data,
     )
 }

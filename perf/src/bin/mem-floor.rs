@@ -24,15 +24,8 @@ fn main() {
     let mut conns: Vec<[u64; 24]> = Vec::with_capacity(n);
     advise_huge_pages(conns.as_ptr().cast(), n * 192);
     conns.resize(n, [1; 24]);
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let keys: Vec<usize> = (0..READS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as usize
-        })
-        .collect();
+    let mut next = ctfwd::synth::xorshift(0x2545_F491_4F6C_DD1D);
+    let keys: Vec<usize> = (0..READS).map(|_| next() as usize).collect();
     for lines in [1, 2] {
         for prefetching in [false, true] {
             let mut sum = 0u64;
