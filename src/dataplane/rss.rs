@@ -84,8 +84,11 @@ impl SymmetricToeplitz {
     pub fn hash_tuple(&self, t: &Tuple, fields: HashFields) -> u32 {
         let [shi, slo] = t.src.words();
         let [dhi, dlo] = t.dst.words();
-        // IPv4 addresses are the low 32 bits; the zero high bits add nothing.
-        let mut h = self.word(shi) ^ self.word(slo) ^ self.word(dhi) ^ self.word(dlo);
+        let mut h = self.word(slo) ^ self.word(dlo);
+        // An IPv4 address is the low 32 bits: its zero upper bits add nothing.
+        if t.family == 6 {
+            h ^= self.word(shi) ^ self.word(dhi);
+        }
         let ports = match t.proto {
             PROTO_TCP => fields.tcp,
             PROTO_UDP => fields.udp,
