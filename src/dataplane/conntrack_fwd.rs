@@ -229,6 +229,9 @@ impl<P: Policy> Tracker<P> {
                         by_ctinfo[CtInfo::Untracked as usize] += 1;
                         continue;
                     }
+                    // The owner comes from the NIC's hash (fixed, public
+                    // key, linear); the table keeps its own seeded hash, so
+                    // that crafted tuples cannot pile into one bucket.
                     if let Some(h) = handoff {
                         if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
                             if owner != h.me() {
