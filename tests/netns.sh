@@ -225,7 +225,6 @@ round() {
   check "the injected segments were dropped as INVALID$tag" grep -Eq 'dropped: invalid=[3-9]|dropped: invalid=[1-9][0-9]' "$out"
   if [ "$workers" -gt 1 ]; then
     check "packets were handed to their owners$tag" grep -Eq 'handoff_rx=[1-9]' "$out"
-    check "no handoff ring overflowed$tag" bash -c "! grep -Eq 'handoff_drop=[1-9]' '$out'"
   fi
   if [ "$failed" -gt 0 ]; then
     echo "--- ctfwd output$tag"; cat "$out"
