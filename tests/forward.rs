@@ -250,11 +250,7 @@ fn conntrack_replay(test: &str, frames: &[Vec<u8>], app: &[&str]) -> (String, Ve
 /// The seed's walk-through 1 through the running forwarder.
 #[test]
 fn conntrack_mode_seed_udp_walkthrough() {
-    let frames = vec![
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
-        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"again"),
-    ];
+    let frames = seed_udp_frames();
     let (out, sent) = conntrack_replay("ct-udp", &frames, &[]);
     assert_eq!(sent, frames, "conntrack mode forwards frames unchanged");
     assert!(
@@ -267,11 +263,7 @@ fn conntrack_mode_seed_udp_walkthrough() {
 /// server's answer from a new port is RELATED; with helpers off it is NEW.
 #[test]
 fn conntrack_mode_seed_tftp_walkthrough() {
-    let frames = vec![
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
-        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
-    ];
+    let frames = seed_tftp_frames();
     let (out, _) = conntrack_replay("ct-tftp", &frames, &[]);
     assert!(
         out.contains("NEW=1 ESTABLISHED=0 RELATED=1 ESTABLISHED_REPLY=1 RELATED_REPLY=0 INVALID=0 UNTRACKED=0 connections=2 max=262144 expected=0"),
@@ -303,10 +295,7 @@ fn conntrack_mode_counts_bad_frames() {
 fn sigusr1_lists_connections() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let frames = vec![
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
-        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
-    ];
+    let frames = seed_udp_frames()[..2].to_vec();
     write_pcap(&p("in.pcap"), &frames);
     let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
     let r = Running::start(

@@ -106,10 +106,8 @@ fn firewall_verdicts_do_not_depend_on_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let (c, s) = ("198.18.0.7:40001", "198.19.0.9:80");
-    let mut frames = vec![
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
-        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"again"),
+    let mut frames = seed_udp_frames();
+    frames.extend([
         tcp_pkt(c, s, 100, 0, 0x02, b""),
         tcp_pkt(s, c, 500, 101, 0x12, b""),
         tcp_pkt(c, s, 101, 501, 0x10, b""),
@@ -118,7 +116,7 @@ fn firewall_verdicts_do_not_depend_on_the_worker() {
         tcp_pkt(c, s, 119, 520, 0x11, b""),
         tcp_pkt(s, c, 520, 120, 0x11, b""),
         tcp_pkt(c, s, 120, 521, 0x10, b""),
-    ];
+    ]);
     // Many more conversations, so that both workers own some.
     let (more, _) = sample_conversations(16, 2);
     frames.extend(more);
@@ -172,11 +170,7 @@ fn firewall_verdicts_do_not_depend_on_the_worker() {
 fn seed_tftp_related_across_workers() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let frames = vec![
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
-        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
-        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
-    ];
+    let frames = seed_tftp_frames();
     write_pcap(&p("q0.pcap"), &frames);
     write_pcap(&p("q1.pcap"), &[]);
     let vdevs = [pcap_vdev(

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{write_pcap, CTFWD};
+use common::{seed_tftp_frames, seed_udp_frames, write_pcap, CTFWD};
 use ctfwd::synth::{frame, ip_packet, udp, Tcp};
 use serde_json::Value;
 
@@ -105,22 +105,7 @@ fn malformed_corpus_never_panics() {
 fn seed_walkthrough_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("seed.pcap");
-    let pkt = |s: &str, d: &str| {
-        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-            (s.parse().unwrap(), d.parse().unwrap());
-        frame(
-            &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), b"x")),
-            &[],
-        )
-    };
-    write_pcap(
-        &pcap,
-        &[
-            pkt("1.1.1.6:1116", "1.1.1.5:1115"),
-            pkt("1.1.1.5:1115", "1.1.1.6:1116"),
-            pkt("1.1.1.6:1116", "1.1.1.5:1115"),
-        ],
-    );
+    write_pcap(&pcap, &seed_udp_frames());
     let (code, lines, _) = trace(&["--json", pcap.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     let (pkts, summary) = check_json(&lines);
@@ -171,22 +156,7 @@ fn seed_walkthrough_through_the_binary() {
 fn seed_tftp_walkthrough_shows_the_master() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("tftp.pcap");
-    let pkt = |s: &str, d: &str, payload: &[u8]| {
-        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-            (s.parse().unwrap(), d.parse().unwrap());
-        frame(
-            &ip_packet(s.ip(), d.ip(), 17, &[], &udp(s.port(), d.port(), payload)),
-            &[],
-        )
-    };
-    write_pcap(
-        &pcap,
-        &[
-            pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
-            pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
-            pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
-        ],
-    );
+    write_pcap(&pcap, &seed_tftp_frames());
     let (code, lines, _) = trace(&["--json", pcap.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     let (pkts, summary) = check_json(&lines);

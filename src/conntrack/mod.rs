@@ -302,7 +302,83 @@ enum Early {
     Untracked(&'static str),
 }
 
-impl Classified<'_> {
+impl<'a> Classified<'a> {
+    /// Extracts the tuple (`nf_ct_get_tuple`) and the transport view,
+    /// with no checksum check and no hash: what is needed to tell which
+    /// shard owns the packet. `Shard::finish_classify` completes it.
+    #[inline(always)]
+    pub fn extract(ip: &IpPacket<'a>, zone: u16) -> Classified<'a> {
+        let mut tuple = Tuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport: 0,
+            dport: 0,
+            proto: ip.proto,
+            family: if ip.l3 == L3::V4 { 4 } else { 6 },
+            zone,
+        };
+        let l4 = Self::transport(ip, &mut tuple);
+        Classified {
+            l4,
+            tuple,
+            hash: 0,
+            wire_len: ip.wire_len as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn transport(ip: &IpPacket<'a>, tuple: &mut Tuple) -> Result<L4<'a>, Early> {
+        let malformed = |e: wire::Error| Early::Invalid {
+            reason: e.reason(),
+            malformed: true,
+        };
+        if ip.fragment == wire::Fragment::Later {
+            // No reassembly here (Linux reassembles first, in nf_defrag).
+            return Err(Early::Invalid {
+                reason: "fragment",
+                malformed: false,
+            });
+        }
+        match (ip.proto, ip.l3) {
+            (PROTO_TCP, _) => {
+                let hdr = TcpHeader::parse(ip.l4).map_err(malformed)?;
+                tcp::check_flags(&hdr).map_err(|reason| Early::Invalid {
+                    reason,
+                    malformed: true,
+                })?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
+                let payload = &ip.l4[hdr.header_len..];
+                Ok(L4::Tcp(Segment {
+                    hdr,
+                    payload_len,
+                    payload,
+                }))
+            }
+            (PROTO_UDP, _) => {
+                let hdr = UdpHeader::parse(ip.l4, ip.l4_wire_len(), false).map_err(malformed)?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                Ok(L4::Udp(&ip.l4[8..]))
+            }
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => {
+                let icmp = IcmpHeader::parse(ip.l4).map_err(malformed)?;
+                let v6 = ip.l3 == L3::V6;
+                tuple.dport = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
+                if is_icmp_error(icmp.ty, v6) {
+                    return Ok(L4::IcmpError(icmp.body));
+                }
+                if v6 && icmpv6_untracked(icmp.ty) {
+                    return Err(Early::Untracked("icmpv6-neighbour-discovery"));
+                }
+                tuple.sport = icmp.id;
+                Ok(L4::IcmpQuery)
+            }
+            _ => Ok(L4::Other),
+        }
+    }
+
     pub fn tuple(&self) -> &Tuple {
         &self.tuple
     }
@@ -433,97 +509,39 @@ impl Shard {
     /// `nf_conntrack_checksum` would.
     #[inline(always)]
     pub fn classify_rx<'a>(&self, ip: IpPacket<'a>, zone: u16, rx: RxChecksum) -> Classified<'a> {
-        let mut tuple = Tuple {
-            src: ip.src,
-            dst: ip.dst,
-            sport: 0,
-            dport: 0,
-            proto: ip.proto,
-            family: if ip.l3 == L3::V4 { 4 } else { 6 },
-            zone,
-        };
-        let l4 = self.transport(&ip, &mut tuple, rx);
-        let hash = if l4.is_ok() {
-            self.table.hash(&tuple)
-        } else {
-            0
-        };
-        Classified {
-            l4,
-            tuple,
-            hash,
-            wire_len: ip.wire_len as u32,
-        }
+        self.finish_classify(Classified::extract(&ip, zone), &ip, rx)
     }
 
+    /// The second half of `classify_rx` for a packet `Classified::extract`
+    /// took apart: the checksum check (`nf_conntrack_checksum`) and the
+    /// table hash. Split so that a data plane can first learn from the
+    /// tuple which shard owns the packet, and leave this work to it.
     #[inline(always)]
-    fn transport<'a>(
+    pub fn finish_classify<'a>(
         &self,
+        mut c: Classified<'a>,
         ip: &IpPacket<'a>,
-        tuple: &mut Tuple,
         rx: RxChecksum,
-    ) -> Result<L4<'a>, Early> {
-        let malformed = |e: wire::Error| Early::Invalid {
-            reason: e.reason(),
-            malformed: true,
-        };
-        if ip.fragment == wire::Fragment::Later {
-            // No reassembly here (Linux reassembles first, in nf_defrag).
-            return Err(Early::Invalid {
-                reason: "fragment",
-                malformed: false,
-            });
-        }
+    ) -> Classified<'a> {
+        // A later fragment has no transport header to check; for anything
+        // else a bad checksum outranks every other verdict, as in Linux.
         let bad_checksum = self.cfg.checksum
+            && ip.fragment != wire::Fragment::Later
             && match rx {
                 RxChecksum::Good => false,
                 RxChecksum::Bad => true,
                 RxChecksum::Unknown => !wire::ip_header_ok(ip) || wire::l4_ok(ip) == Some(false),
             };
         if bad_checksum {
-            return Err(Early::Invalid {
+            c.l4 = Err(Early::Invalid {
                 reason: "bad-checksum",
                 malformed: true,
             });
         }
-        match (ip.proto, ip.l3) {
-            (PROTO_TCP, _) => {
-                let hdr = TcpHeader::parse(ip.l4).map_err(malformed)?;
-                tcp::check_flags(&hdr).map_err(|reason| Early::Invalid {
-                    reason,
-                    malformed: true,
-                })?;
-                tuple.sport = hdr.sport;
-                tuple.dport = hdr.dport;
-                let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
-                let payload = &ip.l4[hdr.header_len..];
-                Ok(L4::Tcp(Segment {
-                    hdr,
-                    payload_len,
-                    payload,
-                }))
-            }
-            (PROTO_UDP, _) => {
-                let hdr = UdpHeader::parse(ip.l4, ip.l4_wire_len(), false).map_err(malformed)?;
-                tuple.sport = hdr.sport;
-                tuple.dport = hdr.dport;
-                Ok(L4::Udp(&ip.l4[8..]))
-            }
-            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => {
-                let icmp = IcmpHeader::parse(ip.l4).map_err(malformed)?;
-                let v6 = ip.l3 == L3::V6;
-                tuple.dport = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
-                if is_icmp_error(icmp.ty, v6) {
-                    return Ok(L4::IcmpError(icmp.body));
-                }
-                if v6 && icmpv6_untracked(icmp.ty) {
-                    return Err(Early::Untracked("icmpv6-neighbour-discovery"));
-                }
-                tuple.sport = icmp.id;
-                Ok(L4::IcmpQuery)
-            }
-            _ => Ok(L4::Other),
+        if c.l4.is_ok() {
+            c.hash = self.table.hash(&c.tuple);
         }
+        c
     }
 
     /// Prefetches what the lookups of a classified burst will read, as

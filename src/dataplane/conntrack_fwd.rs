@@ -221,7 +221,7 @@ impl<P: Policy> Tracker<P> {
         for (i, &(data, wire_len, ol_flags, in_port)) in frames.iter().enumerate() {
             let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
                 Ok(Frame::Ip(ip)) => {
-                    let cl = self.shard.classify_rx(ip, 0, rx_checksum(ol_flags));
+                    let cl = Classified::extract(&ip, 0);
                     if self.policy.untracked(in_port, cl.tuple()) {
                         // notrack: never looked up, never a connection, so
                         // no owner either; it passes.
@@ -231,7 +231,10 @@ impl<P: Policy> Tracker<P> {
                     }
                     // The owner comes from the NIC's hash (fixed, public
                     // key, linear); the table keeps its own seeded hash, so
-                    // that crafted tuples cannot pile into one bucket.
+                    // that crafted tuples cannot pile into one bucket. A
+                    // packet for another worker leaves before its checksum
+                    // is checked and its table hash computed: the owner
+                    // does both.
                     if let Some(h) = handoff {
                         if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
                             if owner != h.me() {
@@ -240,6 +243,7 @@ impl<P: Policy> Tracker<P> {
                             }
                         }
                     }
+                    let cl = self.shard.finish_classify(cl, &ip, rx_checksum(ol_flags));
                     classified.push(cl);
                     at.push(i as u8);
                     continue;

@@ -639,7 +639,6 @@ fn handoff_links(
             owners: Arc::clone(&owners),
             fields,
             tx_port_of: Arc::clone(&tx_port_of),
-            tx_queue: me as u16,
         })
         .collect();
     for from in 0..n {

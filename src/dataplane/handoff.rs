@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// One worker's ends of the handoff rings, built by the set-up.
 pub struct HandoffLinks {
-    /// This worker's index.
+    /// This worker's index, which is also its TX queue on every port.
     pub me: u16,
     /// `senders[w]`: the ring to worker w (`None` for this worker).
     pub senders: Vec<Option<HandoffSender>>,
@@ -27,8 +27,6 @@ pub struct HandoffLinks {
     pub fields: HashFields,
     /// `tx_port_of[p]`: where packets received on port p go.
     pub tx_port_of: Arc<[u16]>,
-    /// This worker's TX queue on every port.
-    pub tx_queue: u16,
 }
 
 /// A worker's handoff state.
@@ -97,7 +95,7 @@ impl Handoff {
     #[inline]
     pub fn transmit_inbox(&mut self, c: &CtCounters) {
         let route = &self.links.tx_port_of;
-        let (sent, dropped) = self.inbox.tx_routed(self.links.tx_queue, |p| {
+        let (sent, dropped) = self.inbox.tx_routed(self.links.me, |p| {
             route.get(usize::from(p)).copied().unwrap_or(p)
         });
         CtCounters::add(&c.handoff_sent, sent as u64);

@@ -213,6 +213,26 @@ pub fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
     ctfwd::synth::udp_frame(src.parse().unwrap(), dst.parse().unwrap(), payload)
 }
 
+/// The seed's walk-through 1: 1.1.1.6:1116 asks 1.1.1.5:1115 over UDP,
+/// gets an answer, and asks again.
+pub fn seed_udp_frames() -> Vec<Vec<u8>> {
+    vec![
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"request"),
+        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"reply"),
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"again"),
+    ]
+}
+
+/// The seed's walk-through 2: a TFTP read request to port 69, the data
+/// from the server's new port 1115, and the client's ACK to that port.
+pub fn seed_tftp_frames() -> Vec<Vec<u8>> {
+    vec![
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:69", b"\0\x01seed.txt\0octet\0"),
+        udp_pkt("1.1.1.5:1115", "1.1.1.6:1116", b"\0\x03\0\x01hello"),
+        udp_pkt("1.1.1.6:1116", "1.1.1.5:1115", b"\0\x04\0\x01"),
+    ]
+}
+
 /// An Ethernet/IPv4/TCP frame between two "addr:port"s.
 pub fn tcp_pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     ctfwd::synth::tcp_frame(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ctfwd::conntrack::{Classified, Config, CtInfo, Shard, SEC};
 use ctfwd::dataplane::cpu::{advise_huge_pages, prefetch, tsc, tsc_hz};
-use ctfwd::synth::{frame, ip_packet, udp, Tcp};
+use ctfwd::synth::{frame, ip_packet, udp, xorshift, Tcp};
 use ctfwd::wire::{parse_frame, Frame, LinkType, TCP_ACK, TCP_SYN};
 
 const BURST: usize = 32;
@@ -154,18 +154,6 @@ fn run(
     }
 }
 
-/// xorshift64*: a cheap, good-enough random order.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// Opens `n` connections (UDP: request and answer; TCP: handshake).
 fn populate(shard: &mut Shard, t: &Templates, proto: Proto, n: u32) {
     let setup: Vec<Pkt> = match proto {
@@ -252,9 +240,9 @@ fn main() {
                 ..Config::default()
             });
             populate(&mut shard, &t, proto, n);
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(n));
+            let mut rng = xorshift(0x9E37_79B9_7F4A_7C15 ^ u64::from(n));
             let mut stream = (0..packets).map(|_| {
-                let x = rng.next();
+                let x = rng();
                 let reply = x & 1 == 1;
                 let (seq, ack) = if reply { (5001, 1001) } else { (1001, 5001) };
                 Pkt {
@@ -324,10 +312,10 @@ fn bench_mixed(t: &Templates, packets: u64, hz: u64) {
         ..Config::default()
     });
     populate(&mut shard, t, Proto::Udp, base);
-    let mut rng = Rng(42);
+    let mut rng = xorshift(42);
     let mut next_new = base;
     let mut stream = (0..mixed).map(|_| {
-        let x = rng.next();
+        let x = rng();
         if x & 1 == 0 {
             next_new += 1;
             Pkt {
