@@ -418,8 +418,8 @@ impl Forwarding {
                     &c.handoff_tx,
                     &c.handoff_rx,
                     &c.handoff_drop,
-                    &c.handoff_sent,
-                    &c.handoff_tx_dropped,
+                    &c.handoff_fwd,
+                    &c.handoff_fwd_dropped,
                 ]
                 .map(|a| a.load(Ordering::Relaxed)),
                 dropped: std::array::from_fn(|i| c.dropped[i].load(Ordering::Relaxed)),

@@ -98,9 +98,9 @@ impl Handoff {
         let (sent, dropped) = self.inbox.tx_routed(self.links.me, |p| {
             route.get(usize::from(p)).copied().unwrap_or(p)
         });
-        CtCounters::add(&c.handoff_sent, sent as u64);
+        CtCounters::add(&c.handoff_fwd, sent as u64);
         if dropped > 0 {
-            CtCounters::add(&c.handoff_tx_dropped, dropped as u64);
+            CtCounters::add(&c.handoff_fwd_dropped, dropped as u64);
         }
     }
 }

@@ -101,8 +101,8 @@ pub struct CtCounters {
     /// Packets freed because the ring to their owner was full.
     pub handoff_drop: AtomicU64,
     /// Packets taken from rings and transmitted, and refused by TX.
-    pub handoff_sent: AtomicU64,
-    pub handoff_tx_dropped: AtomicU64,
+    pub handoff_fwd: AtomicU64,
+    pub handoff_fwd_dropped: AtomicU64,
 }
 
 impl CtCounters {
