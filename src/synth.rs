@@ -309,6 +309,58 @@ pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         .unzip()
 }
 
+/// Cuts an IP packet (`ip_packet`, IPv4, or IPv6 without extension
+/// headers) into fragments: one per `(offset, len)` of its payload, in the
+/// order given, with identification `id`. A piece that reaches the end of
+/// the payload has no More Fragments flag.
+pub fn fragment(ip: &[u8], id: u32, pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let v6 = ip[0] >> 4 == 6;
+    let hlen = if v6 { 40 } else { usize::from(ip[0] & 0xf) * 4 };
+    let payload = &ip[hlen..];
+    pieces
+        .iter()
+        .map(|&(off, len)| {
+            let data = &payload[off..off + len];
+            let more = off + len < payload.len();
+            let mut p = ip[..hlen].to_vec();
+            if v6 {
+                let next = p[6];
+                p[6] = 44;
+                p[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+                let fo = (off as u16 & !7) | u16::from(more);
+                p.extend_from_slice(&[next, 0]);
+                p.extend_from_slice(&fo.to_be_bytes());
+                p.extend_from_slice(&id.to_be_bytes());
+            } else {
+                p[2..4].copy_from_slice(&((hlen + len) as u16).to_be_bytes());
+                p[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+                let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+                p[6..8].copy_from_slice(&fo.to_be_bytes());
+                p[10..12].copy_from_slice(&[0, 0]);
+                let c = internet_checksum(0, &p);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            p.extend_from_slice(data);
+            p
+        })
+        .collect()
+}
+
+/// `fragment` into pieces of `size` bytes (a multiple of 8), in order.
+pub fn fragments(ip: &[u8], id: u32, size: usize) -> Vec<Vec<u8>> {
+    let hlen = if ip[0] >> 4 == 6 {
+        40
+    } else {
+        usize::from(ip[0] & 0xf) * 4
+    };
+    let total = ip.len() - hlen;
+    let pieces: Vec<(usize, usize)> = (0..total)
+        .step_by(size)
+        .map(|off| (off, size.min(total - off)))
+        .collect();
+    fragment(ip, id, &pieces)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,16 @@ const FLAGS: &[Flag] = &[
         help: "TCP window tracking marks only out-of-window RSTs invalid (tcp_be_liberal)",
     },
     Flag {
+        name: "frag-max",
+        value: Some("D[,F]"),
+        help: "IP datagrams each worker reassembles at once, and fragments per datagram (default 256,64)",
+    },
+    Flag {
+        name: "frag-timeout",
+        value: Some("SECONDS"),
+        help: "time a datagram has to complete from its first fragment (default 30, as Linux)",
+    },
+    Flag {
         name: "ct-ftp-loose",
         value: None,
         help: "accept FTP announcements of a third address (FTP bounce)",
@@ -237,6 +247,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 checksum: true,
                 ..crate::conntrack::Config::default()
             },
+            defrag: crate::conntrack::DefragConfig::default(),
             inside_ports: None,
             rules: Default::default(),
         },
@@ -390,6 +401,20 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.fwd.inside_ports = Some(ports);
             }
             "ct-ftp-loose" => o.fwd.conntrack.helpers.ftp_loose = true,
+            "frag-max" => {
+                let (d, f) = match v.split_once(',') {
+                    Some((d, f)) => (d, Some(f)),
+                    None => (v, None),
+                };
+                o.fwd.defrag.max_datagrams = number(name, d, 1, 1 << 20)? as usize;
+                if let Some(f) = f {
+                    // 65535 bytes in 8-byte pieces at most.
+                    o.fwd.defrag.max_fragments = number(name, f, 1, 8192)? as usize;
+                }
+            }
+            "frag-timeout" => {
+                o.fwd.defrag.timeout = number(name, v, 1, 3600)? * crate::conntrack::SEC
+            }
             "auto-start" => {}
             "record-core-cycles" => o.fwd.record_core_cycles = true,
             "idle-exit" => {
@@ -410,6 +435,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         // too keeps the many connections between two hosts apart.
         o.fwd.port.rss_hf = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
     }
+    // Fragments are checked as the datagrams they make up.
+    o.fwd.defrag.checksum = o.fwd.conntrack.checksum;
     Ok(Parsed::Run(Box::new(o)))
 }
 

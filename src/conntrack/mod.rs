@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod defrag;
 mod expect;
 mod helper;
 mod selfcheck;
@@ -47,6 +48,7 @@ use crate::wire::{
 use helper::{ftp_help, tftp_wants_expectation, FtpOutcome, FtpSegment, FtpState};
 
 pub use conn::{Conn, ConnLine, ProtoState, Status};
+pub use defrag::{Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push};
 pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
 pub use helper::{Helper, HelperConfig};
 pub use selfcheck::run_byte_sequence;
@@ -248,6 +250,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether egress will run a helper on the packet.
+    pub fn helped(&self) -> bool {
+        self.help
+    }
+
     fn invalid(reason: &'static str) -> Verdict {
         Verdict {
             ctinfo: CtInfo::Invalid,
@@ -415,7 +422,10 @@ pub struct Shard {
     table: ConnTable,
     cfg: Config,
     stats: Stats,
-    unconfirmed: Vec<Slot>,
+    /// Connections created and not yet confirmed, with the hashes of their
+    /// two tuples: a later packet of the same burst finds them by these,
+    /// and confirm inserts with them.
+    unconfirmed: Vec<(Slot, [u64; 2])>,
     next_id: u32,
     /// This shard's number, in its connections' `MasterRef`s.
     id: u16,
@@ -550,16 +560,20 @@ impl Shard {
     /// cache lines its protocol reads), or for a likely new connection the
     /// bucket its reply tuple will go to. `prefetch` is the caller's (the data plane's).
     ///
-    /// The caller then runs each packet through `ingress` and `egress` in
-    /// order, one packet at a time: a new flow's first packet must be
-    /// confirmed before its next packet in the same burst is looked up, or
-    /// that packet would start a second connection (Linux, too, finishes
-    /// each packet before the next).
-    pub fn prefetch_burst(&self, pkts: &[Classified<'_>], prefetch: impl Fn(*const u8)) {
-        for c in pkts.iter().filter(|c| c.needs_lookup()) {
+    /// The caller then runs the packets through `ingress` in order, and
+    /// the accepted ones through `egress`, either one packet at a time (as
+    /// Linux finishes each packet before the next) or the whole burst's
+    /// ingress first: a new flow's later packet in the same burst then
+    /// joins the connection its first packet created, still unconfirmed.
+    pub fn prefetch_burst<'c, 'a: 'c>(
+        &self,
+        pkts: impl Iterator<Item = &'c Classified<'a>> + Clone,
+        prefetch: impl Fn(*const u8),
+    ) {
+        for c in pkts.clone().filter(|c| c.needs_lookup()) {
             prefetch(self.table.bucket_addr(c.hash));
         }
-        for c in pkts.iter().filter(|c| c.needs_lookup()) {
+        for c in pkts.filter(|c| c.needs_lookup()) {
             if let Some(a) = self.table.candidate_addr(c.hash) {
                 // Only TCP reads the protocol state's line.
                 let lines = if c.tuple.proto == PROTO_TCP {
@@ -618,9 +632,12 @@ impl Shard {
         for _ in 0..2 {
             let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, now) {
                 Some((slot, dir)) => (slot, dir, false),
-                None => match self.init_conntrack(c, l4, now) {
-                    Ok(slot) => (slot, Dir::Original, true),
-                    Err(reason) => return Verdict::invalid(reason),
+                None => match self.unconfirmed_match(&c.tuple, c.hash) {
+                    Some((slot, dir)) => (slot, dir, false),
+                    None => match self.init_conntrack(c, l4, now) {
+                        Ok(slot) => (slot, Dir::Original, true),
+                        Err(reason) => return Verdict::invalid(reason),
+                    },
                 },
             };
             match self.track_l4(slot, dir, c, l4, now) {
@@ -630,7 +647,7 @@ impl Shard {
                     let mut v = self.accept(slot, dir, false);
                     // Gone: no helper may announce expectations for it.
                     v.help = false;
-                    if fresh {
+                    if self.table.is_unconfirmed(slot) {
                         self.drop_unconfirmed(slot);
                     } else {
                         self.delete_conn(slot);
@@ -643,6 +660,9 @@ impl Shard {
                         self.drop_unconfirmed(slot);
                     }
                     return Verdict::invalid(reason);
+                }
+                Track::Reopen if self.table.is_unconfirmed(slot) => {
+                    return Verdict::invalid("tcp-reopen-unconfirmed");
                 }
                 Track::Reopen => {
                     self.delete_conn(slot);
@@ -663,6 +683,24 @@ impl Shard {
             return None;
         }
         Some((slot, dir))
+    }
+
+    /// The connection an earlier packet of this burst created for the same
+    /// original tuple and that is not confirmed yet. The pipeline looks up
+    /// a whole burst before it confirms any of it, so without this a new
+    /// flow's second packet in a burst would start a second connection
+    /// (Linux, which finishes each packet before the next, never meets an
+    /// unconfirmed entry this way). Only misses pay for it: a scan of the
+    /// burst's new connections by hash.
+    #[inline]
+    fn unconfirmed_match(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
+        self.unconfirmed.iter().rev().find_map(|&(slot, h)| {
+            let tuples = &self.table.get(slot).tuples;
+            [Dir::Original, Dir::Reply]
+                .into_iter()
+                .find(|d| h[d.index()] == hash && tuples[d.index()] == *t)
+                .map(|d| (slot, d))
+        })
     }
 
     /// Creates an unconfirmed connection for a packet that matched nothing
@@ -726,7 +764,8 @@ impl Shard {
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.unconfirmed.push(slot);
+        let reply_hash = self.table.hash(&self.table.get(slot).tuples[1]);
+        self.unconfirmed.push((slot, [c.hash, reply_hash]));
         self.attach_helper_or_master(slot, now);
         Ok(slot)
     }
@@ -901,8 +940,12 @@ impl Shard {
         if self.table.generation(slot) != u.gen || !self.table.is_unconfirmed(slot) {
             return Err(ConfirmError::Stale);
         }
-        self.forget_unconfirmed(slot);
-        let other = match self.table.insert(slot) {
+        let hashes = self.forget_unconfirmed(slot);
+        let inserted = match hashes {
+            Some(h) => self.table.insert_hashed(slot, h),
+            None => self.table.insert(slot),
+        };
+        let other = match inserted {
             Ok(()) => {
                 self.stats.insert += 1;
                 return Ok(ConnRef {
@@ -1025,14 +1068,14 @@ impl Shard {
     }
 
     fn drop_unconfirmed(&mut self, slot: Slot) {
-        self.forget_unconfirmed(slot);
+        let _ = self.forget_unconfirmed(slot);
         self.table.delete(slot);
     }
 
-    fn forget_unconfirmed(&mut self, slot: Slot) {
-        if let Some(i) = self.unconfirmed.iter().rposition(|&s| s == slot) {
-            self.unconfirmed.swap_remove(i);
-        }
+    /// Takes a connection off the unconfirmed list; returns its hashes.
+    fn forget_unconfirmed(&mut self, slot: Slot) -> Option<[u64; 2]> {
+        let i = self.unconfirmed.iter().rposition(|&(s, _)| s == slot)?;
+        Some(self.unconfirmed.swap_remove(i).1)
     }
 
     /// Frees every connection still unconfirmed. Called at the end of each
@@ -1040,7 +1083,7 @@ impl Shard {
     /// lost; each one it frees is counted as `unconfirmed_reaped`.
     pub fn reap_unconfirmed(&mut self) -> usize {
         let n = self.unconfirmed.len();
-        while let Some(slot) = self.unconfirmed.pop() {
+        while let Some((slot, _)) = self.unconfirmed.pop() {
             self.table.delete(slot);
         }
         self.stats.unconfirmed_reaped += n as u64;

@@ -282,9 +282,15 @@ impl ConnTable {
     /// tuple is already in the table: then it returns the connection that
     /// holds it and inserts nothing. Each tuple is hashed once.
     pub fn insert(&mut self, s: Slot) -> Result<(), Slot> {
+        let hashes = self.conns[s.0 as usize].tuples.map(|t| self.hash(&t));
+        self.insert_hashed(s, hashes)
+    }
+
+    /// `insert` with both tuples' hashes known.
+    pub fn insert_hashed(&mut self, s: Slot, hashes: [u64; 2]) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
         let tuples = self.conns[s.0 as usize].tuples;
-        let hashes = tuples.map(|t| self.hash(&t));
+        debug_assert_eq!(hashes, tuples.map(|t| self.hash(&t)));
         for (t, &h) in tuples.iter().zip(&hashes) {
             if let Some((other, _)) = self.lookup(t, h) {
                 return Err(other);

@@ -741,27 +741,41 @@ fn dropped_before_egress_leaves_nothing() {
 }
 
 #[test]
-fn clash_in_one_burst() {
+fn a_new_flows_second_packet_in_a_burst_joins_the_first() {
     let mut h = Harness::new();
     let f = udp_frame("198.18.0.1:1", "198.19.0.1:2", b"q");
-    // Two packets of one new flow in a burst: both miss at ingress.
+    // Both looked up before either is confirmed, as the pipeline does.
     let mut v1 = h.ingress(&f);
-    let mut v2 = h.ingress(&f);
+    let v2 = h.ingress(&f);
+    assert!(v2.unconfirmed.is_none(), "only the first creates");
+    assert_eq!(v2.ctinfo, CtInfo::New);
     let r1 = h.shard.confirm(v1.unconfirmed.take().unwrap()).unwrap();
-    let r2 = h.shard.confirm(v2.unconfirmed.take().unwrap()).unwrap();
-    assert_eq!(r1, r2, "the second joins the first");
-    assert_eq!(h.shard.stats().clash_resolve, 1);
+    assert_eq!(v2.conn, Some(r1));
     assert_eq!(h.shard.conn(r1).unwrap().packets[0], 2);
-    // TCP does not join: the second SYN's packet is to be dropped.
+    assert_eq!(h.shard.stats().clash_resolve, 0);
+    // A retransmitted SYN in the same burst joins too.
     let syn = tcp_frame(C, S, 1, 0, TCP_SYN, b"");
     let mut v1 = h.ingress(&syn);
-    let mut v2 = h.ingress(&syn);
+    let v2 = h.ingress(&syn);
+    assert!(v2.unconfirmed.is_none());
     h.shard.confirm(v1.unconfirmed.take().unwrap()).unwrap();
-    assert_eq!(
-        h.shard.confirm(v2.unconfirmed.take().unwrap()),
-        Err(ConfirmError::InsertFailed)
-    );
     assert_eq!(h.shard.table().in_use(), h.shard.table().len());
+}
+
+#[test]
+fn both_directions_of_a_new_flow_in_one_burst() {
+    let mut h = Harness::new();
+    // The reply finds the connection its request created in the same
+    // burst, unconfirmed, as it would have found it confirmed.
+    let q = udp_frame("198.18.0.1:1", "198.19.0.1:2", b"q");
+    let a = udp_frame("198.19.0.1:2", "198.18.0.1:1", b"a");
+    let mut v1 = h.ingress(&q);
+    let v2 = h.ingress(&a);
+    assert_eq!(v2.ctinfo, CtInfo::EstablishedReply);
+    let r1 = h.shard.confirm(v1.unconfirmed.take().unwrap()).unwrap();
+    assert_eq!(v2.conn, Some(r1));
+    assert!(h.shard.conn(r1).unwrap().status.has(Status::SEEN_REPLY));
+    assert_eq!(h.shard.stats().clash_resolve, 0);
 }
 
 #[test]

@@ -1,12 +1,9 @@
 //! The tracking engines: `--forward-mode=conntrack` (track everything,
 //! forward everything) and `--forward-mode=firewall` (a stateful policy).
-//! Both run one pipeline, parameterised by a [`Policy`]: every worker owns
-//! a connection-tracker shard; per burst, every packet is parsed and hashed
-//! and the burst's lookups prefetched, then each packet in order goes
-//! through ingress (lookup or create), the policy, and egress (confirm and
-//! helpers) if accepted, or has its new connection discarded if dropped.
-//! Dropped packets are freed and counted by reason; expiry runs in the poll
-//! loop with a bounded budget.
+//! Both compose the stages of `stages` with one [`Policy`] each: every
+//! worker owns a connection-tracker shard and a reassembly table; a burst
+//! goes through the stages in chunks; what the policy drops is freed and
+//! counted by reason; expiry runs in the poll loop with a bounded budget.
 //!
 //! With several workers, each connection belongs to the worker its
 //! symmetric Toeplitz hash maps to (`rss`); a packet that arrives elsewhere
@@ -14,181 +11,73 @@
 //! a connection's state is only touched by its owner. All workers share
 //! one expectation set, so a RELATED connection is recognised whichever
 //! worker owns it.
+//!
+//! IP fragments (`defrag`, after Linux's `nf_defrag`): a fragment is held
+//! as an mbuf until its datagram is complete; the datagram is then tracked
+//! once, in the place of its last fragment in the burst, and its original
+//! fragments are released in the order they came, with the datagram's
+//! fate. With several workers, fragments are first handed to the worker
+//! their addresses hash to (NICs hash fragments by addresses, since only
+//! the first carries ports), which reassembles them; the whole datagram's
+//! fragments then go together to the owner of its connection.
 
 use std::sync::Arc;
 
-use arrayvec::ArrayVec;
-
-use super::cpu::{advise_huge_pages, prefetch, tsc};
+use super::cpu::{advise_huge_pages, tsc};
 use super::fwd::ForwardEngine;
 use super::handoff::Handoff;
-use super::mbuf::{Burst, Fate, MAX_BURST};
+use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
+use super::policy::{AcceptAll, DropReason, Policy, StatefulFirewall};
+use super::stages::{Chunk, Classify, Meta, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{Classified, CtInfo, RxChecksum, Shard, Tuple, Verdict};
-use crate::rules::{RuleAction, RuleSet};
-use crate::wire::{parse_frame, Frame, LinkType};
-use dpdk_sys::consts::{
-    RTE_MBUF_F_RX_L4_CKSUM_BAD, RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_MASK,
-};
+use crate::conntrack::{Defrag, FragHeader, Push, Shard};
+use crate::wire::{parse_frame, parse_ip, Frame, LinkType};
 
-/// Packets classified at a time (larger bursts are taken in chunks).
-const CHUNK: usize = 64;
 /// Table slots the expiry walk looks at per poll.
 const GC_BUDGET: usize = 32;
 
-/// Why a packet was dropped (index into `CtCounters::dropped`).
+/// Which way packets came to the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// INVALID: malformed, out of window, no room, a refused confirm.
-    Invalid = 0,
-    /// A NEW connection from a port that is not an inside port.
-    NewFromOutside = 1,
-    /// A frame that is neither IP, ARP nor IPv6 neighbour discovery.
-    NotIp = 2,
-    /// A `drop` rule of `--rules`.
-    Rule = 3,
+enum Path {
+    /// From an RX queue: anything may belong to another worker.
+    Rx,
+    /// From a handoff ring: handed here because this worker owns them (or
+    /// reassembles them); only a datagram completed here may belong to
+    /// another worker.
+    Handed,
 }
 
-impl DropReason {
-    pub const NAMES: [&'static str; 4] = ["invalid", "new-from-outside", "not-ip", "rule"];
+/// A datagram released in the current burst: its fragments
+/// (`Core::released_mbufs[range]`) go where `fate` says, in the place of
+/// burst index `at`.
+struct Released {
+    at: usize,
+    fate: Fate,
+    range: std::ops::Range<usize>,
 }
 
-/// What to do with a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Accept,
-    Drop(DropReason),
-}
-
-/// A filtering policy over the tracker's verdicts.
-pub trait Policy {
-    /// Whether the policy ever drops (if not, bursts are not compacted).
-    const FILTERS: bool;
-
-    fn new(ctx: &EngineContext) -> Self;
-
-    /// Whether an IP packet should not be tracked at all (and pass).
-    fn untracked(&self, in_port: u16, tuple: &Tuple) -> bool;
-
-    /// For a tracked (IP) packet that arrived on `in_port`.
-    fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action;
-
-    /// For a frame that is not IP.
-    fn not_ip(&self, ethertype: u16) -> Action;
-}
-
-/// `conntrack` mode: everything passes.
-pub struct AcceptAll;
-
-impl Policy for AcceptAll {
-    const FILTERS: bool = false;
-
-    fn new(_: &EngineContext) -> Self {
-        AcceptAll
-    }
-
-    #[inline]
-    fn untracked(&self, _: u16, _: &Tuple) -> bool {
-        false
-    }
-
-    #[inline]
-    fn tracked(&self, _: u16, _: &Tuple, _: &Verdict) -> Action {
-        Action::Accept
-    }
-
-    #[inline]
-    fn not_ip(&self, _: u16) -> Action {
-        Action::Accept
-    }
-}
-
-/// `firewall` mode: the rules of `--rules` first (first match decides),
-/// then the default policy: packets of ESTABLISHED and RELATED connections
-/// pass both ways; NEW connections may be opened only from an inside port;
-/// INVALID is dropped; ARP and IPv6 neighbour discovery pass (the hosts on
-/// both sides must find each other through the bump); other frames are
-/// dropped.
-pub struct StatefulFirewall {
-    inside_ports: u64,
-    rules: RuleSet,
-}
-
-const ETHERTYPE_ARP: u16 = 0x0806;
-
-impl Policy for StatefulFirewall {
-    const FILTERS: bool = true;
-
-    fn new(ctx: &EngineContext) -> Self {
-        StatefulFirewall {
-            inside_ports: ctx.inside_ports,
-            rules: (*ctx.rules).clone(),
-        }
-    }
-
-    #[inline]
-    fn untracked(&self, in_port: u16, tuple: &Tuple) -> bool {
-        self.rules.untracked(in_port, tuple)
-    }
-
-    #[inline]
-    fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action {
-        match self.rules.verdict(in_port, tuple, v.ctinfo) {
-            Some(RuleAction::Accept) => return Action::Accept,
-            Some(_) => return Action::Drop(DropReason::Rule),
-            None => {}
-        }
-        match v.ctinfo {
-            CtInfo::Established
-            | CtInfo::EstablishedReply
-            | CtInfo::Related
-            | CtInfo::RelatedReply => Action::Accept,
-            CtInfo::New if in_port < 64 && self.inside_ports & (1 << in_port) != 0 => {
-                Action::Accept
-            }
-            CtInfo::New => Action::Drop(DropReason::NewFromOutside),
-            // The tracker leaves only neighbour discovery and MLD untracked.
-            CtInfo::Untracked => Action::Accept,
-            CtInfo::Invalid => Action::Drop(DropReason::Invalid),
-        }
-    }
-
-    #[inline]
-    fn not_ip(&self, ethertype: u16) -> Action {
-        if ethertype == ETHERTYPE_ARP {
-            Action::Accept
-        } else {
-            Action::Drop(DropReason::NotIp)
-        }
-    }
-}
-
-/// The NIC's transport-checksum verdict from an mbuf's offload flags.
-#[inline]
-fn rx_checksum(ol_flags: u64) -> RxChecksum {
-    match ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK {
-        RTE_MBUF_F_RX_L4_CKSUM_GOOD => RxChecksum::Good,
-        RTE_MBUF_F_RX_L4_CKSUM_BAD => RxChecksum::Bad,
-        _ => RxChecksum::Unknown,
-    }
-}
-
-/// The tracker and policy of one worker.
-struct Tracker<P: Policy> {
-    shard: Shard,
-    policy: P,
-    counters: Arc<[CtCounters]>,
-    worker: usize,
-}
-
-/// A tracking engine with policy `P`, one per worker.
-pub struct Tracking<P: Policy> {
-    tracker: Tracker<P>,
+/// A worker's pipeline state.
+struct Core<P: Policy> {
+    stages: Stages<P>,
+    defrag: Defrag<HeldMbuf>,
     /// Set when there are other workers to hand packets to.
     handoff: Option<Handoff>,
     /// What becomes of each packet of the burst at hand (kept here so a
     /// burst only resets the entries it uses).
     fates: [Fate; MAX_BURST],
+    /// Whether a packet of the burst was held (its slot must be closed).
+    held: bool,
+    released: Vec<Released>,
+    released_mbufs: Vec<HeldMbuf>,
+    /// Where released packets are gathered to be sent in order.
+    staging: Burst,
+}
+
+/// A tracking engine with policy `P`, one per worker.
+pub struct Tracking<P: Policy> {
+    core: Core<P>,
+    /// Packets taken from a handoff ring.
+    inbox: Burst,
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
@@ -202,131 +91,191 @@ pub type Conntrack = Tracking<AcceptAll>;
 /// `--forward-mode=firewall`.
 pub type Firewall = Tracking<StatefulFirewall>;
 
-impl<P: Policy> Tracker<P> {
-    /// Tracks up to CHUNK frames; `fates[i]` says what becomes of frame i.
-    /// With `handoff`, packets of connections another worker owns are
-    /// marked for it and left alone.
-    fn track(
-        &mut self,
-        frames: &[(&[u8], usize, u64, u16)],
-        now: u64,
-        fates: &mut [Fate],
-        handoff: Option<&Handoff>,
-    ) {
-        let c = &self.counters[self.worker];
-        let mut by_ctinfo = [0u64; 7];
-        let mut drops = [0u64; 4];
-        let mut classified: ArrayVec<Classified<'_>, CHUNK> = ArrayVec::new();
-        let mut at: ArrayVec<u8, CHUNK> = ArrayVec::new();
-        for (i, &(data, wire_len, ol_flags, in_port)) in frames.iter().enumerate() {
-            let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
-                Ok(Frame::Ip(ip)) => {
-                    let cl = Classified::extract(&ip, 0);
-                    if self.policy.untracked(in_port, cl.tuple()) {
-                        // notrack: never looked up, never a connection, so
-                        // no owner either; it passes.
-                        self.shard.ignore();
-                        by_ctinfo[CtInfo::Untracked as usize] += 1;
-                        continue;
-                    }
-                    // The owner comes from the NIC's hash (fixed, public
-                    // key, linear); the table keeps its own seeded hash, so
-                    // that crafted tuples cannot pile into one bucket. A
-                    // packet for another worker leaves before its checksum
-                    // is checked and its table hash computed: the owner
-                    // does both.
-                    if let Some(h) = handoff {
-                        if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
-                            if owner != h.me() {
-                                fates[i] = Fate::Handoff(owner);
-                                continue;
-                            }
-                        }
-                    }
-                    let cl = self.shard.finish_classify(cl, &ip, rx_checksum(ol_flags));
-                    classified.push(cl);
-                    at.push(i as u8);
-                    continue;
-                }
-                Ok(Frame::NotIp(ethertype)) => {
-                    self.shard.ignore();
-                    by_ctinfo[CtInfo::Untracked as usize] += 1;
-                    self.policy.not_ip(ethertype)
-                }
-                Err(_) => {
-                    self.shard.malformed();
-                    by_ctinfo[CtInfo::Invalid as usize] += 1;
-                    if P::FILTERS {
-                        Action::Drop(DropReason::Invalid)
-                    } else {
-                        Action::Accept
-                    }
+impl<P: Policy> Core<P> {
+    /// Runs `burst` through the stages; fills `fates`, holds fragments and
+    /// records the datagrams released.
+    #[inline]
+    fn process(&mut self, burst: &mut Burst, now: u64, path: Path) {
+        let n = burst.len();
+        self.fates[..n].fill(Fate::Pass);
+        self.held = false;
+        let mut i = 0;
+        while i < n {
+            let mut chunk = Chunk::new();
+            let next = self
+                .stages
+                .classify(|j| burst.packet(j), i..n, &mut self.fates, &mut chunk);
+            if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
+                Stages::<P>::dispatch(&mut chunk, h);
+            }
+            self.stages.track(&mut chunk, now);
+            for m in &chunk {
+                self.fates[usize::from(m.at)] = m.fate;
+            }
+            drop(chunk);
+            self.stages.publish();
+            i = match next {
+                Classify::Next(end) => end,
+                Classify::Fragment(at) => {
+                    self.defrag(burst, at, now, path);
+                    self.stages.publish();
+                    at + 1
                 }
             };
-            if let Action::Drop(r) = action {
-                fates[i] = Fate::Drop;
-                drops[r as usize] += 1;
-            }
         }
-        self.shard.prefetch_burst(&classified, prefetch);
-        for (cl, &i) in classified.iter().zip(&at) {
-            let in_port = frames[usize::from(i)].3;
-            let mut v = self.shard.ingress(cl, now);
-            by_ctinfo[v.ctinfo as usize] += 1;
-            let action = match self.policy.tracked(in_port, cl.tuple(), &v) {
-                Action::Accept => match self.shard.egress(&mut v, cl, now) {
-                    Ok(_) => Action::Accept,
-                    // Two packets opened the same TCP connection; as in
-                    // Linux the second is dropped where a policy filters.
-                    Err(_) if P::FILTERS => Action::Drop(DropReason::Invalid),
-                    Err(_) => Action::Accept,
-                },
-                drop => {
-                    // Dropped before egress: its new connection goes too.
-                    if let Some(u) = v.unconfirmed.take() {
-                        self.shard.discard(u);
-                    }
-                    drop
-                }
-            };
-            if let Action::Drop(r) = action {
-                fates[usize::from(i)] = Fate::Drop;
-                drops[r as usize] += 1;
-            }
-        }
-        for (counter, n) in c.ctinfo.iter().zip(by_ctinfo) {
-            if n > 0 {
-                CtCounters::add(counter, n);
-            }
-        }
-        for (counter, n) in c.dropped.iter().zip(drops) {
-            if n > 0 {
-                CtCounters::add(counter, n);
-            }
-        }
-        self.shard.reap_unconfirmed();
     }
 
-    /// Tracks a whole burst in chunks; fills `fates`.
-    #[inline]
-    fn track_burst(
-        &mut self,
-        burst: &Burst,
-        now: u64,
-        fates: &mut [Fate; MAX_BURST],
-        handoff: Option<&Handoff>,
-    ) {
-        let mut frames: ArrayVec<(&[u8], usize, u64, u16), CHUNK> = ArrayVec::new();
-        let mut base = 0;
-        for p in burst.packets() {
-            frames.push(p);
-            if frames.is_full() {
-                self.track(&frames, now, &mut fates[base..], handoff);
-                base += CHUNK;
-                frames.clear();
+    /// `defrag`: takes fragment `at` of the burst into the reassembly
+    /// table, or hands it to the worker that reassembles its datagram;
+    /// tracks the datagram if it is now complete.
+    #[cold]
+    fn defrag(&mut self, burst: &mut Burst, at: usize, now: u64, path: Path) {
+        let (data, wire_len, _, in_port) = burst.packet(at);
+        let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, data, wire_len) else {
+            unreachable!("classify saw an IP fragment here");
+        };
+        if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
+            let w = h.owner_by_addresses(Meta::new(at, in_port, 0, ip).cl.tuple());
+            if w != h.me() {
+                self.fates[at] = Fate::Handoff(w);
+                return;
             }
         }
-        self.track(&frames, now, &mut fates[base..], handoff);
+        let header = FragHeader::of(&ip);
+        let l3_at = ip.header.as_ptr() as usize - data.as_ptr() as usize;
+        let m = burst.take(at);
+        self.fates[at] = Fate::Held;
+        self.held = true;
+        match self.defrag.push(&header, l3_at, m, now) {
+            Push::Held => {}
+            // A fragment that can never be part of a datagram is dropped in
+            // both modes, as Linux's defragmentation drops it.
+            Push::Refused(_, m) => {
+                drop(m);
+                self.stages.count_drop(DropReason::Fragment);
+            }
+            Push::Complete => self.datagram(at, in_port, now),
+        }
+    }
+
+    /// Tracks a reassembled datagram in the place of its last fragment
+    /// (burst index `at`) and releases its fragments with its fate.
+    #[cold]
+    fn datagram(&mut self, at: usize, in_port: u16, now: u64) {
+        let dg = self.defrag.datagram();
+        let fate = match parse_ip(dg, dg.len(), false) {
+            Err(_) => {
+                self.stages.malformed();
+                match self.stages.policy.malformed(DropReason::Invalid) {
+                    super::policy::Action::Accept => Fate::Pass,
+                    super::policy::Action::Drop(r) => {
+                        self.stages.count_drop(r);
+                        Fate::Drop
+                    }
+                }
+            }
+            Ok(ip) => {
+                let mut one = [Meta::new(at, in_port, 0, ip)];
+                if self.stages.policy.untracked(in_port, one[0].cl.tuple()) {
+                    self.stages.untracked();
+                    Fate::Pass
+                } else {
+                    // Reassembled here, owned perhaps elsewhere (both paths).
+                    if let Some(h) = self.handoff.as_ref() {
+                        Stages::<P>::dispatch(&mut one, h);
+                    }
+                    self.stages.track(&mut one, now);
+                    one[0].fate
+                }
+            }
+        };
+        let start = self.released_mbufs.len();
+        match fate {
+            Fate::Drop => self.defrag.take_fragments().for_each(drop),
+            _ => {
+                self.released_mbufs.extend(self.defrag.take_fragments());
+                self.released.push(Released {
+                    at,
+                    fate,
+                    range: start..self.released_mbufs.len(),
+                });
+            }
+        }
+    }
+
+    /// `tx`, the usual case: nothing was released, so the burst keeps its
+    /// slots; drops are freed, handoffs put on their rings, and what
+    /// passes stays for `send`.
+    #[inline]
+    fn sort_out(&mut self, burst: &mut Burst) {
+        let n = burst.len();
+        match self.handoff.as_mut() {
+            Some(h) => {
+                burst.sort_out(&self.fates[..n], &mut h.outboxes);
+                h.flush(self.stages.counters());
+            }
+            None if P::FILTERS || self.held => burst.sort_out(&self.fates[..n], &mut []),
+            None => {}
+        }
+    }
+
+    /// `tx` with released datagrams: every packet and released fragment,
+    /// in burst order, to `send` (passing), to the rings (handed over) or
+    /// freed. Returns (sent, dropped).
+    #[cold]
+    fn emit(
+        &mut self,
+        burst: &mut Burst,
+        mut send: impl FnMut(&mut Burst, &CtCounters) -> (usize, usize),
+    ) -> (usize, usize) {
+        let Core {
+            stages,
+            handoff,
+            fates,
+            released,
+            released_mbufs,
+            staging,
+            ..
+        } = self;
+        let c = stages.counters();
+        let mut totals = (0, 0);
+        let mut mbufs = released_mbufs.drain(..);
+        let mut groups = released.drain(..).peekable();
+        let mut put = |fate: Fate, m: HeldMbuf, staging: &mut Burst| match fate {
+            Fate::Pass => {
+                if staging.is_full() {
+                    let (s, d) = send(staging, c);
+                    totals = (totals.0 + s, totals.1 + d);
+                }
+                staging.push(m);
+            }
+            Fate::Handoff(w) => match handoff.as_mut() {
+                Some(h) => h.push(w, m, c),
+                None => drop(m),
+            },
+            Fate::Drop | Fate::Held => drop(m),
+        };
+        burst.drain_with(fates, |i, fate, m| {
+            // A datagram goes where its last fragment was (that slot is
+            // empty: the fragment is held with the others).
+            while let Some(g) = groups.next_if(|g| g.at < i) {
+                for m in mbufs.by_ref().take(g.range.len()) {
+                    put(g.fate, m, staging);
+                }
+            }
+            put(fate, m, staging);
+        });
+        // Datagrams completed by the last packets, whose slots were empty.
+        for g in groups {
+            for m in mbufs.by_ref().take(g.range.len()) {
+                put(g.fate, m, staging);
+            }
+        }
+        let (s, d) = send(staging, c);
+        if let Some(h) = handoff.as_mut() {
+            h.flush(c);
+        }
+        (totals.0 + s, totals.1 + d)
     }
 }
 
@@ -340,27 +289,28 @@ impl<P: Policy> Tracking<P> {
     /// returns how many packets that was.
     #[inline]
     fn drain_handoff(&mut self, now: u64) -> usize {
-        let Some(h) = self.handoff.as_mut() else {
+        let Some(sources) = self.core.handoff.as_ref().map(Handoff::sources) else {
             return 0;
         };
         let mut total = 0;
-        let me = self.tracker.worker;
-        for from in 0..h.sources() {
-            let n = h.receive(from);
+        for from in 0..sources {
+            let h = self.core.handoff.as_mut().expect("checked above");
+            let n = h.receive(from, &mut self.inbox);
             if n == 0 {
                 continue;
             }
-            CtCounters::add(&self.tracker.counters[me].handoff_rx, n as u64);
+            CtCounters::add(&self.core.stages.counters().handoff_rx, n as u64);
             total += n;
-            h.inbox.prefetch_data(n);
-            self.fates[..n].fill(Fate::Pass);
-            // Owned here by construction: no second dispatch.
-            self.tracker
-                .track_burst(&h.inbox, now, &mut self.fates, None);
-            if P::FILTERS {
-                h.inbox.sort_out(&self.fates[..n], &mut []);
+            self.inbox.prefetch_data(n);
+            let core = &mut self.core;
+            core.process(&mut self.inbox, now, Path::Handed);
+            let router = core.handoff.as_ref().expect("checked above").router();
+            if core.released.is_empty() {
+                core.sort_out(&mut self.inbox);
+                router.transmit(&mut self.inbox, core.stages.counters());
+            } else {
+                core.emit(&mut self.inbox, |b, c| router.transmit(b, c));
             }
-            h.transmit_inbox(&self.tracker.counters[me]);
         }
         total
     }
@@ -370,24 +320,34 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
     const TRACKS: bool = true;
 
     fn new(ctx: &mut EngineContext) -> Self {
-        let mut cfg = ctx.conntrack;
+        let t = ctx
+            .tracking
+            .take()
+            .expect("a tracking mode is set up with a tracking context");
+        let mut cfg = t.conntrack;
         cfg.advise_memory = Some(advise_huge_pages);
-        CtCounters::set(
-            &ctx.ct_counters[usize::from(ctx.worker)].connections_max,
-            cfg.max as u64,
-        );
+        let worker = usize::from(ctx.worker);
+        CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
+        let shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
+        let burst = usize::from(ctx.burst).max(1);
         Tracking {
-            tracker: Tracker {
-                shard: Shard::with_expectations(cfg, ctx.worker, Arc::clone(&ctx.expectations)),
-                policy: P::new(ctx),
-                counters: Arc::clone(&ctx.ct_counters),
-                worker: ctx.worker as usize,
+            core: Core {
+                stages: Stages::new(shard, &t.firewall, t.ct_counters, worker),
+                defrag: Defrag::new(t.defrag),
+                handoff: t.handoff.map(|l| Handoff::new(l, ctx.burst)),
+                fates: [Fate::Pass; MAX_BURST],
+                held: false,
+                released: Vec::with_capacity(MAX_BURST),
+                // Every packet of a burst may complete a datagram.
+                released_mbufs: Vec::with_capacity(
+                    MAX_BURST.min(burst * 2) * t.defrag.max_fragments,
+                ),
+                staging: Burst::default(),
             },
-            handoff: ctx.handoff.take().map(|l| Handoff::new(l, ctx.burst)),
-            fates: [Fate::Pass; MAX_BURST],
+            inbox: Burst::default(),
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
-            dump: Arc::clone(&ctx.dump),
+            dump: t.dump,
             dumped: 0,
         }
     }
@@ -396,39 +356,46 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
     fn forward(&mut self, _: &Stream, burst: &mut Burst) {
         let now = self.clock();
         burst.prefetch_data(burst.len());
-        let fates = &mut self.fates;
-        fates[..burst.len()].fill(Fate::Pass);
-        self.tracker
-            .track_burst(burst, now, fates, self.handoff.as_ref());
-        match self.handoff.as_mut() {
-            Some(h) => {
-                burst.sort_out(&fates[..burst.len()], &mut h.outboxes);
-                h.flush(&self.tracker.counters[self.tracker.worker]);
-            }
-            None if P::FILTERS => burst.sort_out(&fates[..burst.len()], &mut []),
-            None => {}
+        self.core.process(burst, now, Path::Rx);
+        if self.core.released.is_empty() {
+            self.core.sort_out(burst);
         }
+    }
+
+    #[inline]
+    fn transmit(&mut self, stream: &Stream, burst: &mut Burst) -> (usize, usize) {
+        if self.core.released.is_empty() {
+            return burst.tx(stream.tx_port, stream.tx_queue);
+        }
+        let (port, queue) = (stream.tx_port, stream.tx_queue);
+        self.core.emit(burst, |b, _| b.tx(port, queue))
     }
 
     #[inline]
     fn housekeeping(&mut self) -> usize {
         let now = self.clock();
         let handed_over = self.drain_handoff(now);
-        let t = &mut self.tracker;
-        t.shard.gc(now, GC_BUDGET);
-        let c = &t.counters[t.worker];
-        let st = t.shard.stats();
-        CtCounters::set(&c.connections, t.shard.table().len() as u64);
-        CtCounters::set(&c.expected, t.shard.expectations().len() as u64);
+        let core = &mut self.core;
+        // Timed-out datagrams free their mbufs as they go.
+        core.defrag.expire(now);
+        core.stages.shard.gc(now, GC_BUDGET);
+        let shard = &core.stages.shard;
+        let c = core.stages.counters();
+        let st = shard.stats();
+        CtCounters::set(&c.connections, shard.table().len() as u64);
+        CtCounters::set(&c.expected, shard.expectations().len() as u64);
         CtCounters::set(&c.early_drop, st.early_drop);
         CtCounters::set(&c.table_full, st.drop);
+        for (counter, v) in c.defrag.iter().zip(core.defrag.stats().values()) {
+            CtCounters::set(counter, v);
+        }
         let wanted = self.dump.request.load(std::sync::atomic::Ordering::Relaxed);
         if wanted != self.dumped {
             // A rare, operator-driven listing: allocating here is fine.
-            let listing = t.shard.list(now);
-            if let Some(slot) = self.dump.replies.get(t.worker) {
+            let listing = shard.list(now);
+            if let Some(slot) = self.dump.replies.get(core.stages.worker) {
                 let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
-                *r = (wanted, listing, t.shard.table().len());
+                *r = (wanted, listing, shard.table().len());
             }
             self.dumped = wanted;
         }

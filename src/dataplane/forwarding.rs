@@ -16,7 +16,10 @@ use super::mempool::Mempool;
 use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
 use super::ring::handoff_ring;
 use super::rss::{HashFields, Owners, RssLayout};
-use super::worker::{CtCounters, EngineContext, Stream, StreamCounters, TableDump, Worker};
+use super::worker::{
+    CtCounters, EngineContext, FirewallSettings, Stream, StreamCounters, TableDump,
+    TrackingContext, Worker,
+};
 use super::Error;
 use crate::wire::MacAddr;
 
@@ -105,6 +108,8 @@ pub struct FwdConfig {
     pub record_core_cycles: bool,
     /// The tracker of each worker (conntrack mode); `max` is per worker.
     pub conntrack: crate::conntrack::Config,
+    /// Each tracking worker's IP reassembly (`--frag-max`, `--frag-timeout`).
+    pub defrag: crate::conntrack::DefragConfig,
     /// Ports where the firewall accepts NEW connections; default: the
     /// first port of each forwarding pair (even positions in the port list).
     pub inside_ports: Option<Vec<u16>>,
@@ -261,6 +266,10 @@ impl Forwarding {
             replies: (0..ranges.len()).map(|_| Default::default()).collect(),
         });
         let stop = Arc::new(AtomicBool::new(false));
+        let defrag = crate::conntrack::DefragConfig {
+            max_held: held_fragments_max(&cfg.defrag, pool.size(), ranges.len()),
+            ..cfg.defrag
+        };
         let cores: Vec<CoreAssignment> = ranges
             .into_iter()
             .zip(&workers)
@@ -294,15 +303,20 @@ impl Forwarding {
                 stop: Arc::clone(&stop),
                 engine: EngineContext {
                     worker: index as u16,
-                    conntrack: cfg.conntrack,
-                    expectations: Arc::clone(&expectations),
-                    ct_counters: Arc::clone(&ct_counters),
                     tsc_hz: fwd.tsc_hz,
-                    inside_ports,
-                    rules: Arc::clone(&cfg.rules),
-                    dump: Arc::clone(&dump),
                     burst: cfg.burst,
-                    handoff: handoff.get_mut(index).and_then(Option::take),
+                    tracking: tracking.then(|| TrackingContext {
+                        conntrack: cfg.conntrack,
+                        defrag,
+                        expectations: Arc::clone(&expectations),
+                        ct_counters: Arc::clone(&ct_counters),
+                        dump: Arc::clone(&dump),
+                        handoff: handoff.get_mut(index).and_then(Option::take),
+                        firewall: FirewallSettings {
+                            inside_ports,
+                            rules: Arc::clone(&cfg.rules),
+                        },
+                    }),
                 },
             };
             let run = cfg.mode.run;
@@ -423,6 +437,7 @@ impl Forwarding {
                 ]
                 .map(|a| a.load(Ordering::Relaxed)),
                 dropped: std::array::from_fn(|i| c.dropped[i].load(Ordering::Relaxed)),
+                defrag: std::array::from_fn(|i| c.defrag[i].load(Ordering::Relaxed)),
             })
             .collect();
         Snapshot {
@@ -497,7 +512,9 @@ pub struct CtSnapshot {
     /// New connections refused because the table was full.
     pub table_full: u64,
     /// Packets dropped by the policy, by reason (`DROP_REASONS`).
-    pub dropped: [u64; 4],
+    pub dropped: [u64; 5],
+    /// IP fragments by outcome, in `DefragStats::NAMES` order.
+    pub defrag: [u64; crate::conntrack::DefragStats::COUNT],
     /// Handoff counters, in `HANDOFF_COUNTERS` order.
     pub handoff: [u64; 5],
 }
@@ -514,7 +531,7 @@ pub const HANDOFF_COUNTERS: [&str; 5] = [
 ];
 
 /// Names of the firewall's drop reasons, in `CtSnapshot::dropped` order.
-pub const DROP_REASONS: [&str; 4] = super::conntrack_fwd::DropReason::NAMES;
+pub const DROP_REASONS: [&str; 5] = super::policy::DropReason::NAMES;
 
 /// All counters at one instant.
 #[derive(Debug, Clone)]
@@ -598,6 +615,18 @@ fn default_pool_size(port: &PortConfig, mbcache: u32, nb_ports: usize, nb_lcores
             + port.tx_desc as usize * port.tx_queues as usize);
     let caches = nb_lcores * (mbcache as usize * 3 / 2 + MAX_BURST);
     (rings + caches + 1024) as u32
+}
+
+/// Fragments one worker may hold: what `--frag-max` allows, but never
+/// more than a quarter of the pool over all workers, so that a fragment
+/// flood cannot starve the RX rings of mbufs.
+fn held_fragments_max(
+    cfg: &crate::conntrack::DefragConfig,
+    pool_size: u32,
+    workers: usize,
+) -> usize {
+    let share = pool_size as usize / 4 / workers.max(1);
+    (cfg.max_datagrams * cfg.max_fragments).min(share).max(1)
 }
 
 /// Packets a handoff ring holds (a power of two).

@@ -22,6 +22,14 @@ pub trait ForwardEngine {
     /// sent on its TX queue.
     fn forward(&mut self, stream: &Stream, burst: &mut Burst);
 
+    /// Sends what `forward` left of the burst (the `tx` stage); returns
+    /// (sent, dropped). An engine that holds or releases packets sends
+    /// them here, in order.
+    #[inline]
+    fn transmit(&mut self, stream: &Stream, burst: &mut Burst) -> (usize, usize) {
+        burst.tx(stream.tx_port, stream.tx_queue)
+    }
+
     /// Bounded background work, once per poll of all the worker's streams
     /// (expiry, packets other workers handed over). Returns how many
     /// packets it forwarded.

@@ -8,7 +8,7 @@
 //! its own TX queue of the outgoing port. Every worker has a TX queue on
 //! every port for this, as in DPDK's l3fwd.
 
-use super::mbuf::Burst;
+use super::mbuf::{Burst, HeldMbuf};
 use super::ring::{HandoffReceiver, HandoffSender};
 use super::rss::{HashFields, Owners, SymmetricToeplitz};
 use super::worker::CtCounters;
@@ -35,8 +35,6 @@ pub struct Handoff {
     toeplitz: SymmetricToeplitz,
     /// `outboxes[w]`: packets of the current burst owned by worker w.
     pub(super) outboxes: Vec<Burst>,
-    /// Packets taken from a ring, being tracked.
-    pub(super) inbox: Burst,
     /// Packets taken from a ring at a time (`--burst`).
     burst: u16,
 }
@@ -46,7 +44,6 @@ impl Handoff {
         Handoff {
             burst,
             outboxes: (0..links.senders.len()).map(|_| Burst::default()).collect(),
-            inbox: Burst::default(),
             toeplitz: SymmetricToeplitz::default(),
             links,
         }
@@ -62,6 +59,30 @@ impl Handoff {
         self.links
             .owners
             .of(self.toeplitz.hash_tuple(t, self.links.fields))
+    }
+
+    /// The worker that reassembles fragments between two addresses. A NIC
+    /// hashes fragments by their addresses alone (only the first carries
+    /// ports), so all fragments of a datagram meet on the worker this
+    /// gives; the datagram, once whole, goes to the owner of its
+    /// connection.
+    #[inline]
+    pub fn owner_by_addresses(&self, t: &Tuple) -> u16 {
+        let ip_only = HashFields {
+            tcp: false,
+            udp: false,
+        };
+        self.links.owners.of(self.toeplitz.hash_tuple(t, ip_only))
+    }
+
+    /// Adds a released fragment to worker `w`'s outbox, sending the outbox
+    /// first if it is full.
+    #[inline]
+    pub fn push(&mut self, w: u16, m: HeldMbuf, c: &CtCounters) {
+        if self.outboxes[usize::from(w)].is_full() {
+            self.flush(c);
+        }
+        self.outboxes[usize::from(w)].push(m);
     }
 
     /// Puts every outbox on its ring; counts what went and what a full ring
@@ -84,23 +105,40 @@ impl Handoff {
         self.links.receivers.len()
     }
 
-    /// Takes a burst from ring `from` into the inbox.
+    /// Takes a burst from ring `from` into `inbox` (empty).
     #[inline]
-    pub fn receive(&mut self, from: usize) -> usize {
-        self.links.receivers[from].receive(&mut self.inbox, self.burst)
+    pub fn receive(&mut self, from: usize, inbox: &mut Burst) -> usize {
+        self.links.receivers[from].receive(inbox, self.burst)
     }
 
-    /// Transmits what is left in the inbox, each packet out of the port
-    /// its arrival port forwards to.
+    /// How this worker sends handed-over packets.
+    pub fn router(&self) -> Router {
+        Router {
+            me: self.links.me,
+            tx_port_of: Arc::clone(&self.links.tx_port_of),
+        }
+    }
+}
+
+/// Sends packets on a worker's own TX queues, each out of the port its
+/// arrival port forwards to.
+pub struct Router {
+    me: u16,
+    tx_port_of: Arc<[u16]>,
+}
+
+impl Router {
+    /// Transmits a burst of handed-over packets; counts what went and what
+    /// a TX queue refused (freed). Returns (sent, dropped).
     #[inline]
-    pub fn transmit_inbox(&mut self, c: &CtCounters) {
-        let route = &self.links.tx_port_of;
-        let (sent, dropped) = self.inbox.tx_routed(self.links.me, |p| {
-            route.get(usize::from(p)).copied().unwrap_or(p)
-        });
+    pub fn transmit(&self, burst: &mut Burst, c: &CtCounters) -> (usize, usize) {
+        let route = &self.tx_port_of;
+        let (sent, dropped) =
+            burst.tx_routed(self.me, |p| route.get(usize::from(p)).copied().unwrap_or(p));
         CtCounters::add(&c.handoff_fwd, sent as u64);
         if dropped > 0 {
             CtCounters::add(&c.handoff_fwd_dropped, dropped as u64);
         }
+        (sent, dropped)
     }
 }

@@ -19,6 +19,8 @@ pub enum Fate {
     Drop,
     /// Handed to the worker that owns its connection.
     Handoff(u16),
+    /// Taken out of the burst: a fragment held for reassembly.
+    Held,
 }
 
 /// Up to [`MAX_BURST`] mbufs received from one queue. Dropping a burst frees
@@ -97,12 +99,12 @@ impl Burst {
                     n_dropped += 1;
                 }
                 Fate::Handoff(w) => {
-                    let out = &mut outboxes[usize::from(w)];
                     // An outbox is flushed after every burst, so it has room
                     // for a whole burst.
-                    out.pkts[out.len] = m;
-                    out.len += 1;
+                    outboxes[usize::from(w)].push_raw(m);
                 }
+                // Already taken out (`take`): the slot is empty.
+                Fate::Held => {}
             }
         }
         self.len = kept;
@@ -111,6 +113,35 @@ impl Burst {
             // longer listed in it, so it is freed exactly once.
             unsafe { sys::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), n_dropped as u32) };
         }
+    }
+
+    /// Whether the burst is full.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Appends an owned mbuf; the burst must not be full.
+    #[inline]
+    fn push_raw(&mut self, m: *mut sys::rte_mbuf) {
+        assert!(self.len < MAX_BURST, "burst overflow");
+        self.pkts[self.len] = m;
+        self.len += 1;
+    }
+
+    /// Appends a held mbuf (ownership moves into the burst).
+    #[inline]
+    pub fn push(&mut self, m: HeldMbuf) {
+        self.push_raw(m.into_raw());
+    }
+
+    /// Takes packet `i` out of the burst, leaving its slot empty: its fate
+    /// must then be `Fate::Held`, so that `sort_out` skips the slot.
+    #[inline]
+    pub fn take(&mut self, i: usize) -> HeldMbuf {
+        assert!(i < self.len);
+        let m = std::mem::replace(&mut self.pkts[i], std::ptr::null_mut());
+        HeldMbuf(std::ptr::NonNull::new(m).expect("packet taken twice"))
     }
 
     /// Transmits every packet on `queue` of the port `route` gives for the
@@ -212,21 +243,29 @@ impl Burst {
         self.len
     }
 
-    /// Frees every packet.
+    /// Frees every packet (the slots `take` emptied hold none).
     #[inline]
     pub fn free_all(&mut self) {
-        if self.len > 0 {
-            // SAFETY: pkts[..len] are owned by this burst and freed once.
-            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
-            self.len = 0;
+        // Close the gaps `take` leaves first.
+        let mut n = 0;
+        for i in 0..self.len {
+            if !self.pkts[i].is_null() {
+                self.pkts[n] = self.pkts[i];
+                n += 1;
+            }
         }
+        if n > 0 {
+            // SAFETY: pkts[..n] are owned by this burst and freed once.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), n as u32) };
+        }
+        self.len = 0;
     }
 
     /// Prefetches the packet data of the first `n` packets (l3fwd's
     /// `PREFETCH_OFFSET` pattern: start the loads before the headers are read).
     #[inline]
     pub fn prefetch_data(&self, n: usize) {
-        for &m in &self.pkts[..n.min(self.len)] {
+        for &m in self.pkts[..n.min(self.len)].iter().filter(|m| !m.is_null()) {
             // SAFETY: m is a valid mbuf of this burst; reading its header
             // fields is sound, and the address is only used as a hint.
             let data = unsafe { (*m).buf_addr.cast::<u8>().add((*m).data_off as usize) };
@@ -234,27 +273,39 @@ impl Burst {
         }
     }
 
-    /// The packets, as (first segment's bytes, whole packet length, offload
-    /// flags, port it arrived on).
+    /// Packet `i`, as (first segment's bytes, whole packet length,
+    /// offload flags, port it arrived on).
     #[inline]
-    pub fn packets(&self) -> impl Iterator<Item = (&[u8], usize, u64, u16)> {
-        self.pkts[..self.len].iter().map(|&m| {
-            // SAFETY: the mbuf is owned by this burst, which is borrowed for
-            // the slice's lifetime; buf_addr + data_off .. + data_len lies
-            // inside its data buffer.
-            unsafe {
-                let m = &*m;
-                (
-                    std::slice::from_raw_parts(
-                        m.buf_addr.cast::<u8>().add(m.data_off as usize),
-                        m.data_len as usize,
-                    ),
-                    m.pkt_len as usize,
-                    m.ol_flags,
-                    m.port,
-                )
+    pub fn packet(&self, i: usize) -> (&[u8], usize, u64, u16) {
+        assert!(i < self.len && !self.pkts[i].is_null());
+        // SAFETY: the mbuf is owned by this burst, which is borrowed for the
+        // slice's lifetime; buf_addr + data_off .. + data_len lies inside
+        // its data buffer.
+        unsafe {
+            let m = &*self.pkts[i];
+            (
+                std::slice::from_raw_parts(
+                    m.buf_addr.cast::<u8>().add(m.data_off as usize),
+                    m.data_len as usize,
+                ),
+                m.pkt_len as usize,
+                m.ol_flags,
+                m.port,
+            )
+        }
+    }
+
+    /// Moves every packet out, in order, handing `f` its index, its fate
+    /// and the mbuf (slots emptied by `take` are skipped); the burst is
+    /// empty afterwards.
+    #[inline]
+    pub fn drain_with(&mut self, fates: &[Fate], mut f: impl FnMut(usize, Fate, HeldMbuf)) {
+        let len = std::mem::take(&mut self.len);
+        for i in 0..len {
+            if let Some(m) = std::ptr::NonNull::new(self.pkts[i]) {
+                f(i, fates.get(i).copied().unwrap_or(Fate::Pass), HeldMbuf(m));
             }
-        })
+        }
     }
 
     /// The packets, as mutable views of their first segment.
@@ -270,6 +321,44 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.free_all();
+    }
+}
+
+/// An mbuf owned on its own, outside any burst (a fragment waiting for
+/// the rest of its datagram). Dropping it frees the mbuf, so a datagram
+/// that times out or is refused gives its mbufs back by going away.
+pub struct HeldMbuf(std::ptr::NonNull<sys::rte_mbuf>);
+
+impl HeldMbuf {
+    /// Gives the mbuf up, to a burst.
+    fn into_raw(self) -> *mut sys::rte_mbuf {
+        let m = self.0.as_ptr();
+        std::mem::forget(self);
+        m
+    }
+}
+
+impl crate::conntrack::HeldFragment for HeldMbuf {
+    /// The first segment's bytes (fragments are at most one MTU and sit in
+    /// one segment; a multi-segment fragment is refused as cut short).
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mbuf is owned by this value, which is borrowed for the
+        // slice's lifetime; buf_addr + data_off .. + data_len lies inside
+        // its data buffer.
+        unsafe {
+            let m = &*self.0.as_ptr();
+            std::slice::from_raw_parts(
+                m.buf_addr.cast::<u8>().add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for HeldMbuf {
+    fn drop(&mut self) {
+        // SAFETY: the mbuf is owned by this value and freed once.
+        unsafe { sys::rte_pktmbuf_free(self.0.as_ptr()) };
     }
 }
 

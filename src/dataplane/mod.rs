@@ -12,9 +12,11 @@ mod fwd;
 mod handoff;
 mod mbuf;
 mod mempool;
+mod policy;
 mod port;
 mod ring;
 mod rss;
+mod stages;
 mod worker;
 
 pub use eal::{dpdk_version, Eal};

@@ -60,22 +60,36 @@ pub struct TableDump {
 pub struct EngineContext {
     /// The worker's index among the forwarding cores.
     pub worker: u16,
-    pub conntrack: crate::conntrack::Config,
-    /// The expectation set every worker's tracker shares.
-    pub expectations: Arc<crate::conntrack::Expectations>,
-    /// Where the conntrack engine publishes its counters for the stats.
-    pub ct_counters: Arc<[CtCounters]>,
     pub tsc_hz: u64,
-    /// Ports (bit per port id) where the firewall lets NEW connections in.
-    pub inside_ports: u64,
-    /// `--rules` (firewall mode).
-    pub rules: Arc<crate::rules::RuleSet>,
-    pub dump: Arc<TableDump>,
     /// Packets taken at a time (`--burst`).
     pub burst: u16,
-    /// Links to the other workers, when there are several tracking ones;
-    /// the engine takes them.
+    /// What the tracking modes need (`None` in io, mac and macswap); the
+    /// engine takes it.
+    pub tracking: Option<TrackingContext>,
+}
+
+/// A tracking worker's share of the run: its tracker's settings and what it
+/// shares with the other workers and the main lcore.
+pub struct TrackingContext {
+    pub conntrack: crate::conntrack::Config,
+    pub defrag: crate::conntrack::DefragConfig,
+    /// The expectation set every worker's tracker shares.
+    pub expectations: Arc<crate::conntrack::Expectations>,
+    /// Where the engine publishes its counters for the stats.
+    pub ct_counters: Arc<[CtCounters]>,
+    pub dump: Arc<TableDump>,
+    /// Links to the other workers, when there are several.
     pub handoff: Option<super::handoff::HandoffLinks>,
+    /// The firewall mode's policy settings.
+    pub firewall: FirewallSettings,
+}
+
+/// What only `--forward-mode=firewall` reads.
+pub struct FirewallSettings {
+    /// Ports (bit per port id) where the firewall lets NEW connections in.
+    pub inside_ports: u64,
+    /// `--rules`, consulted before the default policy.
+    pub rules: Arc<crate::rules::RuleSet>,
 }
 
 /// A conntrack engine's counters: packets by ctinfo and the table's size.
@@ -87,7 +101,9 @@ pub struct CtCounters {
     /// RELATED_REPLY, INVALID, UNTRACKED.
     pub ctinfo: [AtomicU64; 7],
     /// Packets a filtering policy dropped, by `DropReason`.
-    pub dropped: [AtomicU64; 4],
+    pub dropped: [AtomicU64; 5],
+    /// IP fragments by what became of them (`DefragStats` order).
+    pub defrag: [AtomicU64; crate::conntrack::DefragStats::COUNT],
     pub connections: AtomicU64,
     /// The shard's capacity (`--ct-max`).
     pub connections_max: AtomicU64,
@@ -148,7 +164,7 @@ impl Worker {
                     continue;
                 }
                 engine.forward(stream, &mut burst);
-                let (sent, dropped) = burst.tx(stream.tx_port, stream.tx_queue);
+                let (sent, dropped) = engine.transmit(stream, &mut burst);
                 let c = &counters[*idx];
                 StreamCounters::add(&c.rx, n as u64);
                 StreamCounters::add(&c.tx, sent as u64);

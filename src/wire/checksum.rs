@@ -53,6 +53,12 @@ pub fn ip_header_ok(ip: &IpPacket<'_>) -> bool {
     ip.l3 == L3::V6 || fold(sum(0, ip.header)) == 0xffff
 }
 
+/// The checksum field for an IPv4 header whose checksum field is zero,
+/// in the order it is stored.
+pub fn header_checksum(header: &[u8]) -> [u8; 2] {
+    (!fold(sum(0, header))).to_ne_bytes()
+}
+
 /// Whether the transport checksum is right. `None` when it cannot be told:
 /// the segment was not captured whole, or it is a fragment.
 #[inline]

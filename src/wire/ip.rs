@@ -96,6 +96,24 @@ pub enum Fragment {
     Later,
 }
 
+/// Where a fragment's data sits, in its datagram and in the packet (only
+/// meaningful when `IpPacket::fragment` is not `Whole`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FragInfo {
+    /// Identification: IPv4's 16 bits, or the IPv6 Fragment header's 32.
+    pub id: u32,
+    /// Offset of this fragment's data in the datagram, in bytes.
+    pub offset: u32,
+    /// More fragments follow (MF, or the IPv6 M flag).
+    pub more: bool,
+    /// Offset of the fragment's data from the start of the IP header: past
+    /// the IPv4 header, or past the IPv6 Fragment header.
+    pub data_at: u16,
+    /// IPv6: offset of the next-header byte that names the Fragment header
+    /// (6 in the fixed header, or in the extension header before it).
+    pub next_at: u16,
+}
+
 /// An IP packet, down to its transport header.
 #[derive(Debug, Clone, Copy)]
 pub struct IpPacket<'a> {
@@ -105,6 +123,7 @@ pub struct IpPacket<'a> {
     /// Transport protocol (after IPv6 extension headers).
     pub proto: u8,
     pub fragment: Fragment,
+    pub frag: FragInfo,
     /// Length of the IP packet on the wire (header included).
     pub wire_len: usize,
     /// Offset of the transport header from the start of the IP header.
@@ -176,6 +195,13 @@ fn parse_ipv4(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
         dst: Addr::v4(data[16..20].try_into().unwrap()),
         proto: data[9],
         fragment,
+        frag: FragInfo {
+            id: u32::from(u16::from_be_bytes([data[4], data[5]])),
+            offset: u32::from(offset) * 8,
+            more,
+            data_at: ihl as u16,
+            next_at: 0,
+        },
         wire_len: total,
         l4_offset: ihl,
         header: &data[..ihl],
@@ -202,7 +228,10 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
     let end = total.min(data.len());
     let mut next = data[6];
     let mut off = 40;
+    // Where the byte naming the header at `off` sits.
+    let mut next_at = 6;
     let mut fragment = Fragment::Whole;
+    let mut frag = FragInfo::default();
     // Walk the extension headers (RFC 8200 section 4), each bounded by the
     // bytes present and by the payload length.
     loop {
@@ -214,6 +243,7 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
                     return Err(Error::TruncatedExtHeader);
                 }
                 next = h[0];
+                next_at = off;
                 off += len;
             }
             EXT_AH => {
@@ -223,6 +253,7 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
                     return Err(Error::TruncatedExtHeader);
                 }
                 next = h[0];
+                next_at = off;
                 off += len;
             }
             EXT_FRAGMENT => {
@@ -241,7 +272,15 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
                     (0, true) => Fragment::First,
                     _ => Fragment::Later,
                 };
+                frag = FragInfo {
+                    id: u32::from_be_bytes(h[4..8].try_into().unwrap()),
+                    offset: u32::from(offset) * 8,
+                    more,
+                    data_at: (off + 8) as u16,
+                    next_at: next_at as u16,
+                };
                 next = h[0];
+                next_at = off;
                 off += 8;
                 if fragment == Fragment::Later {
                     break;
@@ -256,6 +295,7 @@ fn parse_ipv6(data: &[u8], wire_avail: usize, lax: bool) -> Result<IpPacket<'_>,
         dst: Addr::v6(data[24..40].try_into().unwrap()),
         proto: next,
         fragment,
+        frag,
         wire_len: total,
         l4_offset: off,
         header: &data[..40],

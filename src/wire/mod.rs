@@ -8,11 +8,11 @@ mod ethernet;
 mod ip;
 mod l4;
 
-pub use checksum::{ip_header_ok, l4_ok};
+pub use checksum::{header_checksum, ip_header_ok, l4_ok};
 pub use ethernet::{EthernetFrame, MacAddr, ETHERNET_HEADER_LEN};
 pub use ip::{
-    parse_frame, parse_ip, Addr, Fragment, Frame, IpPacket, LinkType, L3, PROTO_ICMP, PROTO_ICMPV6,
-    PROTO_TCP, PROTO_UDP,
+    parse_frame, parse_ip, Addr, FragInfo, Fragment, Frame, IpPacket, LinkType, L3, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 pub use l4::{
     IcmpHeader, TcpHeader, TcpOptions, UdpHeader, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,

@@ -140,7 +140,7 @@ fn run(
             }
         }
         r.classify_cycles += tsc() - c0;
-        shard.prefetch_burst(&classified, prefetch);
+        shard.prefetch_burst(classified.iter(), prefetch);
         for c in &classified {
             let mut v = shard.ingress(c, now);
             r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());

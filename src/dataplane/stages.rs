@@ -1,0 +1,320 @@
+//! The stages of the tracking pipeline, each a small unit that walks the
+//! packets of a chunk once, over per-packet metadata kept beside the burst
+//! (as VPP keeps buffer metadata and l3fwd its per-burst arrays):
+//!
+//! `classify` -> `defrag` -> `dispatch` -> `ct_in` -> [`dnat`] -> `filter`
+//! -> [`snat`] -> `confirm` -> [`rewrite`] -> `tx`
+//!
+//! (the bracketed places are where NAT will sit). `classify`, `dispatch`,
+//! `ct_in`, `filter` and `confirm` are here; `defrag` and `tx` hold and
+//! release mbufs and live with the engine (`conntrack_fwd`). A stage
+//! decides a packet's fate (drop, with a reason; hand to another worker;
+//! hold) or leaves it live for the next stage.
+//!
+//! Packets keep the wire's order within a flow: `ct_in` looks up the whole
+//! chunk before `confirm` confirms any of it, and a new flow's second packet
+//! in a chunk joins the connection the first created (`Shard::ingress`
+//! finds unconfirmed connections of the burst).
+
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+use super::cpu::prefetch;
+use super::handoff::Handoff;
+use super::mbuf::Fate;
+use super::policy::{Action, DropReason, Policy};
+use super::worker::{CtCounters, FirewallSettings};
+use crate::conntrack::{Classified, CtInfo, RxChecksum, Shard, Verdict};
+use crate::wire::{parse_frame, Fragment, Frame, IpPacket, LinkType};
+use dpdk_sys::consts::{
+    RTE_MBUF_F_RX_L4_CKSUM_BAD, RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_MASK,
+};
+
+/// Packets a chunk holds at most (larger bursts are taken in chunks).
+pub const CHUNK: usize = 64;
+
+/// What the stages know of one IP packet still in the pipeline.
+pub struct Meta<'a> {
+    /// Its index in the burst.
+    pub at: u16,
+    pub in_port: u16,
+    /// The receiving NIC's offload flags (0 for a reassembled datagram,
+    /// which no NIC checked).
+    pub ol_flags: u64,
+    pub ip: IpPacket<'a>,
+    /// Tuple, transport view and table hash.
+    pub cl: Classified<'a>,
+    /// Set by `ct_in`.
+    pub verdict: Option<Verdict>,
+    /// `Pass` while the packet is live.
+    pub fate: Fate,
+}
+
+impl<'a> Meta<'a> {
+    /// The metadata of IP packet `ip`, number `at` of its burst.
+    pub fn new(at: usize, in_port: u16, ol_flags: u64, ip: IpPacket<'a>) -> Meta<'a> {
+        Meta {
+            at: at as u16,
+            in_port,
+            ol_flags,
+            cl: Classified::extract(&ip, 0),
+            ip,
+            verdict: None,
+            fate: Fate::Pass,
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.fate == Fate::Pass
+    }
+}
+
+/// A chunk's metadata.
+pub type Chunk<'a> = ArrayVec<Meta<'a>, CHUNK>;
+
+/// How `classify` left a chunk.
+pub enum Classify {
+    /// Every frame was taken; the next chunk starts at this index.
+    Next(usize),
+    /// The frame at this index is an IP fragment: the chunk ends before it
+    /// and `defrag` takes it (a chunk holds at most one fragment's
+    /// datagram, so that the datagram is tracked in its place in the
+    /// burst).
+    Fragment(usize),
+}
+
+/// A worker's tracker and policy, and its counts until they are published.
+pub struct Stages<P: Policy> {
+    pub shard: Shard,
+    pub policy: P,
+    counters: Arc<[CtCounters]>,
+    pub worker: usize,
+    by_ctinfo: [u64; 7],
+    drops: [u64; DropReason::NAMES.len()],
+}
+
+/// The NIC's transport-checksum verdict from an mbuf's offload flags.
+#[inline]
+fn rx_checksum(ol_flags: u64) -> RxChecksum {
+    match ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK {
+        RTE_MBUF_F_RX_L4_CKSUM_GOOD => RxChecksum::Good,
+        RTE_MBUF_F_RX_L4_CKSUM_BAD => RxChecksum::Bad,
+        _ => RxChecksum::Unknown,
+    }
+}
+
+impl<P: Policy> Stages<P> {
+    pub fn new(
+        shard: Shard,
+        firewall: &FirewallSettings,
+        counters: Arc<[CtCounters]>,
+        worker: usize,
+    ) -> Stages<P> {
+        Stages {
+            shard,
+            policy: P::new(firewall),
+            counters,
+            worker,
+            by_ctinfo: [0; 7],
+            drops: [0; DropReason::NAMES.len()],
+        }
+    }
+
+    pub fn counters(&self) -> &CtCounters {
+        &self.counters[self.worker]
+    }
+
+    /// Counts a drop for the stats.
+    #[inline]
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+
+    /// `classify`: parses frames `start..` of `frames` (at most a chunk's
+    /// worth, up to the first fragment) into `chunk`. Frames that are not
+    /// IP, cannot be parsed, or that a `notrack` rule exempts get their
+    /// fate here (nftables' raw table sees packets before conntrack, and
+    /// after defragmentation: a datagram is exempted in `datagram`).
+    #[inline]
+    pub fn classify<'a>(
+        &mut self,
+        frame: impl Fn(usize) -> (&'a [u8], usize, u64, u16),
+        range: std::ops::Range<usize>,
+        fates: &mut [Fate],
+        chunk: &mut Chunk<'a>,
+    ) -> Classify {
+        let end = range.end.min(range.start + CHUNK);
+        for (i, fate) in fates.iter_mut().enumerate().take(end).skip(range.start) {
+            let (data, wire_len, ol_flags, in_port) = frame(i);
+            let action = match parse_frame(LinkType::Ethernet, data, wire_len) {
+                Ok(Frame::Ip(ip)) if ip.fragment != Fragment::Whole => {
+                    return Classify::Fragment(i);
+                }
+                Ok(Frame::Ip(ip)) => {
+                    let m = Meta::new(i, in_port, ol_flags, ip);
+                    if self.policy.untracked(in_port, m.cl.tuple()) {
+                        // notrack: never looked up, never a connection, so
+                        // no owner either; it passes.
+                        self.untracked();
+                        continue;
+                    }
+                    chunk.push(m);
+                    continue;
+                }
+                Ok(Frame::NotIp(ethertype)) => {
+                    self.untracked();
+                    self.policy.not_ip(ethertype)
+                }
+                Err(_) => {
+                    self.malformed();
+                    self.policy.malformed(DropReason::Invalid)
+                }
+            };
+            if let Action::Drop(r) = action {
+                *fate = Fate::Drop;
+                self.count_drop(r);
+            }
+        }
+        Classify::Next(end)
+    }
+
+    /// A packet that passes untracked.
+    #[inline]
+    pub fn untracked(&mut self) {
+        self.shard.ignore();
+        self.by_ctinfo[CtInfo::Untracked as usize] += 1;
+    }
+
+    /// A frame (or reassembled datagram) that could not be parsed.
+    #[inline]
+    pub fn malformed(&mut self) {
+        self.shard.malformed();
+        self.by_ctinfo[CtInfo::Invalid as usize] += 1;
+    }
+
+    /// `dispatch`: a packet whose connection another worker owns is handed
+    /// to it before any lookup. The owner comes from the NIC's hash (fixed,
+    /// public key, linear); the table keeps its own seeded hash, so that
+    /// crafted tuples cannot pile into one bucket. A packet for another
+    /// worker leaves before its checksum is checked and its table hash
+    /// computed: the owner does both.
+    #[inline]
+    pub fn dispatch(chunk: &mut [Meta<'_>], h: &Handoff) {
+        for m in chunk.iter_mut() {
+            if let Some(owner) = m.cl.flow_tuple().map(|t| h.owner(&t)) {
+                if owner != h.me() {
+                    m.fate = Fate::Handoff(owner);
+                }
+            }
+        }
+    }
+
+    /// The first half of `ct_in`, over the whole chunk: the checksum check
+    /// and table hash, then the prefetch of every lookup.
+    #[inline]
+    pub fn ct_prepare(&mut self, chunk: &mut [Meta<'_>]) {
+        for m in chunk.iter_mut().filter(|m| m.live()) {
+            m.cl = self
+                .shard
+                .finish_classify(m.cl, &m.ip, rx_checksum(m.ol_flags));
+        }
+        self.shard
+            .prefetch_burst(chunk.iter().filter(|m| m.live()).map(|m| &m.cl), prefetch);
+    }
+
+    /// `ct_in`: ingress (`nf_conntrack_in`) for each packet in order, up to
+    /// and including the first whose connection has a helper; returns how
+    /// many packets it took. A helper runs at `confirm` and may create an
+    /// expectation that the very next packet must meet (the seed's TFTP
+    /// walk-through, replayed in one burst), so the stages after `ct_in`
+    /// run on that part before `ct_in` goes on.
+    #[inline]
+    pub fn ct_in(&mut self, chunk: &mut [Meta<'_>], now: u64) -> usize {
+        for (i, m) in chunk.iter_mut().enumerate() {
+            if !m.live() {
+                continue;
+            }
+            let v = self.shard.ingress(&m.cl, now);
+            self.by_ctinfo[v.ctinfo as usize] += 1;
+            let helped = v.helped();
+            m.verdict = Some(v);
+            if helped {
+                return i + 1;
+            }
+        }
+        chunk.len()
+    }
+
+    /// `filter`: the policy (and `--rules`) on each verdict. A dropped
+    /// packet's new connection goes with it, as Linux frees an unconfirmed
+    /// conntrack with its skb.
+    #[inline]
+    pub fn filter(&mut self, chunk: &mut [Meta<'_>]) {
+        for m in chunk.iter_mut().filter(|m| m.live()) {
+            let Some(v) = m.verdict.as_mut() else {
+                continue;
+            };
+            if let Action::Drop(r) = self.policy.tracked(m.in_port, m.cl.tuple(), v) {
+                if let Some(u) = v.unconfirmed.take() {
+                    self.shard.discard(u);
+                }
+                m.fate = Fate::Drop;
+                self.drops[r as usize] += 1;
+            }
+        }
+    }
+
+    /// `confirm`: egress (`__nf_conntrack_confirm` and the helpers) for
+    /// every accepted packet.
+    #[inline]
+    pub fn confirm(&mut self, chunk: &mut [Meta<'_>], now: u64) {
+        for m in chunk.iter_mut().filter(|m| m.live()) {
+            let Some(v) = m.verdict.as_mut() else {
+                continue;
+            };
+            // Two packets opened the same TCP connection; as in Linux the
+            // second is dropped where a policy filters.
+            if self.shard.egress(v, &m.cl, now).is_err() && P::FILTERS {
+                m.fate = Fate::Drop;
+                self.drops[DropReason::Invalid as usize] += 1;
+            }
+        }
+    }
+
+    /// `ct_in`, `filter` and `confirm` over a chunk.
+    #[inline]
+    pub fn track(&mut self, chunk: &mut [Meta<'_>], now: u64) {
+        self.ct_prepare(chunk);
+        let mut done = 0;
+        while done < chunk.len() {
+            let part = &mut chunk[done..];
+            let n = self.ct_in(part, now);
+            let part = &mut part[..n];
+            // dnat goes here.
+            self.filter(part);
+            // snat goes here.
+            self.confirm(part, now);
+            // rewrite goes here.
+            done += n;
+        }
+    }
+
+    /// Publishes the counts gathered since the last call and frees what no
+    /// packet confirmed.
+    #[inline]
+    pub fn publish(&mut self) {
+        let c = &self.counters[self.worker];
+        for (counter, n) in c.ctinfo.iter().zip(&mut self.by_ctinfo) {
+            if *n > 0 {
+                CtCounters::add(counter, std::mem::take(n));
+            }
+        }
+        for (counter, n) in c.dropped.iter().zip(&mut self.drops) {
+            if *n > 0 {
+                CtCounters::add(counter, std::mem::take(n));
+            }
+        }
+        self.shard.reap_unconfirmed();
+    }
+}
