@@ -41,7 +41,7 @@ fn check_json(lines: &[Value]) -> (Vec<&Value>, &Value) {
         assert_eq!(p["index"], i as u64);
         let ct = p["ctinfo"].as_str().unwrap();
         assert!(
-            ctfwd::conntrack::CtInfo::ALL.iter().any(|c| c.name() == ct),
+            ct == "HELD" || ctfwd::conntrack::CtInfo::ALL.iter().any(|c| c.name() == ct),
             "{ct}"
         );
         for key in ["conn", "master", "tcp_state", "reason"] {
@@ -54,8 +54,9 @@ fn check_json(lines: &[Value]) -> (Vec<&Value>, &Value) {
         );
     }
     let n = |k: &str| summary[k].as_u64().unwrap();
+    // A datagram of k held fragments is one packet to the tracker.
     assert_eq!(
-        n("found") + n("new") + n("invalid") + n("ignore"),
+        n("found") + n("new") + n("invalid") + n("ignore") + n("frag_held") - n("frag_reassembled"),
         packets.len() as u64,
         "every packet counted once: {summary}"
     );
@@ -98,6 +99,56 @@ fn malformed_corpus_never_panics() {
         files += 1;
     }
     assert_eq!(files, 40, "every file of the manifest was traced");
+}
+
+/// Fragments are reassembled before tracking, as Linux's conntrack sees
+/// them: held ones have no state, the one that completes a datagram
+/// carries the datagram's, bad ones are INVALID.
+#[test]
+fn fragments_are_tracked_as_datagrams() {
+    use ctfwd::synth::fragment;
+    let (a, b) = ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap());
+    let (a6, b6) = ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
+    let request = ip_packet(a, b, 17, &[], &udp(5000, 53, &[1; 2000]));
+    let answer = ip_packet(b, a, 17, &[], &udp(53, 5000, &[2; 2000]));
+    let v6 = ip_packet(a6, b6, 17, &[], &udp(1, 2, &[3; 2000]));
+    let f = |ip: &[u8], id, pieces: &[(usize, usize)]| -> Vec<Vec<u8>> {
+        fragment(ip, id, pieces)
+            .iter()
+            .map(|p| frame(p, &[]))
+            .collect()
+    };
+    let mut frames = Vec::new();
+    frames.extend(f(&request, 1, &[(1000, 1008), (0, 1000)]));
+    frames.extend(f(&answer, 1, &[(0, 1000), (1000, 1008)]));
+    frames.extend(f(&v6, 7, &[(0, 1000), (1000, 1008)]));
+    // Overlapping: the held first fragment goes with it.
+    frames.extend(f(&request, 2, &[(0, 1000), (992, 1016)]));
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("frag.pcap");
+    write_pcap(&pcap, &frames);
+    let (code, lines, _) = trace(&["--json", "--checksum", pcap.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let (pkts, summary) = check_json(&lines);
+    let ct: Vec<&str> = pkts.iter().map(|p| p["ctinfo"].as_str().unwrap()).collect();
+    assert_eq!(
+        ct,
+        [
+            "HELD",
+            "NEW",
+            "HELD",
+            "ESTABLISHED_REPLY",
+            "HELD",
+            "NEW",
+            "HELD",
+            "INVALID"
+        ]
+    );
+    assert_eq!(pkts[1]["fragments"], serde_json::json!([0, 1]));
+    assert_eq!(pkts[3]["conn"], pkts[1]["conn"]);
+    assert_eq!(pkts[7]["reason"], "fragment-overlap");
+    assert_eq!(summary["frag_reassembled"], 3);
+    assert_eq!(summary["frag_overlap"], 1);
 }
 
 /// The seed's walk-through 1 through the binary.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::conntrack::CtInfo;
+use crate::conntrack::{CtInfo, DefragStats};
 use crate::dataplane::{
     FinalReport, Forwarding, Sharding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS,
 };
@@ -164,6 +164,12 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
             c.table_full
         );
         let _ = writeln!(s, "  Core {lcore} dropped: {}", drops.join(" "));
+        let frags: Vec<String> = DefragStats::NAMES
+            .iter()
+            .zip(c.defrag)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let _ = writeln!(s, "  Core {lcore} defrag: {}", frags.join(" "));
         if handoff {
             let counts: Vec<String> = HANDOFF_COUNTERS
                 .iter()

@@ -5,11 +5,16 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::capture::CaptureReader;
-use crate::conntrack::{proto_name, Config, CtInfo, HelperConfig, Shard, Verdict};
-use crate::wire::{parse_frame, Frame, LinkType};
+use crate::conntrack::{
+    proto_name, Config, CtInfo, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment,
+    HelperConfig, Push, Shard, Verdict,
+};
+use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
 
 /// Connections the trace's table holds (room for large captures).
 const TRACE_MAX_CONNS: usize = 1 << 20;
+/// Datagrams the trace reassembles at once.
+const TRACE_MAX_DATAGRAMS: usize = 1 << 14;
 /// Slots the garbage collector looks at per packet.
 const GC_BUDGET: usize = 32;
 
@@ -124,6 +129,13 @@ impl From<io::Error> for TraceError {
 fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), TraceError> {
     let reader = CaptureReader::new(bytes).map_err(|e| TraceError::Capture(e.0))?;
     let mut shard = Shard::new(opts.cfg);
+    // As Linux's conntrack sees them: fragments are reassembled first.
+    let mut defrag = Defrag::new(DefragConfig {
+        max_datagrams: TRACE_MAX_DATAGRAMS,
+        max_held: TRACE_MAX_DATAGRAMS * DefragConfig::default().max_fragments,
+        checksum: opts.cfg.checksum,
+        ..DefragConfig::default()
+    });
     let mut now = 0u64;
     for (index, pkt) in reader.enumerate() {
         let pkt = pkt.map_err(|e| TraceError::Capture(e.0))?;
@@ -133,6 +145,7 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
         // Captures can step back in time; the tracker's clock does not.
         now = now.max(pkt.ts_nanos);
         shard.gc(now, GC_BUDGET);
+        defrag.expire(now);
         let wire_len = (pkt.orig_len as usize).max(pkt.data.len());
         let line = match parse_frame(link, pkt.data, wire_len) {
             Err(e) => {
@@ -143,44 +156,33 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
                 shard.ignore();
                 Line::bare(index, CtInfo::Untracked, "not-ip")
             }
-            Ok(Frame::Ip(ip)) => {
-                let c = shard.classify(ip, 0);
-                let t = c.tuple();
-                // A packet rejected before lookup has no complete tuple.
-                let tuple = if c.needs_lookup() {
-                    format!("{} {}", proto_name(t.proto), t)
-                } else {
-                    let l3 = t.l3();
-                    format!(
-                        "{} src={} dst={}",
-                        proto_name(t.proto),
-                        t.src.display(l3),
-                        t.dst.display(l3)
-                    )
-                };
-                let mut v: Verdict = shard.ingress(&c, now);
-                let mut reason = v.reason;
-                // Egress: confirm, and let the connection's helper look.
-                let conn = match shard.egress(&mut v, &c, now) {
-                    Ok(conn) => conn,
-                    Err(_) => {
-                        v.ctinfo = CtInfo::Invalid;
-                        reason = Some("insert-failed");
-                        None
-                    }
-                };
-                let master = conn.and_then(|r| shard.master(r)).map(|m| m.id);
-                let c = conn.and_then(|r| shard.conn(r));
-                Line {
+            Ok(Frame::Ip(ip)) if ip.fragment != Fragment::Whole => {
+                let l3_at = ip.header.as_ptr() as usize - pkt.data.as_ptr() as usize;
+                let held = TraceFragment {
                     index,
-                    tuple: Some(tuple),
-                    ctinfo: v.ctinfo,
-                    conn: c.map(|c| c.id),
-                    master,
-                    tcp_state: c.and_then(|c| c.tcp()).map(|t| t.state.name()),
-                    reason,
+                    bytes: pkt.data,
+                };
+                match defrag.push(&FragHeader::of(&ip), l3_at, held, now) {
+                    Push::Held => Line::held(index),
+                    Push::Refused(reason, _) => {
+                        shard.malformed();
+                        Line::bare(index, CtInfo::Invalid, reason)
+                    }
+                    Push::Complete => {
+                        let dg = defrag.datagram();
+                        let mut line = match parse_ip(dg, dg.len(), false) {
+                            Ok(ip) => track(&mut shard, ip, index, now),
+                            Err(e) => {
+                                shard.malformed();
+                                Line::bare(index, CtInfo::Invalid, e.reason())
+                            }
+                        };
+                        line.fragments = Some(defrag.take_fragments().map(|f| f.index).collect());
+                        line
+                    }
                 }
             }
+            Ok(Frame::Ip(ip)) => track(&mut shard, ip, index, now),
         };
         line.write(out, opts.json)?;
     }
@@ -201,6 +203,7 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
         ("expect_delete", e.expect_delete),
         ("expect_full", e.expect_full),
     ]);
+    all.extend(DefragStats::NAMES.into_iter().zip(defrag.stats().values()));
     if opts.json {
         let fields: Vec<String> = all.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         writeln!(
@@ -210,9 +213,15 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
             shard.table().len()
         )?;
     } else {
+        // Fragment counters only when the capture had fragments.
+        let frags = DefragStats::NAMES
+            .into_iter()
+            .zip(defrag.stats().values())
+            .filter(|&(_, v)| v > 0);
         let fields: Vec<String> = stats
             .fields()
-            .iter()
+            .into_iter()
+            .chain(frags)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         writeln!(
@@ -225,15 +234,73 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
     Ok(())
 }
 
+/// A fragment the trace holds: its index and its frame.
+struct TraceFragment<'a> {
+    index: usize,
+    bytes: &'a [u8],
+}
+
+impl HeldFragment for TraceFragment<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+/// Runs one whole packet (or reassembled datagram) through ingress and
+/// egress.
+fn track(shard: &mut Shard, ip: IpPacket<'_>, index: usize, now: u64) -> Line {
+    let c = shard.classify(ip, 0);
+    let t = c.tuple();
+    // A packet rejected before lookup has no complete tuple.
+    let tuple = if c.needs_lookup() {
+        format!("{} {}", proto_name(t.proto), t)
+    } else {
+        let l3 = t.l3();
+        format!(
+            "{} src={} dst={}",
+            proto_name(t.proto),
+            t.src.display(l3),
+            t.dst.display(l3)
+        )
+    };
+    let mut v: Verdict = shard.ingress(&c, now);
+    let mut reason = v.reason;
+    // Egress: confirm, and let the connection's helper look.
+    let conn = match shard.egress(&mut v, &c, now) {
+        Ok(conn) => conn,
+        Err(_) => {
+            v.ctinfo = CtInfo::Invalid;
+            reason = Some("insert-failed");
+            None
+        }
+    };
+    let master = conn.and_then(|r| shard.master(r)).map(|m| m.id);
+    let c = conn.and_then(|r| shard.conn(r));
+    Line {
+        index,
+        tuple: Some(tuple),
+        ctinfo: v.ctinfo.name(),
+        conn: c.map(|c| c.id),
+        master,
+        tcp_state: c.and_then(|c| c.tcp()).map(|t| t.state.name()),
+        reason,
+        fragments: None,
+    }
+}
+
 struct Line {
     index: usize,
     tuple: Option<String>,
-    ctinfo: CtInfo,
+    /// A `CtInfo` name, or HELD for a fragment waiting for its datagram.
+    ctinfo: &'static str,
     conn: Option<u32>,
     /// The master connection of a RELATED (expected) connection.
     master: Option<u32>,
     tcp_state: Option<&'static str>,
     reason: Option<&'static str>,
+    /// For the fragment that completed a datagram: the indices of all its
+    /// fragments, in arrival order.
+    fragments: Option<Vec<usize>>,
 }
 
 impl Line {
@@ -241,11 +308,21 @@ impl Line {
         Line {
             index,
             tuple: None,
-            ctinfo,
+            ctinfo: ctinfo.name(),
             conn: None,
             master: None,
             tcp_state: None,
             reason: Some(reason),
+            fragments: None,
+        }
+    }
+
+    /// A fragment held until its datagram is complete: no state yet.
+    fn held(index: usize) -> Line {
+        Line {
+            reason: None,
+            ctinfo: "HELD",
+            ..Line::bare(index, CtInfo::Untracked, "")
         }
     }
 
@@ -254,11 +331,18 @@ impl Line {
             let s =
                 |v: Option<&str>| v.map_or("null".to_string(), |s| format!("\"{}\"", escape(s)));
             let n = |v: Option<u32>| v.map_or("null".to_string(), |c| c.to_string());
+            let fragments = match &self.fragments {
+                Some(f) => {
+                    let list: Vec<String> = f.iter().map(usize::to_string).collect();
+                    format!(",\"fragments\":[{}]", list.join(","))
+                }
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"master\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{}}}",
+                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"master\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{}{fragments}}}",
                 self.index,
-                self.ctinfo.name(),
+                self.ctinfo,
                 n(self.conn),
                 n(self.master),
                 s(self.tcp_state),
@@ -266,7 +350,7 @@ impl Line {
                 s(self.tuple.as_deref()),
             )
         } else {
-            write!(out, "{:>6} {:<18}", self.index, self.ctinfo.name())?;
+            write!(out, "{:>6} {:<18}", self.index, self.ctinfo)?;
             if let Some(c) = self.conn {
                 write!(out, " conn={c}")?;
             }
@@ -281,6 +365,10 @@ impl Line {
             }
             if let Some(r) = self.reason {
                 write!(out, " reason={r}")?;
+            }
+            if let Some(f) = &self.fragments {
+                let list: Vec<String> = f.iter().map(usize::to_string).collect();
+                write!(out, " fragments={}", list.join(","))?;
             }
             writeln!(out)
         }
