@@ -537,5 +537,8 @@ fn first_holds_transport(ip: &FragHeader) -> bool {
     ip.l4_present >= need
 }
 
+mod sequence;
+pub use sequence::run_fragment_sequence;
+
 #[cfg(test)]
 mod tests;

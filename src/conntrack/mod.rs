@@ -48,7 +48,9 @@ use crate::wire::{
 use helper::{ftp_help, tftp_wants_expectation, FtpOutcome, FtpSegment, FtpState};
 
 pub use conn::{Conn, ConnLine, ProtoState, Status};
-pub use defrag::{Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push};
+pub use defrag::{
+    run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
+};
 pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
 pub use helper::{Helper, HelperConfig};
 pub use selfcheck::run_byte_sequence;
