@@ -19,9 +19,13 @@
 //! are never reported as found and are removed by bounded work
 //! ([`Shard::gc`]) or when a lookup meets them.
 //!
-//! Where this differs from Linux (the README lists it for users): no IP
-//! defragmentation, so a later fragment is INVALID and a first fragment is
-//! tracked by its transport header; the `found` counter counts accepted
+//! IP fragments are reassembled in front of the shard ([`Defrag`], as
+//! Linux's `nf_defrag`), so the shard sees whole datagrams; a fragment
+//! given to it directly is INVALID if it is a later one, and tracked by
+//! its transport header if it is the first.
+//!
+//! Where this differs from Linux (the README lists it for users): the
+//! `found` counter counts accepted
 //! packets of existing connections, so the four packet counters partition
 //! the packets; no NAT sequence adjustment yet. As in Linux, ICMPv6
 //! neighbour discovery and MLD are UNTRACKED, and a TCP packet that cannot
@@ -521,7 +525,9 @@ impl Shard {
     /// `nf_conntrack_checksum` would.
     #[inline(always)]
     pub fn classify_rx<'a>(&self, ip: IpPacket<'a>, zone: u16, rx: RxChecksum) -> Classified<'a> {
-        self.finish_classify(Classified::extract(&ip, zone), &ip, rx)
+        let mut c = Classified::extract(&ip, zone);
+        self.finish_classify(&mut c, &ip, rx);
+        c
     }
 
     /// The second half of `classify_rx` for a packet `Classified::extract`
@@ -529,12 +535,7 @@ impl Shard {
     /// table hash. Split so that a data plane can first learn from the
     /// tuple which shard owns the packet, and leave this work to it.
     #[inline(always)]
-    pub fn finish_classify<'a>(
-        &self,
-        mut c: Classified<'a>,
-        ip: &IpPacket<'a>,
-        rx: RxChecksum,
-    ) -> Classified<'a> {
+    pub fn finish_classify(&self, c: &mut Classified<'_>, ip: &IpPacket<'_>, rx: RxChecksum) {
         // A later fragment has no transport header to check; for anything
         // else a bad checksum outranks every other verdict, as in Linux.
         let bad_checksum = self.cfg.checksum
@@ -553,7 +554,6 @@ impl Shard {
         if c.l4.is_ok() {
             c.hash = self.table.hash(&c.tuple);
         }
-        c
     }
 
     /// Prefetches what the lookups of a classified burst will read, as

@@ -215,9 +215,8 @@ impl<P: Policy> Stages<P> {
     #[inline]
     pub fn ct_prepare(&mut self, chunk: &mut [Meta<'_>]) {
         for m in chunk.iter_mut().filter(|m| m.live()) {
-            m.cl = self
-                .shard
-                .finish_classify(m.cl, &m.ip, rx_checksum(m.ol_flags));
+            self.shard
+                .finish_classify(&mut m.cl, &m.ip, rx_checksum(m.ol_flags));
         }
         self.shard
             .prefetch_burst(chunk.iter().filter(|m| m.live()).map(|m| &m.cl), prefetch);

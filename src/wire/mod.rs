@@ -1,12 +1,14 @@
 //! Packet views: typed, bounds-checked, zero-copy accessors over byte slices,
-//! in the manner of smoltcp's `wire` module. Every length is checked once,
-//! where a view is made; accessors then cannot go out of bounds, and nothing
-//! here panics on any input.
+//! in the manner of smoltcp's `wire` module, and writable ones
+//! ([`IpPacketMut`]) whose setters keep checksums right incrementally.
+//! Every length is checked once, where a view is made; accessors then
+//! cannot go out of bounds, and nothing here panics on any input.
 
 mod checksum;
 mod ethernet;
 mod ip;
 mod l4;
+mod rewrite;
 
 pub use checksum::{header_checksum, ip_header_ok, l4_ok};
 pub use ethernet::{EthernetFrame, MacAddr, ETHERNET_HEADER_LEN};
@@ -18,6 +20,7 @@ pub use l4::{
     IcmpHeader, TcpHeader, TcpOptions, UdpHeader, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
     TCP_RST, TCP_SYN, TCP_URG,
 };
+pub use rewrite::{checksum_adjust, IpPacketMut};
 
 /// A buffer too short for the header a view needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,299 @@
+//! Writable packet views: the fields NAT and a router change (addresses,
+//! ports, the ICMP query identifier, TTL), each setter keeping the IPv4
+//! header checksum and the transport checksum right by RFC 1624's
+//! incremental update instead of a recomputation over the packet.
+
+use super::ip::{parse_ip, Addr, Fragment, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use super::Error;
+
+/// RFC 1624, eqn. 3: the checksum `hc` of data in which the 16-bit words
+/// `old` became `new` (equal, even lengths): HC' = ~(~HC + ~m + m').
+pub fn checksum_adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len());
+    let mut acc = u32::from(!hc);
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Which checksum covers the transport header, and whether it covers the
+/// IP addresses too (the pseudo-header).
+#[derive(Debug, Clone, Copy)]
+struct L4Checksum {
+    /// Offset of the checksum field from the IP header.
+    at: usize,
+    pseudo: bool,
+    /// UDP over IPv4: a zero checksum means none, and stays zero.
+    zero_is_none: bool,
+}
+
+/// An IP packet whose headers can be changed in place. Lengths are checked
+/// once, in [`IpPacketMut::new`]; setters then cannot go out of bounds.
+#[derive(Debug)]
+pub struct IpPacketMut<'a> {
+    buf: &'a mut [u8],
+    l3: L3,
+    proto: u8,
+    /// Offset of the transport header, when this packet carries it (a whole
+    /// packet or a first fragment, captured far enough).
+    l4: Option<usize>,
+    csum: Option<L4Checksum>,
+}
+
+impl<'a> IpPacketMut<'a> {
+    /// A view of the IP packet at the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Result<IpPacketMut<'a>, Error> {
+        let ip = parse_ip(buf, buf.len(), false)?;
+        let (l3, proto, l4_offset) = (ip.l3, ip.proto, ip.l4_offset);
+        let present = ip.l4.len();
+        let has_l4 = ip.fragment != Fragment::Later;
+        // The fields a setter touches must be there: ports (4 bytes) and
+        // the checksum field.
+        let (need, at) = match (proto, l3) {
+            (PROTO_TCP, _) => (18, Some(16)),
+            (PROTO_UDP, _) => (8, Some(6)),
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => (8, Some(2)),
+            _ => (0, None),
+        };
+        let l4 = (has_l4 && present >= need && need > 0).then_some(l4_offset);
+        let csum = l4.and(at).map(|at| L4Checksum {
+            at: l4_offset + at,
+            pseudo: proto != PROTO_ICMP,
+            zero_is_none: proto == PROTO_UDP && l3 == L3::V4,
+        });
+        Ok(IpPacketMut {
+            buf,
+            l3,
+            proto,
+            l4,
+            csum,
+        })
+    }
+
+    fn word(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+    }
+
+    fn set_word(&mut self, at: usize, v: u16) {
+        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Adjusts the IPv4 header checksum for a change of its bytes.
+    fn adjust_header(&mut self, old: &[u8], new: &[u8]) {
+        if self.l3 == L3::V4 {
+            let c = checksum_adjust(self.word(10), old, new);
+            self.set_word(10, c);
+        }
+    }
+
+    /// Adjusts the transport checksum for a change of covered bytes
+    /// (`pseudo`: the bytes are the pseudo-header's addresses).
+    fn adjust_l4(&mut self, old: &[u8], new: &[u8], pseudo: bool) {
+        let Some(c) = self.csum else { return };
+        if pseudo && !c.pseudo {
+            return;
+        }
+        let hc = self.word(c.at);
+        if hc == 0 && c.zero_is_none {
+            return;
+        }
+        let mut v = checksum_adjust(hc, old, new);
+        if v == 0 && self.proto == PROTO_UDP {
+            v = 0xffff; // RFC 768: zero would mean "no checksum"
+        }
+        self.set_word(c.at, v);
+    }
+
+    /// Where the source (`dst` false) or destination address sits.
+    fn addr_range(&self, dst: bool) -> std::ops::Range<usize> {
+        match (self.l3, dst) {
+            (L3::V4, false) => 12..16,
+            (L3::V4, true) => 16..20,
+            (L3::V6, false) => 8..24,
+            (L3::V6, true) => 24..40,
+        }
+    }
+
+    fn set_addr(&mut self, dst: bool, a: Addr) {
+        let r = self.addr_range(dst);
+        let octets = a.octets();
+        let new: &[u8] = match self.l3 {
+            L3::V4 => &octets[12..],
+            L3::V6 => &octets,
+        };
+        let mut old = [0u8; 16];
+        let old = &mut old[..r.len()];
+        old.copy_from_slice(&self.buf[r.clone()]);
+        self.buf[r].copy_from_slice(new);
+        self.adjust_header(old, new);
+        self.adjust_l4(old, new, true);
+    }
+
+    /// Sets the source address (an IPv4 address for an IPv4 packet).
+    pub fn set_src(&mut self, a: Addr) {
+        self.set_addr(false, a);
+    }
+
+    pub fn set_dst(&mut self, a: Addr) {
+        self.set_addr(true, a);
+    }
+
+    /// Sets a 16-bit transport field at `off` from the transport header.
+    fn set_l4_word(&mut self, off: usize, v: u16) -> Result<(), Error> {
+        let at = self.l4.ok_or(Error::TruncatedTcp)? + off;
+        let old = self.word(at).to_be_bytes();
+        self.set_word(at, v);
+        self.adjust_l4(&old, &v.to_be_bytes(), false);
+        Ok(())
+    }
+
+    fn ports(&self) -> Result<(), Error> {
+        match self.proto {
+            PROTO_TCP | PROTO_UDP => Ok(()),
+            _ => Err(Error::TruncatedUdp),
+        }
+    }
+
+    /// Sets the TCP or UDP source port; fails on other packets and on
+    /// fragments without the transport header.
+    pub fn set_sport(&mut self, port: u16) -> Result<(), Error> {
+        self.ports()?;
+        self.set_l4_word(0, port)
+    }
+
+    pub fn set_dport(&mut self, port: u16) -> Result<(), Error> {
+        self.ports()?;
+        self.set_l4_word(2, port)
+    }
+
+    /// Sets an ICMP or ICMPv6 query's identifier.
+    pub fn set_icmp_id(&mut self, id: u16) -> Result<(), Error> {
+        match (self.proto, self.l3) {
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => self.set_l4_word(4, id),
+            _ => Err(Error::TruncatedIcmp),
+        }
+    }
+
+    /// Sets the IPv4 TTL or the IPv6 hop limit.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        match self.l3 {
+            L3::V4 => {
+                // TTL shares its word with the protocol.
+                let old = [self.buf[8], self.buf[9]];
+                self.buf[8] = ttl;
+                let new = [self.buf[8], self.buf[9]];
+                self.adjust_header(&old, &new);
+            }
+            L3::V6 => self.buf[7] = ttl,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{fragment, icmp, ip_packet, udp, Tcp};
+    use crate::wire::{ip_header_ok, l4_ok};
+
+    /// The packet checks, by a full recomputation.
+    fn sums_ok(p: &[u8]) -> bool {
+        let ip = parse_ip(p, p.len(), false).unwrap();
+        ip_header_ok(&ip) && l4_ok(&ip) != Some(false)
+    }
+
+    fn packets() -> Vec<Vec<u8>> {
+        let (a, b) = ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap());
+        let (a6, b6) = ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
+        let seg = Tcp {
+            sport: 40000,
+            dport: 80,
+            seq: 7,
+            flags: 0x18,
+            window: 9,
+            ..Tcp::default()
+        };
+        vec![
+            ip_packet(a, b, 17, &[], &udp(5000, 53, b"odd")),
+            ip_packet(a, b, 6, &[], &seg.bytes(b"data!")),
+            ip_packet(a, b, 1, &[], &icmp(8, 0, 1, 1, b"ping")),
+            ip_packet(a6, b6, 17, &[], &udp(1, 2, b"v6")),
+            ip_packet(a6, b6, 6, &[], &seg.bytes(b"six")),
+            ip_packet(a6, b6, 58, &[], &icmp(128, 0, 1, 1, b"p")),
+        ]
+    }
+
+    #[test]
+    fn incremental_updates_match_a_full_recomputation() {
+        let mut next = crate::synth::xorshift(0xfeed_beef);
+        for p in packets() {
+            for _ in 0..200 {
+                let mut q = p.clone();
+                let mut m = IpPacketMut::new(&mut q).unwrap();
+                let v6 = p[0] >> 4 == 6;
+                let r = next();
+                let addr = if v6 {
+                    Addr::v6((r as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes())
+                } else {
+                    Addr::v4((r as u32).to_be_bytes())
+                };
+                match r % 6 {
+                    0 => m.set_src(addr),
+                    1 => m.set_dst(addr),
+                    2 => {
+                        let _ = m.set_sport((r >> 8) as u16);
+                    }
+                    3 => {
+                        let _ = m.set_dport((r >> 8) as u16);
+                    }
+                    4 => {
+                        let _ = m.set_icmp_id((r >> 8) as u16);
+                    }
+                    _ => m.set_ttl((r >> 8) as u8),
+                }
+                assert!(sums_ok(&q), "{p:02x?} -> {q:02x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn setters_write_the_fields() {
+        let mut p = packets().remove(1);
+        let mut m = IpPacketMut::new(&mut p).unwrap();
+        m.set_src(Addr::v4([198, 18, 0, 100]));
+        m.set_dport(8080).unwrap();
+        m.set_ttl(63);
+        assert!(m.set_icmp_id(1).is_err(), "not ICMP");
+        let ip = parse_ip(&p, p.len(), false).unwrap();
+        assert_eq!(ip.src, Addr::v4([198, 18, 0, 100]));
+        assert_eq!(u16::from_be_bytes([ip.l4[2], ip.l4[3]]), 8080);
+        assert_eq!(p[8], 63);
+        assert!(sums_ok(&p));
+    }
+
+    #[test]
+    fn a_udp_checksum_of_zero_stays_zero() {
+        let mut p = packets().remove(0);
+        p[26..28].copy_from_slice(&[0, 0]);
+        let mut m = IpPacketMut::new(&mut p).unwrap();
+        m.set_dst(Addr::v4([198, 19, 0, 9]));
+        m.set_sport(1).unwrap();
+        assert_eq!(p[26..28], [0, 0]);
+        assert!(sums_ok(&p));
+    }
+
+    #[test]
+    fn a_later_fragment_has_no_ports_but_its_addresses_change() {
+        let whole = packets().remove(0);
+        let mut f = fragment(&whole, 1, &[(0, 8), (8, 3)]).remove(1);
+        let mut m = IpPacketMut::new(&mut f).unwrap();
+        assert!(m.set_sport(9).is_err());
+        m.set_src(Addr::v4([198, 18, 0, 7]));
+        let ip = parse_ip(&f, f.len(), false).unwrap();
+        assert!(ip_header_ok(&ip));
+    }
+}
