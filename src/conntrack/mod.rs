@@ -526,7 +526,7 @@ impl Shard {
     #[inline(always)]
     pub fn classify_rx<'a>(&self, ip: IpPacket<'a>, zone: u16, rx: RxChecksum) -> Classified<'a> {
         let mut c = Classified::extract(&ip, zone);
-        self.finish_classify(&mut c, &ip, rx);
+        self.finish_classify(&mut c, &wire::ChecksumView::of(&ip), rx);
         c
     }
 
@@ -535,15 +535,20 @@ impl Shard {
     /// table hash. Split so that a data plane can first learn from the
     /// tuple which shard owns the packet, and leave this work to it.
     #[inline(always)]
-    pub fn finish_classify(&self, c: &mut Classified<'_>, ip: &IpPacket<'_>, rx: RxChecksum) {
+    pub fn finish_classify(
+        &self,
+        c: &mut Classified<'_>,
+        s: &wire::ChecksumView<'_>,
+        rx: RxChecksum,
+    ) {
         // A later fragment has no transport header to check; for anything
         // else a bad checksum outranks every other verdict, as in Linux.
         let bad_checksum = self.cfg.checksum
-            && ip.fragment != wire::Fragment::Later
+            && !s.later_fragment()
             && match rx {
                 RxChecksum::Good => false,
                 RxChecksum::Bad => true,
-                RxChecksum::Unknown => !wire::ip_header_ok(ip) || wire::l4_ok(ip) == Some(false),
+                RxChecksum::Unknown => !s.header_ok() || s.l4_ok() == Some(false),
             };
         if bad_checksum {
             c.l4 = Err(Early::Invalid {

@@ -28,8 +28,9 @@ use super::fwd::ForwardEngine;
 use super::handoff::Handoff;
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, DropReason, Policy, StatefulFirewall};
-use super::stages::{Chunk, Classify, Meta, Stages};
+use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
+use crate::conntrack::Classified;
 use crate::conntrack::{Defrag, FragHeader, Push, Shard};
 use crate::wire::{parse_frame, parse_ip, Frame, LinkType};
 
@@ -101,7 +102,7 @@ impl<P: Policy> Core<P> {
         self.held = false;
         let mut i = 0;
         while i < n {
-            let mut chunk = Chunk::new();
+            let mut chunk = Chunk::default();
             let next = self
                 .stages
                 .classify(|j| burst.packet(j), i..n, &mut self.fates, &mut chunk);
@@ -109,8 +110,8 @@ impl<P: Policy> Core<P> {
                 Stages::<P>::dispatch(&mut chunk, h);
             }
             self.stages.track(&mut chunk, now);
-            for m in &chunk {
-                self.fates[usize::from(m.at)] = m.fate;
+            for p in &chunk.pkt {
+                self.fates[usize::from(p.at)] = p.fate;
             }
             drop(chunk);
             self.stages.publish();
@@ -135,7 +136,7 @@ impl<P: Policy> Core<P> {
             unreachable!("classify saw an IP fragment here");
         };
         if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
-            let w = h.owner_by_addresses(Meta::new(at, in_port, 0, ip).cl.tuple());
+            let w = h.owner_by_addresses(Classified::extract(&ip, 0).tuple());
             if w != h.me() {
                 self.fates[at] = Fate::Handoff(w);
                 return;
@@ -175,8 +176,9 @@ impl<P: Policy> Core<P> {
                 }
             }
             Ok(ip) => {
-                let mut one = [Meta::new(at, in_port, 0, ip)];
-                if self.stages.policy.untracked(in_port, one[0].cl.tuple()) {
+                let mut one = Chunk::default();
+                one.push(at, in_port, 0, &ip);
+                if self.stages.policy.untracked(in_port, one.cl[0].tuple()) {
                     self.stages.untracked();
                     Fate::Pass
                 } else {
@@ -185,7 +187,7 @@ impl<P: Policy> Core<P> {
                         Stages::<P>::dispatch(&mut one, h);
                     }
                     self.stages.track(&mut one, now);
-                    one[0].fate
+                    one.pkt[0].fate
                 }
             }
         };

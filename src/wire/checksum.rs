@@ -7,7 +7,72 @@
 //! reads the same either way. That saves a byte swap per word; eight bytes
 //! are added at a time.
 
-use super::ip::{IpPacket, L3, PROTO_ICMP, PROTO_UDP};
+use super::ip::{Fragment, IpPacket, L3, PROTO_ICMP, PROTO_UDP};
+
+/// What checking a packet's checksums reads: a small copy of the packet
+/// view, for a pipeline that checks them after it has put the view away.
+#[derive(Debug, Clone, Copy)]
+pub struct ChecksumView<'a> {
+    l3: L3,
+    proto: u8,
+    fragment: Fragment,
+    l4_wire_len: u32,
+    header: &'a [u8],
+    l4: &'a [u8],
+}
+
+impl<'a> ChecksumView<'a> {
+    #[inline(always)]
+    pub fn of(ip: &IpPacket<'a>) -> ChecksumView<'a> {
+        ChecksumView {
+            l3: ip.l3,
+            proto: ip.proto,
+            fragment: ip.fragment,
+            l4_wire_len: ip.l4_wire_len() as u32,
+            header: ip.header,
+            l4: ip.l4,
+        }
+    }
+
+    /// Whether this is a later fragment (no transport header to check).
+    pub fn later_fragment(&self) -> bool {
+        self.fragment == Fragment::Later
+    }
+
+    /// Whether the IPv4 header checksum is right (always true for IPv6).
+    #[inline]
+    pub fn header_ok(&self) -> bool {
+        self.l3 == L3::V6 || fold(sum(0, self.header)) == 0xffff
+    }
+
+    /// Whether the transport checksum is right. `None` when it cannot be
+    /// told: the segment was not captured whole, or it is a fragment.
+    #[inline]
+    pub fn l4_ok(&self) -> Option<bool> {
+        let ip = self;
+        if ip.l4.len() != ip.l4_wire_len as usize || ip.fragment != Fragment::Whole {
+            return None;
+        }
+        // A zero UDP checksum over IPv4 means "none" (RFC 768).
+        if ip.proto == PROTO_UDP && ip.l3 == L3::V4 && ip.l4.get(6..8) == Some(&[0, 0]) {
+            return Some(true);
+        }
+        let mut acc = sum(0, ip.l4);
+        // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768,
+        // 4443).
+        if ip.proto != PROTO_ICMP {
+            // Both addresses sit side by side in the IP header.
+            acc = match ip.l3 {
+                L3::V4 => sum(acc, &ip.header[12..20]),
+                L3::V6 => sum(acc, &ip.header[8..40]),
+            };
+            // The upper-layer length is at most 65535: IPv6 jumbograms are
+            // refused by the parser.
+            acc += word(u16::from(ip.proto)) + word(ip.l4.len() as u16);
+        }
+        Some(fold(acc) == 0xffff)
+    }
+}
 
 /// Adds `data` to `acc` as native-endian 16-bit words (a last odd byte as
 /// the high-order byte of a word in network order).
@@ -50,7 +115,7 @@ fn fold(mut acc: u64) -> u16 {
 /// Whether the IPv4 header checksum is right (always true for IPv6).
 #[inline]
 pub fn ip_header_ok(ip: &IpPacket<'_>) -> bool {
-    ip.l3 == L3::V6 || fold(sum(0, ip.header)) == 0xffff
+    ChecksumView::of(ip).header_ok()
 }
 
 /// The checksum field for an IPv4 header whose checksum field is zero,
@@ -63,26 +128,7 @@ pub fn header_checksum(header: &[u8]) -> [u8; 2] {
 /// the segment was not captured whole, or it is a fragment.
 #[inline]
 pub fn l4_ok(ip: &IpPacket<'_>) -> Option<bool> {
-    if ip.l4.len() != ip.l4_wire_len() || ip.fragment != super::Fragment::Whole {
-        return None;
-    }
-    // A zero UDP checksum over IPv4 means "none" (RFC 768).
-    if ip.proto == PROTO_UDP && ip.l3 == L3::V4 && ip.l4.get(6..8) == Some(&[0, 0]) {
-        return Some(true);
-    }
-    let mut acc = sum(0, ip.l4);
-    // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768, 4443).
-    if ip.proto != PROTO_ICMP {
-        // Both addresses sit side by side in the IP header.
-        acc = match ip.l3 {
-            L3::V4 => sum(acc, &ip.header[12..20]),
-            L3::V6 => sum(acc, &ip.header[8..40]),
-        };
-        // The upper-layer length is at most 65535: IPv6 jumbograms are
-        // refused by the parser.
-        acc += word(u16::from(ip.proto)) + word(ip.l4.len() as u16);
-    }
-    Some(fold(acc) == 0xffff)
+    ChecksumView::of(ip).l4_ok()
 }
 
 #[cfg(test)]

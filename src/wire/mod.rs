@@ -10,7 +10,7 @@ mod ip;
 mod l4;
 mod rewrite;
 
-pub use checksum::{header_checksum, ip_header_ok, l4_ok};
+pub use checksum::{header_checksum, ip_header_ok, l4_ok, ChecksumView};
 pub use ethernet::{EthernetFrame, MacAddr, ETHERNET_HEADER_LEN};
 pub use ip::{
     parse_frame, parse_ip, Addr, FragInfo, Fragment, Frame, IpPacket, LinkType, L3, PROTO_ICMP,
