@@ -2,6 +2,8 @@
 //! they read a control connection's payload and say which connection to
 //! expect. They return requests as data and never touch a table.
 
+use super::classify::L4;
+use super::{expect, Classified, ConnRef, CtInfo, Dir, Expectation, MasterRef, Tuple};
 use crate::wire::{Addr, L3, PROTO_TCP, PROTO_UDP};
 
 /// A helper, attached to a connection by its reply tuple's source port.
@@ -363,6 +365,77 @@ fn port(d: &[u8], delim: u8) -> Result<u16, &'static str> {
         }
     }
     Err("ftp-partial-command")
+}
+
+/// The glue between a shard and its helpers (`nf_conntrack_helper`'s help
+/// callback): egress runs a connection's helper on its packets.
+impl super::Shard {
+    /// Runs a connection's helper on one of its packets and records the
+    /// expectation it asks for (`nf_conntrack_helper`'s help callback).
+    pub(super) fn help(&mut self, r: ConnRef, ctinfo: CtInfo, c: &Classified<'_>, now: u64) {
+        let Some(aux) = self.aux.get_mut(r.slot.0 as usize) else {
+            return;
+        };
+        let Some(helper) = aux.helper else { return };
+        let conn = self.table.get(r.slot);
+        let dir = match ctinfo {
+            CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
+            _ => Dir::Original,
+        };
+        let [orig, reply] = conn.tuples;
+        let expected = match (helper, &c.l4) {
+            // The server answers from a port of its choosing: expect
+            // server -> client:port from any source port.
+            (Helper::Tftp, Ok(L4::Udp(payload))) if tftp_wants_expectation(payload) => {
+                Some(Tuple { sport: 0, ..reply })
+            }
+            (Helper::Ftp, Ok(L4::Tcp(seg))) => {
+                let sender = conn.tuples[dir.index()];
+                let peer = conn.tuples[dir.other().index()];
+                let fseg = FtpSegment {
+                    dir: dir.index(),
+                    seq: seg.hdr.seq,
+                    payload: seg.payload,
+                    whole: seg.payload.len() == seg.payload_len as usize,
+                    established: matches!(ctinfo, CtInfo::Established | CtInfo::EstablishedReply),
+                    sender: sender.src,
+                    l3: sender.l3(),
+                };
+                match ftp_help(&mut aux.ftp, &fseg, self.cfg.helpers.ftp_loose) {
+                    FtpOutcome::Nothing => None,
+                    FtpOutcome::Refused(_) => {
+                        self.stats.helper_refused += 1;
+                        None
+                    }
+                    // The peer of the announcing side connects to the
+                    // announced address and port, from any port.
+                    FtpOutcome::Expect { addr, port } => Some(Tuple {
+                        src: peer.src,
+                        dst: addr,
+                        sport: 0,
+                        dport: port,
+                        ..orig
+                    }),
+                }
+            }
+            _ => None,
+        };
+        if let Some(tuple) = expected {
+            let e = Expectation {
+                tuple,
+                any_source_port: true,
+                master: MasterRef {
+                    shard: self.id,
+                    id: conn.id,
+                },
+                helper,
+                deadline: expect::deadline(now, helper.timeout()),
+                created: now,
+            };
+            // A full set is counted there (expect_full); the packet passes.
+            let _ = self.expectations.insert(e, helper.max_expected(), now);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1216,7 +1216,8 @@ fn nic_checksum_verdicts() {
             panic!("not IP")
         };
         let mut shard = Shard::new(cfg);
-        let c = shard.classify_rx(ip, 0, rx);
+        let mut c = Classified::extract(&ip, 0);
+        shard.finish_classify(&mut c, &crate::wire::ChecksumView::of(&ip), rx);
         shard.ingress(&c, SEC).reason
     };
     // Software finds the corruption; a NIC that vouched for the packet

@@ -1,0 +1,322 @@
+//! Classification (`nf_ct_get_tuple` and what precedes a lookup): a
+//! packet's tuple and transport view, the checksum check and the table
+//! hash, the burst's prefetches; and the ICMP facts it needs (which types
+//! are errors, which open connections, the connection an error quotes).
+//!
+//! One parser, [`Classified::extract`]; [`Shard::finish_classify`]
+//! completes it where the packet is owned; [`Shard::classify`] does both.
+
+use super::{tcp, RxChecksum, Segment, Shard, Tuple, CONN_LINES, CONN_LINES_NOT_TCP};
+use crate::wire::{
+    self, IcmpHeader, IpPacket, TcpHeader, UdpHeader, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP,
+};
+
+/// A packet's transport layer, as the tracker uses it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum L4<'a> {
+    Tcp(Segment<'a>),
+    Udp(&'a [u8]),
+    /// ICMP or ICMPv6 query or reply.
+    IcmpQuery,
+    /// ICMP or ICMPv6 error quoting `inner`.
+    IcmpError(&'a [u8]),
+    Other,
+}
+
+/// A packet made ready for lookup: its tuple and hash are computed, so a
+/// burst can be hashed and prefetched before any lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Classified<'a> {
+    pub(super) l4: Result<L4<'a>, Early>,
+    pub(super) tuple: Tuple,
+    pub(super) hash: u64,
+    /// IP length on the wire, for the byte counters.
+    pub(super) wire_len: u32,
+}
+
+/// A verdict reached before any lookup.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Early {
+    Invalid {
+        reason: &'static str,
+        malformed: bool,
+    },
+    Untracked(&'static str),
+}
+
+impl<'a> Classified<'a> {
+    /// Extracts the tuple (`nf_ct_get_tuple`) and the transport view,
+    /// with no checksum check and no hash: what is needed to tell which
+    /// shard owns the packet. `Shard::finish_classify` completes it.
+    #[inline(always)]
+    pub fn extract(ip: &IpPacket<'a>, zone: u16) -> Classified<'a> {
+        let mut tuple = Tuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport: 0,
+            dport: 0,
+            proto: ip.proto,
+            family: if ip.l3 == L3::V4 { 4 } else { 6 },
+            zone,
+        };
+        let l4 = Self::transport(ip, &mut tuple);
+        Classified {
+            l4,
+            tuple,
+            hash: 0,
+            wire_len: ip.wire_len as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn transport(ip: &IpPacket<'a>, tuple: &mut Tuple) -> Result<L4<'a>, Early> {
+        let malformed = |e: wire::Error| Early::Invalid {
+            reason: e.reason(),
+            malformed: true,
+        };
+        if ip.fragment == wire::Fragment::Later {
+            // No reassembly here (Linux reassembles first, in nf_defrag).
+            return Err(Early::Invalid {
+                reason: "fragment",
+                malformed: false,
+            });
+        }
+        match (ip.proto, ip.l3) {
+            (PROTO_TCP, _) => {
+                let hdr = TcpHeader::parse(ip.l4).map_err(malformed)?;
+                tcp::check_flags(&hdr).map_err(|reason| Early::Invalid {
+                    reason,
+                    malformed: true,
+                })?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
+                let payload = &ip.l4[hdr.header_len..];
+                Ok(L4::Tcp(Segment {
+                    hdr,
+                    payload_len,
+                    payload,
+                }))
+            }
+            (PROTO_UDP, _) => {
+                let hdr = UdpHeader::parse(ip.l4, ip.l4_wire_len(), false).map_err(malformed)?;
+                tuple.sport = hdr.sport;
+                tuple.dport = hdr.dport;
+                Ok(L4::Udp(&ip.l4[8..]))
+            }
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => {
+                let icmp = IcmpHeader::parse(ip.l4).map_err(malformed)?;
+                let v6 = ip.l3 == L3::V6;
+                tuple.dport = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
+                if is_icmp_error(icmp.ty, v6) {
+                    return Ok(L4::IcmpError(icmp.body));
+                }
+                if v6 && icmpv6_untracked(icmp.ty) {
+                    return Err(Early::Untracked("icmpv6-neighbour-discovery"));
+                }
+                tuple.sport = icmp.id;
+                Ok(L4::IcmpQuery)
+            }
+            _ => Ok(L4::Other),
+        }
+    }
+
+    pub fn tuple(&self) -> &Tuple {
+        &self.tuple
+    }
+
+    /// Whether the packet needs a table lookup (else its verdict is known).
+    pub fn needs_lookup(&self) -> bool {
+        self.l4.is_ok()
+    }
+
+    /// The tuple of the connection the packet belongs to, in the direction
+    /// it travels: its own tuple, or for an ICMP error the quoted packet's
+    /// connection. `None` when the verdict needs no connection. With
+    /// several shards, this says which shard must see the packet.
+    pub fn flow_tuple(&self) -> Option<Tuple> {
+        match self.l4 {
+            Ok(L4::IcmpError(inner)) => quoted_flow(&self.tuple, inner).ok(),
+            Ok(_) => Some(self.tuple),
+            Err(_) => None,
+        }
+    }
+}
+
+impl Shard {
+    /// Extracts the tuple (`nf_ct_get_tuple`) and hashes it. Pure: it
+    /// reads the table's seed only.
+    #[inline]
+    pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
+        let mut c = Classified::extract(&ip, zone);
+        self.finish_classify(&mut c, &wire::ChecksumView::of(&ip), RxChecksum::Unknown);
+        c
+    }
+
+    /// The second half of `classify` for a packet `Classified::extract`
+    /// took apart, with the NIC's checksum verdict (a verified checksum is
+    /// not computed again; a bad one makes the packet INVALID, as
+    /// `nf_conntrack_checksum` would): the checksum check (`nf_conntrack_checksum`) and the
+    /// table hash. Split so that a data plane can first learn from the
+    /// tuple which shard owns the packet, and leave this work to it.
+    #[inline(always)]
+    pub fn finish_classify(
+        &self,
+        c: &mut Classified<'_>,
+        s: &wire::ChecksumView<'_>,
+        rx: RxChecksum,
+    ) {
+        // A later fragment has no transport header to check; for anything
+        // else a bad checksum outranks every other verdict, as in Linux.
+        let bad_checksum = self.cfg.checksum
+            && !s.later_fragment()
+            && match rx {
+                RxChecksum::Good => false,
+                RxChecksum::Bad => true,
+                RxChecksum::Unknown => !s.header_ok() || s.l4_ok() == Some(false),
+            };
+        if bad_checksum {
+            c.l4 = Err(Early::Invalid {
+                reason: "bad-checksum",
+                malformed: true,
+            });
+        }
+        if c.l4.is_ok() {
+            c.hash = self.table.hash(&c.tuple);
+        }
+    }
+
+    /// Prefetches what the lookups of a classified burst will read, as
+    /// DPDK's l3fwd does for its bulk lookups: first every packet's index
+    /// bucket, then the connection each bucket most likely points to (the
+    /// cache lines its protocol reads), or for a likely new connection the
+    /// bucket its reply tuple will go to. `prefetch` is the caller's (the data plane's).
+    ///
+    /// The caller then runs the packets through `ingress` in order, and
+    /// the accepted ones through `egress`, either one packet at a time (as
+    /// Linux finishes each packet before the next) or the whole burst's
+    /// ingress first: a new flow's later packet in the same burst then
+    /// joins the connection its first packet created, still unconfirmed.
+    pub fn prefetch_burst<'c, 'a: 'c>(
+        &self,
+        pkts: impl Iterator<Item = &'c Classified<'a>> + Clone,
+        prefetch: impl Fn(*const u8),
+    ) {
+        for c in pkts.clone().filter(|c| c.needs_lookup()) {
+            prefetch(self.table.bucket_addr(c.hash));
+        }
+        for c in pkts.filter(|c| c.needs_lookup()) {
+            if let Some(a) = self.table.candidate_addr(c.hash) {
+                // Only TCP reads the protocol state's line.
+                let lines = if c.tuple.proto == PROTO_TCP {
+                    CONN_LINES
+                } else {
+                    CONN_LINES_NOT_TCP
+                };
+                for line in 0..lines {
+                    prefetch(a.wrapping_add(line * 64));
+                }
+            } else {
+                // No signature matches: most likely a new connection, whose
+                // confirm will insert (and first look up) the reply tuple.
+                // Its bucket is another random line; start loading it now.
+                prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
+            }
+        }
+    }
+}
+
+/// ICMP error types (`icmp_is_err`; for ICMPv6, types below 128).
+pub(super) fn is_icmp_error(ty: u8, v6: bool) -> bool {
+    if v6 {
+        ty < 128
+    } else {
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// Request types that may open a connection (Linux's `valid_new`): echo,
+/// timestamp, information and address mask; ICMPv6 echo and node information.
+pub(super) fn icmp_opens(ty: u8, v6: bool) -> bool {
+    if v6 {
+        matches!(ty, 128 | 139)
+    } else {
+        matches!(ty, 8 | 13 | 15 | 17)
+    }
+}
+
+/// The reply type of a request (Linux's `invmap`).
+pub(super) fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
+    Some(match (v6, ty) {
+        (false, 8) => 0,
+        (false, 13) => 14,
+        (false, 15) => 16,
+        (false, 17) => 18,
+        (true, 128) => 129,
+        (true, 139) => 140,
+        _ => return None,
+    })
+}
+
+/// ICMPv6 types Linux leaves UNTRACKED (`noct_valid_new`): MLD and
+/// neighbour discovery, which are link-local signalling.
+pub(super) fn icmpv6_untracked(ty: u8) -> bool {
+    matches!(ty, 130..=137 | 143)
+}
+
+/// The tuple, in the direction an ICMP error with outer tuple `outer`
+/// travels, of the connection whose packet the error quotes (`inner`, the
+/// quoted packet, usually cut short: parsed laxly, needing only the first
+/// 8 transport bytes: ports, or ICMP id).
+pub(super) fn quoted_flow(outer: &Tuple, inner: &[u8]) -> Result<Tuple, &'static str> {
+    let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
+        return Err("icmp-error-bad-inner-packet");
+    };
+    if q.l3 != outer.l3() || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
+        return Err("icmp-error-bad-inner-packet");
+    }
+    let mut t = Tuple {
+        src: q.src,
+        dst: q.dst,
+        sport: 0,
+        dport: 0,
+        proto: q.proto,
+        family: outer.family,
+        zone: outer.zone,
+    };
+    let ports = |b: &[u8]| {
+        (
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        )
+    };
+    let v6 = q.l3 == L3::V6;
+    match q.proto {
+        PROTO_TCP | PROTO_UDP => (t.sport, t.dport) = ports(q.l4),
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let (ty, code) = (q.l4[0], q.l4[1]);
+            // An error about an error, or about a reply, relates to nothing.
+            let Some(rty) = icmp_opens(ty, v6)
+                .then(|| icmp_reply_type(ty, v6))
+                .flatten()
+            else {
+                return Err("icmp-error-about-non-request");
+            };
+            t.sport = u16::from_be_bytes([q.l4[4], q.l4[5]]);
+            t.dport = u16::from(rty) << 8 | u16::from(code);
+        }
+        _ => {}
+    }
+    // The quoted packet travelled the other way: its inverse is the
+    // tuple of the direction this error travels.
+    Ok(if matches!(q.proto, PROTO_ICMP | PROTO_ICMPV6) {
+        Tuple {
+            src: t.dst,
+            dst: t.src,
+            ..t
+        }
+    } else {
+        t.swapped()
+    })
+}
