@@ -203,26 +203,45 @@ impl Shard {
         pkts: impl Iterator<Item = &'c Classified<'a>> + Clone,
         prefetch: impl Fn(*const u8),
     ) {
-        for c in pkts.clone().filter(|c| c.needs_lookup()) {
+        for c in pkts.clone() {
+            self.prefetch_bucket(c, &prefetch);
+        }
+        for c in pkts {
+            self.prefetch_candidate(c, &prefetch);
+        }
+    }
+
+    /// The first half of `prefetch_burst` for one packet: its index bucket.
+    #[inline]
+    pub fn prefetch_bucket(&self, c: &Classified<'_>, prefetch: impl Fn(*const u8)) {
+        if c.needs_lookup() {
             prefetch(self.table.bucket_addr(c.hash));
         }
-        for c in pkts.filter(|c| c.needs_lookup()) {
-            if let Some(a) = self.table.candidate_addr(c.hash) {
-                // Only TCP reads the protocol state's line.
-                let lines = if c.tuple.proto == PROTO_TCP {
-                    CONN_LINES
-                } else {
-                    CONN_LINES_NOT_TCP
-                };
-                for line in 0..lines {
-                    prefetch(a.wrapping_add(line * 64));
-                }
+    }
+
+    /// The second half: the connection its bucket most likely points to,
+    /// or, for a likely new connection, its reply tuple's bucket. It reads
+    /// the bucket, so it should come a while after `prefetch_bucket`.
+    #[inline]
+    pub fn prefetch_candidate(&self, c: &Classified<'_>, prefetch: impl Fn(*const u8)) {
+        if !c.needs_lookup() {
+            return;
+        }
+        if let Some(a) = self.table.candidate_addr(c.hash) {
+            // Only TCP reads the protocol state's line.
+            let lines = if c.tuple.proto == PROTO_TCP {
+                CONN_LINES
             } else {
-                // No signature matches: most likely a new connection, whose
-                // confirm will insert (and first look up) the reply tuple.
-                // Its bucket is another random line; start loading it now.
-                prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
+                CONN_LINES_NOT_TCP
+            };
+            for line in 0..lines {
+                prefetch(a.wrapping_add(line * 64));
             }
+        } else {
+            // No signature matches: most likely a new connection, whose
+            // confirm will insert (and first look up) the reply tuple.
+            // Its bucket is another random line; start loading it now.
+            prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
         }
     }
 }
