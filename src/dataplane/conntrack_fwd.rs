@@ -331,7 +331,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         let worker = usize::from(ctx.worker);
         CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
         let shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
-        let burst = usize::from(ctx.burst).max(1);
+        let burst = usize::from(ctx.burst).clamp(1, MAX_BURST);
         Tracking {
             core: Core {
                 stages: Stages::new(shard, &t.firewall, t.ct_counters, worker),
