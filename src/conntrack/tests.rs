@@ -552,8 +552,9 @@ fn icmp_echo_both_directions_and_unsolicited_reply() {
 fn icmp_error(from: &str, to: &str, ty: u8, quoted: &[u8]) -> Vec<u8> {
     let (s, d): (IpAddr, IpAddr) = (from.parse().unwrap(), to.parse().unwrap());
     let proto = if s.is_ipv4() { 1 } else { 58 };
-    // Real errors quote the IP header and at least 8 bytes after it.
-    let quote = &quoted[..quoted.len().min(if s.is_ipv4() { 28 } else { 48 })];
+    // ICMP quotes the IP header and 8 bytes after it (RFC 792); ICMPv6 as
+    // much as fits in the minimum MTU (RFC 4443).
+    let quote = &quoted[..quoted.len().min(if s.is_ipv4() { 28 } else { 1232 })];
     frame(&ip_packet(s, d, proto, &[], &icmp(ty, 3, 0, 0, quote)), &[])
 }
 
@@ -595,6 +596,35 @@ fn icmp_errors_are_related_in_both_directions() {
     h.feed(&syn);
     let s = h.feed(&icmp_error("2001:db8::2", "2001:db8::1", 2, &syn[14..]));
     assert_eq!(s.ctinfo, CtInfo::RelatedReply);
+}
+
+/// Errors about a fragmented datagram quote its first fragment, whose
+/// transport header names the connection (a router that cannot forward
+/// it, or a host whose reassembly timed out): RELATED, in both families.
+/// A quoted later fragment carries no ports and relates to nothing.
+#[test]
+fn icmp_errors_quoting_fragments() {
+    use crate::synth::fragment;
+    let mut h = Harness::new();
+    for (a, b, router) in [
+        ("198.18.0.1:5000", "198.19.0.1:53", "203.0.113.1"),
+        ("[2001:2::1]:5000", "[2001:2::2]:53", "2001:2:0:ff::1"),
+    ] {
+        let (ca, cb) = (sa(a), sa(b));
+        h.feed(&udp_frame(a, b, &[7; 3000]));
+        let whole = ip_packet(ca.ip(), cb.ip(), 17, &[], &udp(5000, 53, &[7; 3000]));
+        let frags = fragment(&whole, 1, &[(0, 1232), (1232, 1776)]);
+        // Fragmentation needed / packet too big, and time exceeded
+        // (reassembly), about the first fragment.
+        let (too_big, exceeded) = if ca.is_ipv4() { (3, 11) } else { (2, 3) };
+        let client = ca.ip().to_string();
+        for ty in [too_big, exceeded] {
+            let s = h.feed(&icmp_error(router, &client, ty, &frags[0]));
+            assert_eq!(s.ctinfo, CtInfo::RelatedReply, "{a} type {ty}");
+        }
+        let s = h.feed(&icmp_error(router, &client, exceeded, &frags[1]));
+        assert_eq!(s.reason, Some("icmp-error-bad-inner-packet"), "{a}");
+    }
 }
 
 /// With several shards, a packet goes to the shard of its flow tuple: an
