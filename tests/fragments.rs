@@ -205,7 +205,7 @@ fn a_jumbo_frame_in_several_mbufs_passes() {
     assert_eq!(jumbo.len(), 9000);
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    write_pcap(&p("in.pcap"), &[jumbo.clone()]);
+    write_pcap(&p("in.pcap"), std::slice::from_ref(&jumbo));
     let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
     let o = run(
         &eal_args("jumbo", "0@0,1@1", &vdevs),
