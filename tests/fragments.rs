@@ -72,17 +72,6 @@ fn session() -> (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) {
     (input, out)
 }
 
-/// The sum over cores of the number after `key` on conntrack lines.
-fn sum_conntrack(out: &str, key: &str) -> u64 {
-    out.lines()
-        .filter(|l| l.contains(" conntrack: "))
-        .filter_map(|l| {
-            let at = l.find(&format!(" {key}"))? + key.len() + 1;
-            l[at..].split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
 /// Whether `group` appears in `out` in order (other frames may come
 /// between, from other datagrams).
 fn in_order(group: &[Vec<u8>], out: &[Vec<u8>]) -> bool {
@@ -125,15 +114,7 @@ fn fragmented_traffic_passes_the_firewall_whole_and_in_order() {
         for g in &groups {
             assert!(in_order(g, &w0) || in_order(g, &w1), "{cores} cores\n{out}");
         }
-        let sum = |k: &str| {
-            out.lines()
-                .filter(|l| l.contains(" defrag: "))
-                .filter_map(|l| {
-                    let at = l.find(k)? + k.len();
-                    l[at..].split_whitespace().next()?.parse::<u64>().ok()
-                })
-                .sum::<u64>()
-        };
+        let sum = |k: &str| core_sum(&out, "defrag:", k);
         // With two workers a datagram may be reassembled twice: by the
         // worker its addresses hash to, to learn its owner, and then by
         // the owner, which it is handed to.
@@ -144,7 +125,7 @@ fn fragmented_traffic_passes_the_firewall_whole_and_in_order() {
             assert!((5..=10).contains(&reassembled), "{out}");
         }
         assert_eq!(
-            sum_conntrack(&out, "NEW=") + sum_conntrack(&out, "ESTABLISHED="),
+            core_sum(&out, "conntrack:", " NEW=") + core_sum(&out, "conntrack:", " ESTABLISHED="),
             7,
             "five datagrams and the handshake's SYN and ACK:\n{out}"
         );

@@ -158,6 +158,24 @@ for _ in range(3):
     s.sendto(hdr + payload, (dst, 0))
 PY
 
+# launch WORKERS OUT PREFIX VDEV...: starts the firewall with WORKERS
+# forwarding cores on the given ports, output to OUT; its PID in $fw.
+launch() {
+  local workers=$1 out=$2 prefix=$3; shift 3
+  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=()
+  if [ "$workers" -gt 1 ]; then
+    lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
+    queues=(--nb-cores=2 --rxq=2 --txq=2)
+  fi
+  : >"$out"
+  "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
+    --file-prefix="$prefix" --log-level=lib.eal:warning "$@" \
+    -- --forward-mode=firewall "${queues[@]}" >"$out" 2>&1 &
+  fw=$!
+  pids+=("$fw")
+  for _ in $(seq 50); do grep -q "Forwarding started" "$out" && break; sleep 0.1; done
+}
+
 # One round of checks through ctfwd with WORKERS forwarding cores. With
 # two, each port gets two queue pairs, both workers poll both ports, and
 # the kernel's fanout (not the Toeplitz hash) picks the queue: about half
@@ -167,21 +185,10 @@ round() {
   local workers=$1
   local tag=" ($workers worker$([ "$workers" -gt 1 ] && echo s))"
   local out="$work/ctfwd-$workers.out"
-  local cport=$((40000 + workers))
-  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=() vq=""
-  if [ "$workers" -gt 1 ]; then
-    lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
-    queues=(--nb-cores=2 --rxq=2 --txq=2)
-    vq=",qpairs=2"
-  fi
-  : >"$out"
-  "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
-    --file-prefix="netns-$id-$workers" --log-level=lib.eal:warning \
-    --vdev="net_af_packet0,iface=$vin$vq" --vdev="net_af_packet1,iface=$vout$vq" \
-    -- --forward-mode=firewall "${queues[@]}" >"$out" 2>&1 &
-  local fw=$!
-  pids+=("$fw")
-  for _ in $(seq 50); do grep -q "Forwarding started" "$out" && break; sleep 0.1; done
+  local cport=$((40000 + workers)) vq=""
+  [ "$workers" -gt 1 ] && vq=",qpairs=2"
+  launch "$workers" "$out" "netns-$id-$workers" \
+    --vdev="net_af_packet0,iface=$vin$vq" --vdev="net_af_packet1,iface=$vout$vq"
 
   check "ping from inside$tag" in_ns ping -c 2 -W 2 198.18.0.2
   check "TCP (HTTP) download from outside, checksum$tag" http_get
@@ -262,19 +269,8 @@ frag_round() {
   local tag=" (net_tap, $workers worker$([ "$workers" -gt 1 ] && echo s))"
   local out="$work/ctfwd-tap-$workers.out"
   local tin="ftin$id" tout="ftout$id"
-  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=() vq=""
-  if [ "$workers" -gt 1 ]; then
-    lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
-    queues=(--nb-cores=2 --rxq=2 --txq=2)
-  fi
-  : >"$out"
-  "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
-    --file-prefix="netns-tap-$id-$workers" --log-level=lib.eal:warning \
-    --vdev="net_tap0,iface=$tin" --vdev="net_tap1,iface=$tout" \
-    -- --forward-mode=firewall "${queues[@]}" >"$out" 2>&1 &
-  local fw=$!
-  pids+=("$fw")
-  for _ in $(seq 50); do grep -q "Forwarding started" "$out" && break; sleep 0.1; done
+  launch "$workers" "$out" "netns-tap-$id-$workers" \
+    --vdev="net_tap0,iface=$tin" --vdev="net_tap1,iface=$tout"
   ip link set "$tin" netns "$ns_in"
   ip link set "$tout" netns "$ns_out"
   in_ns ip addr add 198.18.1.1/24 dev "$tin"

@@ -11,17 +11,6 @@ use ctfwd::synth::sample_conversations;
 
 const IDLE: &str = "--idle-exit=0.5";
 
-/// The sum over cores of the number after `key` on "Core N <section>:" lines.
-fn core_sum(out: &str, section: &str, key: &str) -> u64 {
-    out.lines()
-        .filter(|l| l.trim_start().starts_with("Core ") && l.contains(section))
-        .filter_map(|l| {
-            let at = l.find(key)? + key.len();
-            l[at..].split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
 /// Frames grouped by their bytes 26..38 (IPv4 addresses and ports), in
 /// order: what a connection saw, which handoff must not reorder.
 fn by_flow(frames: &[Vec<u8>]) -> HashMap<Vec<u8>, Vec<Vec<u8>>> {

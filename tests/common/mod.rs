@@ -208,6 +208,17 @@ pub fn field(out: &str, section: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after '{key}'"))
 }
 
+/// The sum over cores of the number after `key` on "Core N <section>:" lines.
+pub fn core_sum(out: &str, section: &str, key: &str) -> u64 {
+    out.lines()
+        .filter(|l| l.trim_start().starts_with("Core ") && l.contains(section))
+        .filter_map(|l| {
+            let at = l.find(key)? + key.len();
+            l[at..].split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 /// An Ethernet/IPv4/UDP frame between two "addr:port"s.
 pub fn udp_pkt(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
     ctfwd::synth::udp_frame(src.parse().unwrap(), dst.parse().unwrap(), payload)
