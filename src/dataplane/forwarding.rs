@@ -154,23 +154,12 @@ pub enum Sharding {
 }
 
 impl Forwarding {
-    /// Sets up ports, pool and streams, then launches the workers.
+    /// Sets up ports, pool and streams, then launches the workers, in the
+    /// steps testpmd takes: ports, lcores, streams, queues, pool, port
+    /// start, sharding, workers.
     pub fn start(eal: &Eal, cfg: &FwdConfig) -> Result<Forwarding, Error> {
         let port_ids = select_ports(cfg.portmask)?;
-        let workers = eal.worker_lcores();
-        if workers.is_empty() {
-            return Err(Error::msg(
-                "no forwarding lcore: give EAL at least two lcores (for example -l 0-1); \
-                 the main lcore only prints stats",
-            ));
-        }
-        if cfg.nb_cores > workers.len() {
-            return Err(Error::msg(format!(
-                "--nb-cores={} but EAL has only {} worker lcore(s) (add lcores with -l or --lcores)",
-                cfg.nb_cores,
-                workers.len()
-            )));
-        }
+        let workers = worker_lcores(eal, cfg)?;
         let tracking = cfg.mode.tracks();
         let queues = if tracking {
             cfg.port.rx_queues
@@ -178,7 +167,6 @@ impl Forwarding {
             cfg.port.rx_queues.min(cfg.port.tx_queues)
         };
         let (slots, ranges) = assign_streams(&port_ids, queues, cfg.topology, cfg.nb_cores);
-        let core_of = |stream: usize| ranges.iter().position(|r| r.contains(&stream)).unwrap_or(0);
         let mut port_cfg = cfg.port.clone();
         if tracking {
             // A tracking worker transmits every packet it owns, whichever
@@ -186,90 +174,33 @@ impl Forwarding {
             // port, as in l3fwd: queue w belongs to worker w.
             port_cfg.tx_queues = port_cfg.tx_queues.max(ranges.len() as u16);
         }
-        let infos = port_ids
-            .iter()
-            .map(|&p| PortInfo::query(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        for info in &infos {
-            info.check_queues(&port_cfg).map_err(|e| {
-                if tracking && info.max_tx_queues < port_cfg.tx_queues {
-                    Error::msg(format!(
-                        "{e}: {} mode needs one TX queue per forwarding core on every port \
-                         (give the port more TX queues, or use fewer cores)",
-                        cfg.mode.name
-                    ))
-                } else {
-                    e
-                }
-            })?;
-        }
-        let streams: Vec<Stream> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Stream {
-                rx_port: s.rx_port,
-                rx_queue: s.rx_queue,
-                tx_port: s.tx_port,
-                tx_queue: if tracking {
-                    core_of(i) as u16
-                } else {
-                    s.tx_queue
-                },
-                peer_mac: peer_mac(&cfg.eth_peers, s.tx_port),
-                tx_mac: infos
-                    .iter()
-                    .find(|i| i.id == s.tx_port)
-                    .map(|i| i.mac)
-                    .unwrap_or_default(),
-            })
-            .collect();
-
+        let infos = query_ports(&port_ids, &port_cfg, cfg)?;
+        let streams = make_streams(&slots, &ranges, &infos, cfg);
         let handoff_workers = if tracking && ranges.len() > 1 {
             ranges.len()
         } else {
             0
         };
-        let pool_size = cfg.total_mbufs.unwrap_or_else(|| {
-            default_pool_size(&port_cfg, cfg.mbcache, port_ids.len(), workers.len() + 1)
-                + (handoff_workers * handoff_workers.saturating_sub(1)) as u32 * HANDOFF_RING_SIZE
-        });
         let socket = infos.first().map_or(0, |i| i.socket.max(0));
-        let pool = Arc::new(Mempool::new(
-            &format!("mb_pool_{socket}"),
-            pool_size,
-            cfg.mbcache,
+        let pool = create_pool(
+            cfg,
+            &port_cfg,
+            port_ids.len(),
+            workers.len() + 1,
+            handoff_workers,
             socket,
-        )?);
+        )?;
         let ports = infos
             .into_iter()
             .map(|info| Port::start(info, &port_cfg, Arc::clone(&pool)))
             .collect::<Result<Vec<_>, _>>()?;
-        let (mut handoff, sharding) = if handoff_workers > 0 {
+        let (handoff, sharding) = if handoff_workers > 0 {
             let (links, sharding) = handoff_links(&ports, &slots, &ranges, socket)?;
             (links, Some(sharding))
         } else {
             (Vec::new(), None)
         };
-
-        let counters: Arc<[StreamCounters]> = (0..streams.len())
-            .map(|_| StreamCounters::default())
-            .collect();
-        let ct_counters: Arc<[CtCounters]> =
-            (0..ranges.len()).map(|_| CtCounters::default()).collect();
-        // One expectation set for all workers' trackers.
-        let expectations = Arc::new(crate::conntrack::Expectations::new(
-            cfg.conntrack.expect_max,
-        ));
-        let inside_ports = inside_mask(cfg.inside_ports.as_deref(), &port_ids)?;
-        let dump = Arc::new(TableDump {
-            request: Default::default(),
-            replies: (0..ranges.len()).map(|_| Default::default()).collect(),
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let defrag = crate::conntrack::DefragConfig {
-            max_held: held_fragments_max(&cfg.defrag, pool.size(), ranges.len()),
-            ..cfg.defrag
-        };
+        let shared = Shared::new(cfg, &port_ids, ranges.len(), pool.size())?;
         let cores: Vec<CoreAssignment> = ranges
             .into_iter()
             .zip(&workers)
@@ -277,53 +208,58 @@ impl Forwarding {
             .collect();
         let mut fwd = Forwarding {
             jobs: Vec::with_capacity(cores.len()),
-            stop: Arc::clone(&stop),
-            counters: Arc::clone(&counters),
-            ct_counters: Arc::clone(&ct_counters),
-            dump: Arc::clone(&dump),
+            stop: Arc::new(AtomicBool::new(false)),
+            counters: (0..streams.len())
+                .map(|_| StreamCounters::default())
+                .collect(),
+            ct_counters: Arc::clone(&shared.ct_counters),
+            dump: Arc::clone(&shared.dump),
             streams,
             cores,
             ports,
             pool,
             tsc_hz: eal.tsc_hz(),
             started: Instant::now(),
-            conntrack_mode: cfg.mode.tracks(),
+            conntrack_mode: tracking,
             sharding,
         };
-        for (index, core) in fwd.cores.clone().into_iter().enumerate() {
+        fwd.launch_workers(eal, cfg, &shared, handoff)?;
+        Ok(fwd)
+    }
+
+    /// Launches one worker per core; on failure, dropping `self` stops the
+    /// workers already launched.
+    fn launch_workers(
+        &mut self,
+        eal: &Eal,
+        cfg: &FwdConfig,
+        shared: &Shared,
+        mut handoff: Vec<Option<HandoffLinks>>,
+    ) -> Result<(), Error> {
+        for (index, core) in self.cores.clone().into_iter().enumerate() {
             let worker = Worker {
                 streams: core
                     .streams
                     .clone()
-                    .map(|i| (fwd.streams[i].clone(), i))
+                    .map(|i| (self.streams[i].clone(), i))
                     .collect(),
-                counters: Arc::clone(&counters),
+                counters: Arc::clone(&self.counters),
                 burst: cfg.burst,
                 record_cycles: cfg.record_core_cycles,
-                stop: Arc::clone(&stop),
+                stop: Arc::clone(&self.stop),
                 engine: EngineContext {
                     worker: index as u16,
-                    tsc_hz: fwd.tsc_hz,
+                    tsc_hz: self.tsc_hz,
                     burst: cfg.burst,
-                    tracking: tracking.then(|| TrackingContext {
-                        conntrack: cfg.conntrack,
-                        defrag,
-                        expectations: Arc::clone(&expectations),
-                        ct_counters: Arc::clone(&ct_counters),
-                        dump: Arc::clone(&dump),
-                        handoff: handoff.get_mut(index).and_then(Option::take),
-                        firewall: FirewallSettings {
-                            inside_ports,
-                            rules: Arc::clone(&cfg.rules),
-                        },
+                    tracking: self.conntrack_mode.then(|| {
+                        shared.tracking_context(cfg, handoff.get_mut(index).and_then(Option::take))
                     }),
                 },
             };
             let run = cfg.mode.run;
-            // On failure, dropping `fwd` stops the workers already launched.
-            fwd.jobs.push(eal.launch(core.lcore, move || run(worker))?);
+            self.jobs.push(eal.launch(core.lcore, move || run(worker))?);
         }
-        Ok(fwd)
+        Ok(())
     }
 
     pub fn ports(&self) -> impl Iterator<Item = &Port> {
@@ -558,6 +494,155 @@ pub struct FinalReport {
     /// When the workers were launched.
     pub started: Instant,
     pub conntrack_mode: bool,
+}
+
+/// The EAL's worker lcores, if there are enough for `--nb-cores`.
+fn worker_lcores(eal: &Eal, cfg: &FwdConfig) -> Result<Vec<u32>, Error> {
+    let workers = eal.worker_lcores();
+    if workers.is_empty() {
+        return Err(Error::msg(
+            "no forwarding lcore: give EAL at least two lcores (for example -l 0-1); \
+             the main lcore only prints stats",
+        ));
+    }
+    if cfg.nb_cores > workers.len() {
+        return Err(Error::msg(format!(
+            "--nb-cores={} but EAL has only {} worker lcore(s) (add lcores with -l or --lcores)",
+            cfg.nb_cores,
+            workers.len()
+        )));
+    }
+    Ok(workers)
+}
+
+/// What each port is, checked against the queues it must have.
+fn query_ports(
+    port_ids: &[u16],
+    port_cfg: &PortConfig,
+    cfg: &FwdConfig,
+) -> Result<Vec<PortInfo>, Error> {
+    let infos = port_ids
+        .iter()
+        .map(|&p| PortInfo::query(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    for info in &infos {
+        info.check_queues(port_cfg).map_err(|e| {
+            if cfg.mode.tracks() && info.max_tx_queues < port_cfg.tx_queues {
+                Error::msg(format!(
+                    "{e}: {} mode needs one TX queue per forwarding core on every port \
+                     (give the port more TX queues, or use fewer cores)",
+                    cfg.mode.name
+                ))
+            } else {
+                e
+            }
+        })?;
+    }
+    Ok(infos)
+}
+
+/// The streams with their MACs; a tracking worker sends on its own TX
+/// queue (its index) of every port.
+fn make_streams(
+    slots: &[StreamSlot],
+    ranges: &[Range<usize>],
+    infos: &[PortInfo],
+    cfg: &FwdConfig,
+) -> Vec<Stream> {
+    let core_of = |stream: usize| ranges.iter().position(|r| r.contains(&stream)).unwrap_or(0);
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Stream {
+            rx_port: s.rx_port,
+            rx_queue: s.rx_queue,
+            tx_port: s.tx_port,
+            tx_queue: if cfg.mode.tracks() {
+                core_of(i) as u16
+            } else {
+                s.tx_queue
+            },
+            peer_mac: peer_mac(&cfg.eth_peers, s.tx_port),
+            tx_mac: infos
+                .iter()
+                .find(|i| i.id == s.tx_port)
+                .map(|i| i.mac)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The mbuf pool: `--total-num-mbufs`, or enough for every ring, cache
+/// and handoff ring.
+fn create_pool(
+    cfg: &FwdConfig,
+    port_cfg: &PortConfig,
+    nb_ports: usize,
+    nb_lcores: usize,
+    handoff_workers: usize,
+    socket: i32,
+) -> Result<Arc<Mempool>, Error> {
+    let size = cfg.total_mbufs.unwrap_or_else(|| {
+        default_pool_size(port_cfg, cfg.mbcache, nb_ports, nb_lcores)
+            + (handoff_workers * handoff_workers.saturating_sub(1)) as u32 * HANDOFF_RING_SIZE
+    });
+    Ok(Arc::new(Mempool::new(
+        &format!("mb_pool_{socket}"),
+        size,
+        cfg.mbcache,
+        socket,
+    )?))
+}
+
+/// What the tracking workers share with each other and the main lcore.
+struct Shared {
+    /// One expectation set for all workers' trackers.
+    expectations: Arc<crate::conntrack::Expectations>,
+    ct_counters: Arc<[CtCounters]>,
+    dump: Arc<TableDump>,
+    inside_ports: u64,
+    defrag: crate::conntrack::DefragConfig,
+}
+
+impl Shared {
+    fn new(
+        cfg: &FwdConfig,
+        port_ids: &[u16],
+        cores: usize,
+        pool_size: u32,
+    ) -> Result<Shared, Error> {
+        Ok(Shared {
+            expectations: Arc::new(crate::conntrack::Expectations::new(
+                cfg.conntrack.expect_max,
+            )),
+            ct_counters: (0..cores).map(|_| CtCounters::default()).collect(),
+            dump: Arc::new(TableDump {
+                request: Default::default(),
+                replies: (0..cores).map(|_| Default::default()).collect(),
+            }),
+            inside_ports: inside_mask(cfg.inside_ports.as_deref(), port_ids)?,
+            defrag: crate::conntrack::DefragConfig {
+                max_held: held_fragments_max(&cfg.defrag, pool_size, cores),
+                ..cfg.defrag
+            },
+        })
+    }
+
+    /// One tracking worker's context.
+    fn tracking_context(&self, cfg: &FwdConfig, handoff: Option<HandoffLinks>) -> TrackingContext {
+        TrackingContext {
+            conntrack: cfg.conntrack,
+            defrag: self.defrag,
+            expectations: Arc::clone(&self.expectations),
+            ct_counters: Arc::clone(&self.ct_counters),
+            dump: Arc::clone(&self.dump),
+            handoff,
+            firewall: FirewallSettings {
+                inside_ports: self.inside_ports,
+                rules: Arc::clone(&cfg.rules),
+            },
+        }
+    }
 }
 
 fn select_ports(portmask: Option<u64>) -> Result<Vec<u16>, Error> {
