@@ -1,11 +1,11 @@
 //! Classification (`nf_ct_get_tuple` and what precedes a lookup): a
 //! packet's tuple and transport view, the checksum check and the table
-//! hash, the burst's prefetches; and the ICMP facts it needs (which types
-//! are errors, which open connections, the connection an error quotes).
+//! hash, the burst's prefetches.
 //!
 //! One parser, [`Classified::extract`]; [`Shard::finish_classify`]
 //! completes it where the packet is owned; [`Shard::classify`] does both.
 
+use super::icmp::{icmpv6_untracked, is_icmp_error, quoted_flow};
 use super::{tcp, RxChecksum, Segment, Shard, Tuple, CONN_LINES, CONN_LINES_NOT_TCP};
 use crate::wire::{
     self, IcmpHeader, IpPacket, TcpHeader, UdpHeader, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
@@ -244,98 +244,4 @@ impl Shard {
             prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
         }
     }
-}
-
-/// ICMP error types (`icmp_is_err`; for ICMPv6, types below 128).
-pub(super) fn is_icmp_error(ty: u8, v6: bool) -> bool {
-    if v6 {
-        ty < 128
-    } else {
-        matches!(ty, 3 | 4 | 5 | 11 | 12)
-    }
-}
-
-/// Request types that may open a connection (Linux's `valid_new`): echo,
-/// timestamp, information and address mask; ICMPv6 echo and node information.
-pub(super) fn icmp_opens(ty: u8, v6: bool) -> bool {
-    if v6 {
-        matches!(ty, 128 | 139)
-    } else {
-        matches!(ty, 8 | 13 | 15 | 17)
-    }
-}
-
-/// The reply type of a request (Linux's `invmap`).
-pub(super) fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
-    Some(match (v6, ty) {
-        (false, 8) => 0,
-        (false, 13) => 14,
-        (false, 15) => 16,
-        (false, 17) => 18,
-        (true, 128) => 129,
-        (true, 139) => 140,
-        _ => return None,
-    })
-}
-
-/// ICMPv6 types Linux leaves UNTRACKED (`noct_valid_new`): MLD and
-/// neighbour discovery, which are link-local signalling.
-pub(super) fn icmpv6_untracked(ty: u8) -> bool {
-    matches!(ty, 130..=137 | 143)
-}
-
-/// The tuple, in the direction an ICMP error with outer tuple `outer`
-/// travels, of the connection whose packet the error quotes (`inner`, the
-/// quoted packet, usually cut short: parsed laxly, needing only the first
-/// 8 transport bytes: ports, or ICMP id).
-pub(super) fn quoted_flow(outer: &Tuple, inner: &[u8]) -> Result<Tuple, &'static str> {
-    let Ok(q) = wire::parse_ip(inner, inner.len(), true) else {
-        return Err("icmp-error-bad-inner-packet");
-    };
-    if q.l3 != outer.l3() || q.l4.len() < 8 || q.fragment == wire::Fragment::Later {
-        return Err("icmp-error-bad-inner-packet");
-    }
-    let mut t = Tuple {
-        src: q.src,
-        dst: q.dst,
-        sport: 0,
-        dport: 0,
-        proto: q.proto,
-        family: outer.family,
-        zone: outer.zone,
-    };
-    let ports = |b: &[u8]| {
-        (
-            u16::from_be_bytes([b[0], b[1]]),
-            u16::from_be_bytes([b[2], b[3]]),
-        )
-    };
-    let v6 = q.l3 == L3::V6;
-    match q.proto {
-        PROTO_TCP | PROTO_UDP => (t.sport, t.dport) = ports(q.l4),
-        PROTO_ICMP | PROTO_ICMPV6 => {
-            let (ty, code) = (q.l4[0], q.l4[1]);
-            // An error about an error, or about a reply, relates to nothing.
-            let Some(rty) = icmp_opens(ty, v6)
-                .then(|| icmp_reply_type(ty, v6))
-                .flatten()
-            else {
-                return Err("icmp-error-about-non-request");
-            };
-            t.sport = u16::from_be_bytes([q.l4[4], q.l4[5]]);
-            t.dport = u16::from(rty) << 8 | u16::from(code);
-        }
-        _ => {}
-    }
-    // The quoted packet travelled the other way: its inverse is the
-    // tuple of the direction this error travels.
-    Ok(if matches!(q.proto, PROTO_ICMP | PROTO_ICMPV6) {
-        Tuple {
-            src: t.dst,
-            dst: t.src,
-            ..t
-        }
-    } else {
-        t.swapped()
-    })
 }

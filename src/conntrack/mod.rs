@@ -38,11 +38,13 @@ mod conn;
 mod defrag;
 mod expect;
 mod helper;
+mod icmp;
 mod selfcheck;
 mod table;
 mod tcp;
 mod timeouts;
 mod tuple;
+mod udp;
 
 use std::sync::Arc;
 
@@ -50,13 +52,14 @@ use crate::wire::{L3, PROTO_TCP};
 use helper::FtpState;
 
 pub use classify::Classified;
-use classify::{icmp_opens, icmp_reply_type, quoted_flow, Early, L4};
+use classify::{Early, L4};
 pub use conn::{Conn, ConnLine, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
 pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
 pub use helper::{Helper, HelperConfig};
+use icmp::{icmp_opens, icmp_reply_type};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Slot};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
@@ -624,20 +627,13 @@ impl Shard {
                     TcpVerdict::Reopen => return Track::Reopen,
                 }
             }
-            (ProtoState::Udp { stream_after }, L4::Udp(_)) => {
-                // Linux's udp_packet: a flow answered, and still active 2 s
-                // after it began, is a stream: longer timeout, ASSURED.
-                // ASSURED is only ever set here, so once set the stream
-                // timestamp (on another cache line) need not be read.
-                if conn.status.has(Status::ASSURED) {
-                    Some(cfg.timeouts.udp_stream)
-                } else if seen_reply && now > *stream_after {
-                    conn.status.set(Status::ASSURED);
-                    Some(cfg.timeouts.udp_stream)
-                } else {
-                    Some(cfg.timeouts.udp)
-                }
-            }
+            (ProtoState::Udp { stream_after }, L4::Udp(_)) => Some(udp::packet(
+                &mut conn.status,
+                *stream_after,
+                seen_reply,
+                now,
+                &cfg.timeouts,
+            )),
             (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
                 Some(cfg.timeouts.icmpv6)
             }
@@ -685,36 +681,6 @@ impl Shard {
                 gen: self.table.generation(slot),
             }),
             help: conn.status.has(Status::HELPER),
-        }
-    }
-
-    /// An ICMP error belongs to the connection of the packet it quotes
-    /// (`nf_conntrack_inet_error`): RELATED, or RELATED_REPLY, to it.
-    fn icmp_error(&mut self, c: &Classified<'_>, inner: &[u8], now: u64) -> Verdict {
-        let inv = match quoted_flow(&c.tuple, inner) {
-            Ok(t) => t,
-            Err(reason) => return Verdict::invalid(reason),
-        };
-        let h = self.table.hash(&inv);
-        let Some((slot, dir)) = self.lookup(&inv, h, now) else {
-            return Verdict::invalid("icmp-error-no-connection");
-        };
-        let conn = self.table.get(slot);
-        // The error must be addressed to the host that sent the quoted
-        // packet (Linux 5.x: "outer daddr != inner").
-        if conn.tuples[dir.index()].dst != c.tuple.dst {
-            return Verdict::invalid("icmp-error-address-mismatch");
-        }
-        Verdict {
-            ctinfo: if dir == Dir::Reply {
-                CtInfo::RelatedReply
-            } else {
-                CtInfo::Related
-            },
-            conn: Some(ConnRef { slot, id: conn.id }),
-            reason: None,
-            unconfirmed: None,
-            help: false,
         }
     }
 
