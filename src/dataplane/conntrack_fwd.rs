@@ -109,6 +109,9 @@ impl<P: Policy> Core<P> {
             if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
                 Stages::<P>::dispatch(&mut chunk, h);
             }
+            if chunk.pkt.iter().any(|p| p.spread) {
+                Stages::<P>::verify_spread(&mut chunk, |at| burst.later_segments(at));
+            }
             self.stages.track(&mut chunk, now);
             for p in &chunk.pkt {
                 self.fates[usize::from(p.at)] = p.fate;
@@ -177,7 +180,7 @@ impl<P: Policy> Core<P> {
             }
             Ok(ip) => {
                 let mut one = Chunk::default();
-                one.push(at, in_port, 0, &ip);
+                one.push(at, in_port, 0, &ip, false);
                 if self.stages.policy.untracked(in_port, one.cl[0].tuple()) {
                     self.stages.untracked();
                     Fate::Pass

@@ -295,6 +295,31 @@ impl Burst {
         }
     }
 
+    /// The segments of packet `i` after its first (an mbuf chain's `next`
+    /// links), each as its bytes.
+    #[inline]
+    pub fn later_segments(&self, i: usize) -> impl Iterator<Item = &[u8]> {
+        assert!(i < self.len && !self.pkts[i].is_null());
+        // SAFETY: the packet is owned by this burst, which is borrowed for
+        // the iterator's lifetime; `next` is null or a valid segment.
+        let mut seg = unsafe { (*self.pkts[i]).next };
+        std::iter::from_fn(move || {
+            if seg.is_null() {
+                return None;
+            }
+            // SAFETY: seg is a segment of the packet (see above), and
+            // buf_addr + data_off .. + data_len lies inside its buffer.
+            unsafe {
+                let m = &*seg;
+                seg = m.next;
+                Some(std::slice::from_raw_parts(
+                    m.buf_addr.cast::<u8>().add(m.data_off as usize),
+                    m.data_len as usize,
+                ))
+            }
+        })
+    }
+
     /// Moves every packet out, in order, handing `f` its index, its fate
     /// and the mbuf (slots emptied by `take` are skipped); the burst is
     /// empty afterwards.

@@ -47,6 +47,8 @@ pub struct Pkt {
     pub in_port: u16,
     /// `Pass` while the packet is live.
     pub fate: Fate,
+    /// The packet continues in further mbuf segments.
+    pub spread: bool,
     /// The receiving NIC's offload flags (0 for a reassembled datagram,
     /// which no NIC checked).
     pub ol_flags: u64,
@@ -73,11 +75,19 @@ pub struct Chunk<'a> {
 impl<'a> Chunk<'a> {
     /// Adds IP packet `ip`, number `at` of its burst.
     #[inline(always)]
-    pub fn push(&mut self, at: usize, in_port: u16, ol_flags: u64, ip: &IpPacket<'a>) {
+    pub fn push(
+        &mut self,
+        at: usize,
+        in_port: u16,
+        ol_flags: u64,
+        ip: &IpPacket<'a>,
+        spread: bool,
+    ) {
         self.pkt.push(Pkt {
             at: at as u16,
             in_port,
             fate: Fate::Pass,
+            spread,
             ol_flags,
         });
         self.cl.push(Classified::extract(ip, 0));
@@ -179,7 +189,7 @@ impl<P: Policy> Stages<P> {
                     return Classify::Fragment(i);
                 }
                 Ok(Frame::Ip(ip)) => {
-                    chunk.push(i, in_port, ol_flags, &ip);
+                    chunk.push(i, in_port, ol_flags, &ip, data.len() < wire_len);
                     if self
                         .policy
                         .untracked(in_port, chunk.cl[chunk.len() - 1].tuple())
@@ -235,6 +245,28 @@ impl<P: Policy> Stages<P> {
                 if owner != h.me() {
                     p.fate = Fate::Handoff(owner);
                 }
+            }
+        }
+    }
+
+    /// Checks the checksums of packets spread over several mbuf segments
+    /// (jumbo frames), whose views hold only the first: the verdict goes
+    /// into the offload flags, as a NIC's would, unless the NIC gave one.
+    #[cold]
+    pub fn verify_spread<'s, I: Iterator<Item = &'s [u8]>>(
+        chunk: &mut Chunk<'_>,
+        rest: impl Fn(usize) -> I,
+    ) {
+        for (p, sums) in chunk.pkt.iter_mut().zip(&chunk.sums) {
+            if !p.spread || !p.live() || p.ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK != 0 {
+                continue;
+            }
+            if let Some(ok) = sums.l4_ok_spread(rest(usize::from(p.at))) {
+                p.ol_flags |= if ok && sums.header_ok() {
+                    RTE_MBUF_F_RX_L4_CKSUM_GOOD
+                } else {
+                    RTE_MBUF_F_RX_L4_CKSUM_BAD
+                };
             }
         }
     }

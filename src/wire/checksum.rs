@@ -49,28 +49,60 @@ impl<'a> ChecksumView<'a> {
     /// told: the segment was not captured whole, or it is a fragment.
     #[inline]
     pub fn l4_ok(&self) -> Option<bool> {
-        let ip = self;
-        if ip.l4.len() != ip.l4_wire_len as usize || ip.fragment != Fragment::Whole {
+        if self.l4.len() != self.l4_wire_len as usize || self.fragment != Fragment::Whole {
             return None;
         }
-        // A zero UDP checksum over IPv4 means "none" (RFC 768).
-        if ip.proto == PROTO_UDP && ip.l3 == L3::V4 && ip.l4.get(6..8) == Some(&[0, 0]) {
+        if self.no_udp_checksum() {
             return Some(true);
         }
-        let mut acc = sum(0, ip.l4);
+        Some(self.finish(sum(0, self.l4)))
+    }
+
+    /// `l4_ok` for a segment whose first part is this view's and whose rest
+    /// comes in `rest`, in order (the later segments of an mbuf chain).
+    pub fn l4_ok_spread<'s>(&self, rest: impl Iterator<Item = &'s [u8]>) -> Option<bool> {
+        if self.fragment != Fragment::Whole {
+            return None;
+        }
+        if self.no_udp_checksum() {
+            return Some(true);
+        }
+        let want = self.l4_wire_len as usize;
+        let (mut acc, mut have) = (sum(0, self.l4), self.l4.len());
+        for seg in rest {
+            if have >= want {
+                break;
+            }
+            let part = &seg[..seg.len().min(want - have)];
+            let s = fold(sum(0, part));
+            // A part that starts at an odd offset sums byte-swapped
+            // (RFC 1071, section 2(B)).
+            acc += u64::from(if have % 2 == 1 { s.swap_bytes() } else { s });
+            have += part.len();
+        }
+        (have == want).then(|| self.finish(acc))
+    }
+
+    /// A zero UDP checksum over IPv4 means "none" (RFC 768).
+    fn no_udp_checksum(&self) -> bool {
+        self.proto == PROTO_UDP && self.l3 == L3::V4 && self.l4.get(6..8) == Some(&[0, 0])
+    }
+
+    /// Adds the pseudo-header to the segment's sum `acc` and checks it.
+    fn finish(&self, mut acc: u64) -> bool {
         // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768,
         // 4443).
-        if ip.proto != PROTO_ICMP {
+        if self.proto != PROTO_ICMP {
             // Both addresses sit side by side in the IP header.
-            acc = match ip.l3 {
-                L3::V4 => sum(acc, &ip.header[12..20]),
-                L3::V6 => sum(acc, &ip.header[8..40]),
+            acc = match self.l3 {
+                L3::V4 => sum(acc, &self.header[12..20]),
+                L3::V6 => sum(acc, &self.header[8..40]),
             };
             // The upper-layer length is at most 65535: IPv6 jumbograms are
             // refused by the parser.
-            acc += word(u16::from(ip.proto)) + word(ip.l4.len() as u16);
+            acc += word(u16::from(self.proto)) + word(self.l4_wire_len as u16);
         }
-        Some(fold(acc) == 0xffff)
+        fold(acc) == 0xffff
     }
 }
 
@@ -143,6 +175,36 @@ mod tests {
             acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
         }
         fold(acc)
+    }
+
+    #[test]
+    fn a_segment_spread_over_buffers_checks_as_a_whole() {
+        use crate::synth::{ip_packet, udp};
+        let (a, b) = ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap());
+        let payload: Vec<u8> = (0..301).map(|i| (i * 7) as u8).collect();
+        let p = ip_packet(a, b, 17, &[], &udp(1, 2, &payload));
+        let ip = crate::wire::parse_ip(&p, p.len(), false).unwrap();
+        let whole = ChecksumView::of(&ip);
+        assert_eq!(whole.l4_ok(), Some(true));
+        // The first buffer ends at `cut`, the rest comes in pieces of 7, 64
+        // and the remainder: odd and even offsets both.
+        for cut in [28, 29, 30, 100, 101] {
+            let first = crate::wire::parse_ip(&p[..cut], p.len(), false).unwrap();
+            let v = ChecksumView::of(&first);
+            assert_eq!(v.l4_ok(), None, "cut short");
+            let rest = &p[cut..];
+            let pieces = [&rest[..7], &rest[7..71], &rest[71..]];
+            assert_eq!(v.l4_ok_spread(pieces.into_iter()), Some(true), "{cut}");
+            let mut bad = rest.to_vec();
+            bad[80] ^= 1;
+            let pieces = [&bad[..7], &bad[7..71], &bad[71..]];
+            assert_eq!(v.l4_ok_spread(pieces.into_iter()), Some(false), "{cut}");
+            assert_eq!(
+                v.l4_ok_spread([&rest[..7]].into_iter()),
+                None,
+                "missing bytes"
+            );
+        }
     }
 
     #[test]
