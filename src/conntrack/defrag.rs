@@ -312,18 +312,15 @@ impl<H: HeldFragment> Defrag<H> {
             L3::V6 => data_at as u32 - 8 - 40,
         };
         let found = self.index.get(&key).copied();
-        let Some(slot) = found.or_else(|| {
-            (self.held < self.cfg.max_held)
-                .then(|| self.open(key, now))
-                .flatten()
-        }) else {
+        let slot = match found {
+            _ if self.held >= self.cfg.max_held => None,
+            Some(s) => Some(s),
+            None => self.open(key, now),
+        };
+        let Some(slot) = slot else {
             self.stats.full += 1;
             return Push::Refused("fragment-table-full", handle);
         };
-        if self.held >= self.cfg.max_held {
-            self.stats.full += 1;
-            return Push::Refused("fragment-table-full", handle);
-        }
         let max_fragments = self.cfg.max_fragments;
         let q = self.slots[slot as usize]
             .as_mut()

@@ -25,12 +25,11 @@ use std::sync::Arc;
 
 use super::cpu::{advise_huge_pages, tsc};
 use super::fwd::ForwardEngine;
-use super::handoff::Handoff;
+use super::handoff::{Handoff, Router};
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, DropReason, Policy, StatefulFirewall};
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::Classified;
 use crate::conntrack::{Defrag, FragHeader, Push, Shard};
 use crate::wire::{parse_frame, parse_ip, Frame, LinkType};
 
@@ -79,6 +78,8 @@ pub struct Tracking<P: Policy> {
     core: Core<P>,
     /// Packets taken from a handoff ring.
     inbox: Burst,
+    /// How handed-over packets are sent (with several workers).
+    router: Option<Router>,
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
@@ -109,7 +110,7 @@ impl<P: Policy> Core<P> {
             if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
                 Stages::<P>::dispatch(&mut chunk, h);
             }
-            if chunk.pkt.iter().any(|p| p.spread) {
+            if chunk.spread {
                 Stages::<P>::verify_spread(&mut chunk, |at| burst.later_segments(at));
             }
             self.stages.track(&mut chunk, now);
@@ -139,7 +140,7 @@ impl<P: Policy> Core<P> {
             unreachable!("classify saw an IP fragment here");
         };
         if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
-            let w = h.owner_by_addresses(Classified::extract(&ip, 0).tuple());
+            let w = h.owner_by_addresses(&ip);
             if w != h.me() {
                 self.fates[at] = Fate::Handoff(w);
                 return;
@@ -309,7 +310,7 @@ impl<P: Policy> Tracking<P> {
             self.inbox.prefetch_data(n);
             let core = &mut self.core;
             core.process(&mut self.inbox, now, Path::Handed);
-            let router = core.handoff.as_ref().expect("checked above").router();
+            let router = self.router.as_ref().expect("set with the handoff links");
             if core.released.is_empty() {
                 core.sort_out(&mut self.inbox);
                 router.transmit(&mut self.inbox, core.stages.counters());
@@ -335,11 +336,13 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
         let shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
         let burst = usize::from(ctx.burst).clamp(1, MAX_BURST);
+        let handoff = t.handoff.map(|l| Handoff::new(l, ctx.burst));
         Tracking {
+            router: handoff.as_ref().map(Handoff::router),
             core: Core {
                 stages: Stages::new(shard, &t.firewall, t.ct_counters, worker),
                 defrag: Defrag::new(t.defrag),
-                handoff: t.handoff.map(|l| Handoff::new(l, ctx.burst)),
+                handoff,
                 fates: [Fate::Pass; MAX_BURST],
                 held: false,
                 released: Vec::with_capacity(MAX_BURST),

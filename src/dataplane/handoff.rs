@@ -13,6 +13,7 @@ use super::ring::{HandoffReceiver, HandoffSender};
 use super::rss::{HashFields, Owners, SymmetricToeplitz};
 use super::worker::CtCounters;
 use crate::conntrack::Tuple;
+use crate::wire::{IpPacket, L3};
 use std::sync::Arc;
 
 /// One worker's ends of the handoff rings, built by the set-up.
@@ -67,12 +68,21 @@ impl Handoff {
     /// gives; the datagram, once whole, goes to the owner of its
     /// connection.
     #[inline]
-    pub fn owner_by_addresses(&self, t: &Tuple) -> u16 {
+    pub fn owner_by_addresses(&self, ip: &IpPacket<'_>) -> u16 {
+        let t = Tuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport: 0,
+            dport: 0,
+            proto: ip.proto,
+            family: if ip.l3 == L3::V4 { 4 } else { 6 },
+            zone: 0,
+        };
         let ip_only = HashFields {
             tcp: false,
             udp: false,
         };
-        self.links.owners.of(self.toeplitz.hash_tuple(t, ip_only))
+        self.links.owners.of(self.toeplitz.hash_tuple(&t, ip_only))
     }
 
     /// Adds a released fragment to worker `w`'s outbox, sending the outbox

@@ -10,6 +10,23 @@ use super::cpu::prefetch;
 /// The largest burst ctfwd handles (testpmd's `MAX_PKT_BURST`).
 pub const MAX_BURST: usize = 512;
 
+/// The data of one mbuf segment (`rte_pktmbuf_mtod`, `data_len`).
+///
+/// # Safety
+/// `m` is a valid mbuf that stays alive, unchanged, for `'a`.
+#[inline(always)]
+unsafe fn segment<'a>(m: *const sys::rte_mbuf) -> &'a [u8] {
+    // SAFETY: by the contract, m is valid for 'a, and buf_addr + data_off
+    // .. + data_len lies inside its data buffer.
+    unsafe {
+        let m = &*m;
+        std::slice::from_raw_parts(
+            m.buf_addr.cast::<u8>().add(m.data_off as usize),
+            m.data_len as usize,
+        )
+    }
+}
+
 /// What becomes of one packet of a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -279,19 +296,10 @@ impl Burst {
     pub fn packet(&self, i: usize) -> (&[u8], usize, u64, u16) {
         assert!(i < self.len && !self.pkts[i].is_null());
         // SAFETY: the mbuf is owned by this burst, which is borrowed for the
-        // slice's lifetime; buf_addr + data_off .. + data_len lies inside
-        // its data buffer.
+        // slice's lifetime.
         unsafe {
             let m = &*self.pkts[i];
-            (
-                std::slice::from_raw_parts(
-                    m.buf_addr.cast::<u8>().add(m.data_off as usize),
-                    m.data_len as usize,
-                ),
-                m.pkt_len as usize,
-                m.ol_flags,
-                m.port,
-            )
+            (segment(m), m.pkt_len as usize, m.ol_flags, m.port)
         }
     }
 
@@ -307,15 +315,12 @@ impl Burst {
             if seg.is_null() {
                 return None;
             }
-            // SAFETY: seg is a segment of the packet (see above), and
-            // buf_addr + data_off .. + data_len lies inside its buffer.
+            // SAFETY: seg is a segment of the packet, owned by the burst
+            // borrowed for the iterator's lifetime.
             unsafe {
-                let m = &*seg;
-                seg = m.next;
-                Some(std::slice::from_raw_parts(
-                    m.buf_addr.cast::<u8>().add(m.data_off as usize),
-                    m.data_len as usize,
-                ))
+                let m = seg;
+                seg = (*m).next;
+                Some(segment(m))
             }
         })
     }
@@ -368,15 +373,8 @@ impl crate::conntrack::HeldFragment for HeldMbuf {
     /// one segment; a multi-segment fragment is refused as cut short).
     fn bytes(&self) -> &[u8] {
         // SAFETY: the mbuf is owned by this value, which is borrowed for the
-        // slice's lifetime; buf_addr + data_off .. + data_len lies inside
-        // its data buffer.
-        unsafe {
-            let m = &*self.0.as_ptr();
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        // slice's lifetime.
+        unsafe { segment(self.0.as_ptr()) }
     }
 }
 

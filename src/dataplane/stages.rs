@@ -70,6 +70,8 @@ pub struct Chunk<'a> {
     pub cl: ArrayVec<Classified<'a>, CHUNK>,
     /// What the checksum check reads.
     pub sums: ArrayVec<ChecksumView<'a>, CHUNK>,
+    /// Some packet continues in further mbuf segments.
+    pub spread: bool,
 }
 
 impl<'a> Chunk<'a> {
@@ -90,6 +92,7 @@ impl<'a> Chunk<'a> {
             spread,
             ol_flags,
         });
+        self.spread |= spread;
         self.cl.push(Classified::extract(ip, 0));
         self.sums.push(ChecksumView::of(ip));
     }
