@@ -175,33 +175,3 @@ fn held_fragments_are_freed_at_exit_and_floods_are_bounded() {
     assert!(out.contains("fragment=24"), "{out}");
     assert!(read_pcap(&p("out.pcap")).is_empty());
 }
-
-/// A 9000-byte jumbo frame spans several mbufs (2 KiB each, as testpmd's
-/// default pool): its headers sit in the first segment, its checksum is
-/// checked over every segment, and it is tracked and forwarded whole; a
-/// copy with one byte flipped in its fourth segment is INVALID.
-#[test]
-fn a_jumbo_frame_in_several_mbufs_passes() {
-    let data: Vec<u8> = (0..8958).map(|i| (i * 3) as u8).collect();
-    let jumbo = frame(&ip(V4, 17, &udp(7000, 53, &data)), &[]);
-    assert_eq!(jumbo.len(), 9000);
-    let mut corrupt = frame(&ip(V4, 17, &udp(7001, 53, &data)), &[]);
-    corrupt[7000] ^= 0x10;
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
-    write_pcap(&p("in.pcap"), &[jumbo.clone(), corrupt]);
-    let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
-    let o = run(
-        &eal_args("jumbo", "0@0,1@1", &vdevs),
-        &[
-            "--idle-exit=0.5",
-            "--forward-mode=firewall",
-            "--port-topology=loop",
-        ],
-    );
-    assert_clean_exit(&o);
-    let out = stdout(&o);
-    assert!(out.contains("NEW=1 "), "{out}");
-    assert!(out.contains("dropped: invalid=1 "), "{out}");
-    assert_eq!(read_pcap(&p("out.pcap")), vec![jumbo]);
-}

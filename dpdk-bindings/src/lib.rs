@@ -61,6 +61,8 @@ pub mod consts {
     /// `RTE_ETH_RX_OFFLOAD_*` bits ctfwd requests.
     pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
     pub const RTE_ETH_RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+    pub const RTE_ETH_RX_OFFLOAD_SCATTER: u64 = 1 << 13;
+    pub const RTE_ETH_TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
 
     /// `RTE_MBUF_F_RX_L4_CKSUM_MASK` and its values.
     pub const RTE_MBUF_F_RX_L4_CKSUM_MASK: u64 = (1 << 3) | (1 << 8);

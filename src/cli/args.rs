@@ -79,6 +79,18 @@ const FLAGS: &[Flag] = &[
         help: "mbufs in the pool (default: enough for all rings and caches)",
     },
     Flag {
+        name: "mbuf-size",
+        value: Some("N"),
+        help: "data room of each mbuf, headroom included (default 2176); \
+               longer frames are received into chains of mbufs",
+    },
+    Flag {
+        name: "max-pkt-len",
+        value: Some("N"),
+        help: "longest frame to receive, CRC included (default: the port's \
+               MTU); sets the MTU and asks for multi-segment RX where needed",
+    },
+    Flag {
         name: "mbcache",
         value: Some("N"),
         help: "per-lcore mbuf cache (default 250, at most 512)",
@@ -233,6 +245,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 rss_hf: RTE_ETH_RSS_IP,
                 promiscuous: true,
                 rx_checksum: true,
+                mbuf_size: dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+                max_pkt_len: None,
             },
             burst: 32,
             total_mbufs: None,
@@ -329,6 +343,19 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "burst" => o.fwd.burst = number(name, v, 1, MAX_BURST as u64)? as u16,
             "total-num-mbufs" => {
                 o.fwd.total_mbufs = Some(number(name, v, 1025, u32::MAX as u64)? as u32)
+            }
+            // Room for at least an Ethernet header and an IPv4 header after
+            // the headroom, as testpmd demands room for a minimal frame.
+            "mbuf-size" => {
+                o.fwd.port.mbuf_size = number(
+                    name,
+                    v,
+                    u64::from(dpdk_sys::RTE_PKTMBUF_HEADROOM) + 64,
+                    u64::from(u16::MAX),
+                )? as u16
+            }
+            "max-pkt-len" => {
+                o.fwd.port.max_pkt_len = Some(number(name, v, 64, 65_535 + 18)? as u32)
             }
             "mbcache" => o.fwd.mbcache = number(name, v, 0, 512)? as u32,
             "forward-mode" => {
@@ -532,6 +559,9 @@ mod tests {
             &["--ct-timeout-tcp-bogus=5"],
             &["--ct-timeout-udp=0"],
             &["--ct-timeout-udp"],
+            &["--mbuf-size=191"],
+            &["--mbuf-size=70000"],
+            &["--max-pkt-len=63"],
             &["-i"],
             &["stray"],
         ] {

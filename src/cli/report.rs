@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::conntrack::{CtInfo, DefragStats};
 use crate::dataplane::{
-    FinalReport, Forwarding, Sharding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS,
+    FinalReport, Forwarding, RxSegments, Sharding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS,
 };
 
 /// The start-up banner: ports, and which core forwards which stream.
@@ -16,14 +16,21 @@ pub fn banner(fwd: &Forwarding, mode: &str) -> String {
         let (rxd, txd) = p.descriptors();
         let _ = writeln!(
             s,
-            "Port {}: {} ({}, driver {}, link {} {} Mbps, rxd={rxd} txd={txd}, RSS 0x{:x})",
+            "Port {}: {} ({}, driver {}, link {} {} Mbps, rxd={rxd} txd={txd}, RSS 0x{:x}, \
+             MTU {}{})",
             p.id(),
             p.info().mac,
             p.info().name,
             p.info().driver,
             if up { "up" } else { "down" },
             speed,
-            p.rss_hf()
+            p.rss_hf(),
+            p.mtu(),
+            match p.rx_segments() {
+                RxSegments::One => "",
+                RxSegments::Scatter => ", multi-segment RX",
+                RxSegments::NotOffered => ", multi-segment RX not offered: the driver decides",
+            }
         );
     }
     let _ = writeln!(

@@ -27,14 +27,18 @@ use super::cpu::{advise_huge_pages, tsc};
 use super::fwd::ForwardEngine;
 use super::handoff::{Handoff, Router};
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
-use super::policy::{AcceptAll, DropReason, Policy, StatefulFirewall};
+use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
 use crate::conntrack::{Defrag, FragHeader, Push, Shard};
-use crate::wire::{parse_frame, parse_ip, Frame, LinkType};
+use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
 
 /// Table slots the expiry walk looks at per poll.
 const GC_BUDGET: usize = 32;
+
+/// The longest packet `split` copies: an IP packet of 65535 bytes behind
+/// an Ethernet header and two VLAN tags.
+const LINEAR_MAX: usize = 65_535 + 22;
 
 /// Which way packets came to the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,8 @@ struct Core<P: Policy> {
     released_mbufs: Vec<HeldMbuf>,
     /// Where released packets are gathered to be sent in order.
     staging: Burst,
+    /// A linear copy of a packet whose headers span mbuf segments.
+    linear: Vec<u8>,
 }
 
 /// A tracking engine with policy `P`, one per worker.
@@ -126,6 +132,11 @@ impl<P: Policy> Core<P> {
                     self.stages.publish();
                     at + 1
                 }
+                Classify::Split(at) => {
+                    self.split(burst, at, now, path);
+                    self.stages.publish();
+                    at + 1
+                }
             };
         }
     }
@@ -169,31 +180,17 @@ impl<P: Policy> Core<P> {
     fn datagram(&mut self, at: usize, in_port: u16, now: u64) {
         let dg = self.defrag.datagram();
         let fate = match parse_ip(dg, dg.len(), false) {
-            Err(_) => {
-                self.stages.malformed();
-                match self.stages.policy.malformed(DropReason::Invalid) {
-                    super::policy::Action::Accept => Fate::Pass,
-                    super::policy::Action::Drop(r) => {
-                        self.stages.count_drop(r);
-                        Fate::Drop
-                    }
-                }
-            }
-            Ok(ip) => {
-                let mut one = Chunk::default();
-                one.push(at, in_port, 0, &ip, false);
-                if self.stages.policy.untracked(in_port, one.cl[0].tuple()) {
-                    self.stages.untracked();
-                    Fate::Pass
-                } else {
-                    // Reassembled here, owned perhaps elsewhere (both paths).
-                    if let Some(h) = self.handoff.as_ref() {
-                        Stages::<P>::dispatch(&mut one, h);
-                    }
-                    self.stages.track(&mut one, now);
-                    one.pkt[0].fate
-                }
-            }
+            Err(_) => malformed(&mut self.stages),
+            // Reassembled here, owned perhaps elsewhere (both paths).
+            Ok(ip) => track_one(
+                &mut self.stages,
+                self.handoff.as_ref(),
+                &ip,
+                at,
+                in_port,
+                0,
+                now,
+            ),
         };
         let start = self.released_mbufs.len();
         match fate {
@@ -207,6 +204,41 @@ impl<P: Policy> Core<P> {
                 });
             }
         }
+    }
+
+    /// A frame whose headers are split across mbuf segments (a pool with a
+    /// small data room, or a driver that splits headers): parsed and
+    /// tracked from a linear copy of the whole packet, as Linux's
+    /// `skb_header_pointer` copies what is not linear, so its checksum and
+    /// any helper see all of it. The mbuf itself is forwarded as it came.
+    #[cold]
+    fn split(&mut self, burst: &Burst, at: usize, now: u64, path: Path) {
+        let (_, wire_len, ol_flags, in_port) = burst.packet(at);
+        burst.copy_out(at, &mut self.linear);
+        let dispatch = if path == Path::Rx {
+            self.handoff.as_ref()
+        } else {
+            None
+        };
+        let stages = &mut self.stages;
+        let fate = match parse_frame(LinkType::Ethernet, &self.linear, wire_len) {
+            Ok(Frame::Ip(ip)) if ip.fragment == Fragment::Whole => {
+                track_one(stages, dispatch, &ip, at, in_port, ol_flags, now)
+            }
+            // Reassembly holds fragments whose headers sit in their first
+            // segment; one spread over several is refused, as a fragment
+            // cut short is.
+            Ok(Frame::Ip(_)) => {
+                stages.count_drop(DropReason::Fragment);
+                Fate::Drop
+            }
+            Ok(Frame::NotIp(ethertype)) => {
+                stages.untracked();
+                action_fate(stages, stages.policy.not_ip(ethertype))
+            }
+            Err(_) => malformed(stages),
+        };
+        self.fates[at] = fate;
     }
 
     /// `tx`, the usual case: nothing was released, so the burst keeps its
@@ -285,6 +317,51 @@ impl<P: Policy> Core<P> {
     }
 }
 
+/// Tracks one IP packet outside a burst's chunks (a reassembled datagram,
+/// a linear copy), handing it to its owner first where `handoff` is given;
+/// returns its fate.
+#[cold]
+fn track_one<P: Policy>(
+    stages: &mut Stages<P>,
+    handoff: Option<&Handoff>,
+    ip: &IpPacket<'_>,
+    at: usize,
+    in_port: u16,
+    ol_flags: u64,
+    now: u64,
+) -> Fate {
+    let mut one = Chunk::default();
+    one.push(at, in_port, ol_flags, ip, false);
+    if stages.policy.untracked(in_port, one.cl[0].tuple()) {
+        stages.untracked();
+        return Fate::Pass;
+    }
+    if let Some(h) = handoff {
+        Stages::<P>::dispatch(&mut one, h);
+    }
+    stages.track(&mut one, now);
+    one.pkt[0].fate
+}
+
+/// The fate of a packet that could not be parsed, counted.
+#[cold]
+fn malformed<P: Policy>(stages: &mut Stages<P>) -> Fate {
+    stages.malformed();
+    let action = stages.policy.malformed(DropReason::Invalid);
+    action_fate(stages, action)
+}
+
+/// A policy's action as a fate; a drop is counted by its reason.
+fn action_fate<P: Policy>(stages: &mut Stages<P>, action: Action) -> Fate {
+    match action {
+        Action::Accept => Fate::Pass,
+        Action::Drop(r) => {
+            stages.count_drop(r);
+            Fate::Drop
+        }
+    }
+}
+
 impl<P: Policy> Tracking<P> {
     #[inline]
     fn clock(&self) -> u64 {
@@ -351,6 +428,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
                     MAX_BURST.min(burst * 2) * t.defrag.max_fragments,
                 ),
                 staging: Burst::default(),
+                linear: Vec::with_capacity(LINEAR_MAX),
             },
             inbox: Burst::default(),
             tsc0: tsc(),

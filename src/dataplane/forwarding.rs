@@ -590,6 +590,7 @@ fn create_pool(
         &format!("mb_pool_{socket}"),
         size,
         cfg.mbcache,
+        port_cfg.mbuf_size,
         socket,
     )?))
 }

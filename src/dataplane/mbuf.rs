@@ -325,6 +325,19 @@ impl Burst {
         })
     }
 
+    /// Copies packet `i`, all its segments, into `out` (at most
+    /// `out`'s capacity: a longer packet is copied cut short, and then
+    /// parses as it would from a capture with a snap length).
+    pub fn copy_out(&self, i: usize, out: &mut Vec<u8>) {
+        let (first, ..) = self.packet(i);
+        out.clear();
+        let cap = out.capacity();
+        for seg in std::iter::once(first).chain(self.later_segments(i)) {
+            let room = cap - out.len();
+            out.extend_from_slice(&seg[..seg.len().min(room)]);
+        }
+    }
+
     /// Moves every packet out, in order, handing `f` its index, its fate
     /// and the mbuf (slots emptied by `take` are skipped); the burst is
     /// empty afterwards.

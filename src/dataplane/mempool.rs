@@ -23,10 +23,15 @@ unsafe impl Sync for Mempool {}
 
 impl Mempool {
     /// Creates a pool of `size` mbufs with a per-lcore cache of `cache` and
-    /// the default data room (2048 bytes plus headroom), on `socket`.
-    pub fn new(name: &str, size: u32, cache: u32, socket: i32) -> Result<Mempool, Error> {
+    /// `data_room` bytes of data each (headroom included), on `socket`.
+    pub fn new(
+        name: &str,
+        size: u32,
+        cache: u32,
+        data_room: u16,
+        socket: i32,
+    ) -> Result<Mempool, Error> {
         let cname = CString::new(name).map_err(|_| Error::msg("pool name contains NUL"))?;
-        let data_room = sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
         // SAFETY: name is a valid C string; EAL is initialised by the caller
         // (a Mempool is only built after Eal::init).
         let raw = unsafe {

@@ -26,7 +26,7 @@ pub use forwarding::{
 };
 pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
 pub use mbuf::MAX_BURST;
-pub use port::{Port, PortConfig, PortStats};
+pub use port::{Port, PortConfig, PortStats, RxSegments};
 pub use worker::Stream;
 
 /// A set-up or runtime failure of the data plane, as one line of text.

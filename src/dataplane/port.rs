@@ -34,6 +34,8 @@ pub struct PortInfo {
     pub rss_offloads: u64,
     /// RX offloads the device offers (`rx_offload_capa`).
     pub rx_offloads: u64,
+    /// TX offloads the device offers (`tx_offload_capa`).
+    pub tx_offloads: u64,
     /// Entries of the RSS redirection table (0: none).
     pub reta_size: u16,
     /// Bytes of RSS key the device takes (0: unknown).
@@ -82,6 +84,7 @@ impl PortInfo {
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
             rx_offloads: info.rx_offload_capa,
+            tx_offloads: info.tx_offload_capa,
             reta_size: info.reta_size,
             hash_key_size: info.hash_key_size,
             // SAFETY: any valid port id is accepted.
@@ -124,6 +127,42 @@ pub struct PortConfig {
     /// Ask the NIC to verify TCP/UDP checksums where it can (the tracker
     /// then skips its own check for packets it vouches for).
     pub rx_checksum: bool,
+    /// Data room of the pool's mbufs, headroom included (`--mbuf-size`).
+    pub mbuf_size: u16,
+    /// Longest frame to receive, CRC included (`--max-pkt-len`); `None`
+    /// leaves the port's MTU as it is.
+    pub max_pkt_len: Option<u32>,
+}
+
+/// testpmd's `--max-pkt-len`: the MTU is the frame less its Ethernet
+/// header and CRC; a frame longer than an mbuf's data room needs
+/// multi-segment RX, and multi-segment TX to be sent on.
+fn rx_segments(
+    info: &PortInfo,
+    cfg: &PortConfig,
+    conf: &mut sys::rte_eth_conf,
+) -> Result<RxSegments, Error> {
+    let Some(len) = cfg.max_pkt_len else {
+        return Ok(RxSegments::One);
+    };
+    let mtu = len.saturating_sub(ETHER_OVERHEAD);
+    if mtu < 68 || mtu > u32::from(u16::MAX) {
+        return Err(Error::msg(format!(
+            "port {}: --max-pkt-len={len} gives MTU {mtu}, outside 68..=65535",
+            info.id
+        )));
+    }
+    conf.rxmode.mtu = mtu;
+    let room = u32::from(cfg.mbuf_size).saturating_sub(sys::RTE_PKTMBUF_HEADROOM);
+    if len <= room {
+        return Ok(RxSegments::One);
+    }
+    conf.txmode.offloads |= info.tx_offloads & consts::RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+    if info.rx_offloads & consts::RTE_ETH_RX_OFFLOAD_SCATTER == 0 {
+        return Ok(RxSegments::NotOffered);
+    }
+    conf.rxmode.offloads |= consts::RTE_ETH_RX_OFFLOAD_SCATTER;
+    Ok(RxSegments::Scatter)
 }
 
 /// A configured, started port. Dropping it stops and closes the port, which
@@ -136,8 +175,27 @@ pub struct Port {
     /// Entries of the redirection table as programmed (entry i -> queue
     /// i % RX queues); 0 if RSS is off or the table could not be set.
     reta_size: usize,
+    mtu: u16,
+    rx_segments: RxSegments,
     _pool: Arc<Mempool>,
 }
+
+/// Whether frames can arrive in chains of mbufs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxSegments {
+    /// The longest frame fits one mbuf.
+    One,
+    /// Longer than an mbuf: multi-segment RX (`SCATTER`) asked for.
+    Scatter,
+    /// Longer than an mbuf, and the device does not offer `SCATTER`: its
+    /// driver decides (net_pcap chains mbufs anyway; others drop).
+    NotOffered,
+}
+
+/// What a frame carries besides its IP packet: an Ethernet header and a
+/// CRC (`RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN`, testpmd's overhead where
+/// the driver does not tell).
+const ETHER_OVERHEAD: u32 = 14 + 4;
 
 impl Port {
     pub fn start(info: PortInfo, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, Error> {
@@ -152,6 +210,7 @@ impl Port {
             conf.rxmode.offloads |= info.rx_offloads
                 & (consts::RTE_ETH_RX_OFFLOAD_UDP_CKSUM | consts::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
         }
+        let rx_segments = rx_segments(&info, cfg, &mut conf)?;
         // The symmetric key, so both directions of a connection reach the
         // same queue (see `rss`). It must outlive the configure call only.
         let mut key = symmetric_key(match info.hash_key_size {
@@ -221,6 +280,13 @@ impl Port {
             tx_desc,
             rss_hf,
             reta_size,
+            mtu: {
+                let mut mtu = 0;
+                // SAFETY: the port is configured; mtu is a live u16.
+                unsafe { sys::rte_eth_dev_get_mtu(id, &mut mtu) };
+                mtu
+            },
+            rx_segments,
             _pool: pool,
         };
         if cfg.promiscuous {
@@ -238,6 +304,16 @@ impl Port {
 
     pub fn info(&self) -> &PortInfo {
         &self.info
+    }
+
+    /// The MTU in force.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// Whether long frames arrive in mbuf chains.
+    pub fn rx_segments(&self) -> RxSegments {
+        self.rx_segments
     }
 
     /// Descriptor counts after the driver's adjustment.

@@ -33,6 +33,12 @@ use dpdk_sys::consts::{
 
 /// Packets a chunk holds at most (larger bursts are taken in chunks).
 pub const CHUNK: usize = 64;
+/// Bytes of transport header and payload a packet continued in further
+/// mbuf segments must have in its first for the tracker to read it there:
+/// a TCP header with options (60), an ICMP error's quoted headers (an
+/// IPv6 header, extension headers, 8 bytes). With less, it is tracked from
+/// a linear copy (`Classify::Split`).
+const L4_IN_FIRST_SEGMENT: usize = 128;
 /// How many packets ahead `ct_in` prefetches connections.
 const PREFETCH_AHEAD: usize = 8;
 
@@ -119,6 +125,10 @@ pub enum Classify {
     /// datagram, so that the datagram is tracked in its place in the
     /// burst).
     Fragment(usize),
+    /// The frame at this index continues in further mbuf segments and its
+    /// headers do not all sit in the first: the chunk ends before it, and
+    /// the engine tracks it from a linear copy.
+    Split(usize),
 }
 
 /// A worker's tracker and policy, and its counts until they are published.
@@ -192,7 +202,11 @@ impl<P: Policy> Stages<P> {
                     return Classify::Fragment(i);
                 }
                 Ok(Frame::Ip(ip)) => {
-                    chunk.push(i, in_port, ol_flags, &ip, data.len() < wire_len);
+                    let spread = data.len() < wire_len;
+                    if spread && ip.l4.len() < L4_IN_FIRST_SEGMENT {
+                        return Classify::Split(i);
+                    }
+                    chunk.push(i, in_port, ol_flags, &ip, spread);
                     if self
                         .policy
                         .untracked(in_port, chunk.cl[chunk.len() - 1].tuple())
@@ -208,6 +222,7 @@ impl<P: Policy> Stages<P> {
                     self.untracked();
                     self.policy.not_ip(ethertype)
                 }
+                Err(_) if data.len() < wire_len => return Classify::Split(i),
                 Err(_) => {
                     self.malformed();
                     self.policy.malformed(DropReason::Invalid)
