@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::wire::{MacAddr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{
+    parse_ip, Addr, EthernetRepr, IcmpRepr, IpPacketMut, Ipv4Repr, Ipv6ExtRepr, Ipv6Repr, MacAddr,
+    TcpRepr, UdpRepr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L3, PROTO_TCP, PROTO_UDP,
+};
 
 const MAC_A: MacAddr = MacAddr([0x02, 0x18, 0, 0, 0, 1]);
 const MAC_B: MacAddr = MacAddr([0x02, 0x19, 0, 0, 0, 1]);
@@ -23,21 +26,17 @@ pub struct Tcp {
 
 impl Tcp {
     pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
-        let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
-            opts.push(0);
-        }
-        let hl = 20 + opts.len();
-        let mut b = Vec::with_capacity(hl + payload.len());
-        b.extend_from_slice(&self.sport.to_be_bytes());
-        b.extend_from_slice(&self.dport.to_be_bytes());
-        b.extend_from_slice(&self.seq.to_be_bytes());
-        b.extend_from_slice(&self.ack.to_be_bytes());
-        b.push(((hl / 4) as u8) << 4);
-        b.push(self.flags);
-        b.extend_from_slice(&self.window.to_be_bytes());
-        b.extend_from_slice(&[0, 0, 0, 0]);
-        b.extend_from_slice(&opts);
+        let repr = TcpRepr {
+            sport: self.sport,
+            dport: self.dport,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+            options: &self.options,
+        };
+        let mut b = Vec::with_capacity(repr.header_len() + payload.len());
+        repr.emit(&mut b);
         b.extend_from_slice(payload);
         b
     }
@@ -94,22 +93,24 @@ pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// A UDP datagram (checksum filled in by [`ip_frame`]).
+/// A UDP datagram (checksum filled in by [`ip_packet`]).
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(8 + payload.len());
-    b.extend_from_slice(&sport.to_be_bytes());
-    b.extend_from_slice(&dport.to_be_bytes());
-    b.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    b.extend_from_slice(&[0, 0]);
+    let mut b = Vec::with_capacity(UdpRepr::HEADER_LEN + payload.len());
+    UdpRepr { sport, dport }.emit(payload.len(), &mut b);
     b.extend_from_slice(payload);
     b
 }
 
 /// An ICMP or ICMPv6 message: type, code, identifier, sequence, body.
 pub fn icmp(ty: u8, code: u8, id: u16, seq: u16, body: &[u8]) -> Vec<u8> {
-    let mut b = vec![ty, code, 0, 0];
-    b.extend_from_slice(&id.to_be_bytes());
-    b.extend_from_slice(&seq.to_be_bytes());
+    let mut b = Vec::with_capacity(IcmpRepr::HEADER_LEN + body.len());
+    IcmpRepr {
+        ty,
+        code,
+        ident: id,
+        seq,
+    }
+    .emit(&mut b);
     b.extend_from_slice(body);
     b
 }
@@ -117,109 +118,74 @@ pub fn icmp(ty: u8, code: u8, id: u16, seq: u16, body: &[u8]) -> Vec<u8> {
 /// An IP packet (no link header) carrying `l4`, with the IPv4 header
 /// checksum and the transport checksum computed. `ext` lists IPv6
 /// extension headers to put first (each 8 bytes long, by their protocol
-/// numbers: 0 hop-by-hop, 43 routing, 44 fragment, 60 destination options).
+/// numbers: 0 hop-by-hop, 43 routing, 44 fragment (an atomic one), 60
+/// destination options).
 pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, ext: &[u8], l4: &[u8]) -> Vec<u8> {
-    let mut l4 = l4.to_vec();
-    let csum_at = match proto {
-        PROTO_TCP => Some(16),
-        PROTO_UDP => Some(6),
-        PROTO_ICMP | PROTO_ICMPV6 => Some(2),
-        _ => None,
-    };
-    let l4_len = l4.len() as u32;
-    let pseudo = |s: &[u8], d: &[u8]| sum_words(sum_words(0, s), d) + proto as u32 + l4_len;
-    if let Some(at) = csum_at.filter(|&at| l4.len() >= at + 2) {
-        l4[at] = 0;
-        l4[at + 1] = 0;
-        let initial = match (src, dst) {
-            (IpAddr::V4(_), _) if proto == PROTO_ICMP => 0,
-            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo(&s.octets(), &d.octets()),
-            (IpAddr::V6(s), IpAddr::V6(d)) => pseudo(&s.octets(), &d.octets()),
-            _ => panic!("mixed address families"),
-        };
-        let mut c = internet_checksum(initial, &l4);
-        if c == 0 && proto == PROTO_UDP {
-            c = 0xffff; // RFC 768: zero means "no checksum"
-        }
-        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    }
+    let mut p = Vec::with_capacity(40 + ext.len() * 8 + l4.len());
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = 20 + l4.len();
-            let mut p = vec![0x45, 0];
-            p.extend_from_slice(&(total as u16).to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            let c = internet_checksum(0, &p);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
-            p.extend_from_slice(&l4);
-            p
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src: s.octets(),
+            dst: d.octets(),
+            proto,
+            ttl: 64,
+            ident: 0,
+            dont_fragment: true,
+            more_fragments: false,
+            frag_offset: 0,
+            payload_len: l4.len(),
         }
+        .emit(&mut p),
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let payload = ext.len() * 8 + l4.len();
-            let mut p = vec![0x60, 0, 0, 0];
-            p.extend_from_slice(&(payload as u16).to_be_bytes());
-            p.push(*ext.first().unwrap_or(&proto));
-            p.push(64);
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            for (i, &e) in ext.iter().enumerate() {
-                let next = *ext.get(i + 1).unwrap_or(&proto);
-                match e {
-                    // Fragment header: offset 0, no more fragments (atomic).
-                    44 => p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 1]),
-                    // Routing type 0 with no segments left; others: PadN.
-                    43 => p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]),
-                    _ => p.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]),
-                }
+            let exts: Vec<Ipv6ExtRepr> = ext
+                .iter()
+                .map(|&kind| match kind {
+                    43 => Ipv6ExtRepr::Routing,
+                    44 => Ipv6ExtRepr::Fragment {
+                        offset: 0,
+                        more: false,
+                        ident: 0,
+                    },
+                    kind => Ipv6ExtRepr::Options { kind },
+                })
+                .collect();
+            Ipv6Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                next_header: exts.first().map_or(proto, Ipv6ExtRepr::kind),
+                hop_limit: 64,
+                payload_len: exts.len() * Ipv6ExtRepr::LEN + l4.len(),
             }
-            p.extend_from_slice(&l4);
-            p
+            .emit(&mut p);
+            for (i, e) in exts.iter().enumerate() {
+                e.emit(exts.get(i + 1).map_or(proto, Ipv6ExtRepr::kind), &mut p);
+            }
         }
         _ => panic!("mixed address families"),
     }
+    p.extend_from_slice(l4);
+    IpPacketMut::new(&mut p)
+        .expect("a packet just built parses")
+        .fill_checksums();
+    p
 }
 
 /// An Ethernet frame carrying an IP packet (`ip_packet`), with up to two
 /// VLAN tags (outer first, 802.1ad then 802.1Q).
 pub fn frame(ip: &[u8], vlans: &[u16]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + 4 * vlans.len() + ip.len());
-    f.extend_from_slice(&MAC_B.0);
-    f.extend_from_slice(&MAC_A.0);
-    for (i, vid) in vlans.iter().enumerate() {
-        let tpid: u16 = if i + 1 < vlans.len() { 0x88a8 } else { 0x8100 };
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
+    EthernetRepr {
+        dst: MAC_B,
+        src: MAC_A,
+        vlans,
+        ethertype: if ip.first().map(|b| b >> 4) == Some(6) {
+            ETHERTYPE_IPV6
+        } else {
+            ETHERTYPE_IPV4
+        },
     }
-    let ethertype: u16 = if ip.first().map(|b| b >> 4) == Some(6) {
-        0x86dd
-    } else {
-        0x0800
-    };
-    f.extend_from_slice(&ethertype.to_be_bytes());
+    .emit(&mut f);
     f.extend_from_slice(ip);
     f
-}
-
-fn sum_words(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u32) << 8;
-    }
-    acc
-}
-
-/// RFC 1071 checksum of `data`, starting from a partial sum.
-pub fn internet_checksum(initial: u32, data: &[u8]) -> u16 {
-    let mut acc = sum_words(initial, data) as u64;
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
 }
 
 /// One direction of a UDP/IPv4 flow.
@@ -314,31 +280,44 @@ pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 /// order given, with identification `id`. A piece that reaches the end of
 /// the payload has no More Fragments flag.
 pub fn fragment(ip: &[u8], id: u32, pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
-    let v6 = ip[0] >> 4 == 6;
-    let hlen = if v6 { 40 } else { usize::from(ip[0] & 0xf) * 4 };
-    let payload = &ip[hlen..];
+    let packet = parse_ip(ip, ip.len(), false).expect("a packet built by ip_packet");
+    let payload = &ip[packet.l4_offset..];
+    let octets = |a: Addr| a.octets();
     pieces
         .iter()
         .map(|&(off, len)| {
             let data = &payload[off..off + len];
             let more = off + len < payload.len();
-            let mut p = ip[..hlen].to_vec();
-            if v6 {
-                let next = p[6];
-                p[6] = 44;
-                p[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
-                let fo = (off as u16 & !7) | u16::from(more);
-                p.extend_from_slice(&[next, 0]);
-                p.extend_from_slice(&fo.to_be_bytes());
-                p.extend_from_slice(&id.to_be_bytes());
-            } else {
-                p[2..4].copy_from_slice(&((hlen + len) as u16).to_be_bytes());
-                p[4..6].copy_from_slice(&(id as u16).to_be_bytes());
-                let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
-                p[6..8].copy_from_slice(&fo.to_be_bytes());
-                p[10..12].copy_from_slice(&[0, 0]);
-                let c = internet_checksum(0, &p);
-                p[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut p = Vec::with_capacity(48 + len);
+            match packet.l3 {
+                L3::V4 => Ipv4Repr {
+                    src: octets(packet.src)[12..].try_into().expect("4 bytes"),
+                    dst: octets(packet.dst)[12..].try_into().expect("4 bytes"),
+                    proto: packet.proto,
+                    ttl: 64,
+                    ident: id as u16,
+                    dont_fragment: false,
+                    more_fragments: more,
+                    frag_offset: off as u16,
+                    payload_len: len,
+                }
+                .emit(&mut p),
+                L3::V6 => {
+                    let ext = Ipv6ExtRepr::Fragment {
+                        offset: off as u16,
+                        more,
+                        ident: id,
+                    };
+                    Ipv6Repr {
+                        src: octets(packet.src),
+                        dst: octets(packet.dst),
+                        next_header: ext.kind(),
+                        hop_limit: 64,
+                        payload_len: Ipv6ExtRepr::LEN + len,
+                    }
+                    .emit(&mut p);
+                    ext.emit(packet.proto, &mut p);
+                }
             }
             p.extend_from_slice(data);
             p
@@ -348,12 +327,8 @@ pub fn fragment(ip: &[u8], id: u32, pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
 
 /// `fragment` into pieces of `size` bytes (a multiple of 8), in order.
 pub fn fragments(ip: &[u8], id: u32, size: usize) -> Vec<Vec<u8>> {
-    let hlen = if ip[0] >> 4 == 6 {
-        40
-    } else {
-        usize::from(ip[0] & 0xf) * 4
-    };
-    let total = ip.len() - hlen;
+    let packet = parse_ip(ip, ip.len(), false).expect("a packet built by ip_packet");
+    let total = ip.len() - packet.l4_offset;
     let pieces: Vec<(usize, usize)> = (0..total)
         .step_by(size)
         .map(|off| (off, size.min(total - off)))
@@ -364,7 +339,7 @@ pub fn fragments(ip: &[u8], id: u32, size: usize) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{l4_ok, parse_frame, Frame, LinkType};
+    use crate::wire::{l4_ok, parse_frame, Frame, LinkType, PROTO_ICMP, PROTO_ICMPV6};
 
     fn parsed_ok(f: &[u8]) -> bool {
         match parse_frame(LinkType::Ethernet, f, f.len()) {

@@ -7,7 +7,7 @@
 //! reads the same either way. That saves a byte swap per word; eight bytes
 //! are added at a time.
 
-use super::ip::{Fragment, IpPacket, L3, PROTO_ICMP, PROTO_UDP};
+use super::ip::{Fragment, IpPacket, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 /// What checking a packet's checksums reads: a small copy of the packet
 /// view, for a pipeline that checks them after it has put the view away.
@@ -89,7 +89,34 @@ impl<'a> ChecksumView<'a> {
     }
 
     /// Adds the pseudo-header to the segment's sum `acc` and checks it.
-    fn finish(&self, mut acc: u64) -> bool {
+    fn finish(&self, acc: u64) -> bool {
+        self.total(acc) == 0xffff
+    }
+
+    /// The transport checksum field for this segment, captured whole, whose
+    /// checksum field reads zero, in the order it is stored (`None`: not
+    /// captured whole, a fragment, or no transport checksum).
+    pub fn l4_checksum(&self) -> Option<[u8; 2]> {
+        let whole = self.l4.len() == self.l4_wire_len as usize && self.fragment == Fragment::Whole;
+        let checksummed = matches!(
+            self.proto,
+            PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6
+        );
+        if !whole || !checksummed {
+            return None;
+        }
+        let c = !self.total(sum(0, self.l4));
+        // RFC 768: a computed zero is sent as all ones (zero means none).
+        let c = if c == 0 && self.proto == PROTO_UDP {
+            0xffff
+        } else {
+            c
+        };
+        Some(c.to_ne_bytes())
+    }
+
+    /// The folded sum of the segment's sum `acc` and its pseudo-header.
+    fn total(&self, mut acc: u64) -> u16 {
         // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768,
         // 4443).
         if self.proto != PROTO_ICMP {
@@ -102,7 +129,7 @@ impl<'a> ChecksumView<'a> {
             // refused by the parser.
             acc += word(u16::from(self.proto)) + word(self.l4_wire_len as u16);
         }
-        fold(acc) == 0xffff
+        fold(acc)
     }
 }
 

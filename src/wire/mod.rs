@@ -5,12 +5,17 @@
 //! cannot go out of bounds, and nothing here panics on any input.
 
 mod checksum;
+mod emit;
 mod ethernet;
 mod ip;
 mod l4;
 mod rewrite;
 
 pub use checksum::{header_checksum, ip_header_ok, l4_ok, ChecksumView};
+pub use emit::{
+    EthernetRepr, IcmpRepr, Ipv4Repr, Ipv6ExtRepr, Ipv6Repr, TcpRepr, UdpRepr, ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+};
 pub use ethernet::{EthernetFrame, MacAddr, ETHERNET_HEADER_LEN};
 pub use ip::{
     parse_frame, parse_ip, Addr, FragInfo, Fragment, Frame, IpPacket, LinkType, L3, PROTO_ICMP,

@@ -3,6 +3,7 @@
 //! header checksum and the transport checksum right by RFC 1624's
 //! incremental update instead of a recomputation over the packet.
 
+use super::checksum::{header_checksum, ChecksumView};
 use super::ip::{parse_ip, Addr, Fragment, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::Error;
 
@@ -132,6 +133,26 @@ impl<'a> IpPacketMut<'a> {
         self.buf[r].copy_from_slice(new);
         self.adjust_header(old, new);
         self.adjust_l4(old, new, true);
+    }
+
+    /// Computes the IPv4 header checksum and the transport checksum from
+    /// scratch (a packet being built; a packet in flight is changed with
+    /// the setters, which adjust them incrementally).
+    pub fn fill_checksums(&mut self) {
+        if self.l3 == L3::V4 {
+            self.buf[10..12].fill(0);
+            let hl = usize::from(self.buf[0] & 0xf) * 4;
+            let c = header_checksum(&self.buf[..hl]);
+            self.buf[10..12].copy_from_slice(&c);
+        }
+        let Some(c) = self.csum else { return };
+        self.buf[c.at..c.at + 2].fill(0);
+        let len = self.buf.len();
+        if let Ok(ip) = parse_ip(self.buf, len, false) {
+            if let Some(sum) = ChecksumView::of(&ip).l4_checksum() {
+                self.buf[c.at..c.at + 2].copy_from_slice(&sum);
+            }
+        }
     }
 
     /// Sets the source address (an IPv4 address for an IPv4 packet).
