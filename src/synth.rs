@@ -11,36 +11,9 @@ use crate::wire::{
 const MAC_A: MacAddr = MacAddr([0x02, 0x18, 0, 0, 0, 1]);
 const MAC_B: MacAddr = MacAddr([0x02, 0x19, 0, 0, 0, 1]);
 
-/// A TCP segment's header fields.
-#[derive(Debug, Clone, Default)]
-pub struct Tcp {
-    pub sport: u16,
-    pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: u8,
-    pub window: u16,
-    /// Raw option bytes; padded to a multiple of 4 with EOL.
-    pub options: Vec<u8>,
-}
-
-impl Tcp {
-    pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
-        let repr = TcpRepr {
-            sport: self.sport,
-            dport: self.dport,
-            seq: self.seq,
-            ack: self.ack,
-            flags: self.flags,
-            window: self.window,
-            options: &self.options,
-        };
-        let mut b = Vec::with_capacity(repr.header_len() + payload.len());
-        repr.emit(&mut b);
-        b.extend_from_slice(payload);
-        b
-    }
-}
+/// A TCP segment's header fields: wire's emitter, which `bytes` turns
+/// into a segment.
+pub type Tcp<'a> = TcpRepr<'a>;
 
 /// An Ethernet frame carrying a TCP segment from `src` to `dst` (addresses
 /// and ports), window 65535, no options.
@@ -59,7 +32,7 @@ pub fn tcp_frame(
         ack,
         flags,
         window: 65535,
-        options: Vec::new(),
+        options: &[],
     };
     frame(
         &ip_packet(src.ip(), dst.ip(), PROTO_TCP, &[], &seg.bytes(payload)),
@@ -359,7 +332,7 @@ mod tests {
             dport: 2,
             flags: 0x02,
             window: 100,
-            options: vec![2, 4, 5, 0xb4, 3, 3, 7],
+            options: &[2, 4, 5, 0xb4, 3, 3, 7],
             ..Tcp::default()
         };
         for f in [

@@ -63,7 +63,7 @@ fn tcp(src: (&str, u16), dst: (&str, u16), seq: u32, ack: u32, flags: u8) -> Vec
         ack,
         flags,
         window: 64240,
-        options: vec![
+        options: &[
             2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
         ],
     };

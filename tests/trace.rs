@@ -241,7 +241,7 @@ fn pcapng_link_types_and_snaplen() {
             ack,
             flags,
             window: 65535,
-            options: vec![],
+            options: &[],
         };
         ip_packet(
             if sport == 40000 { c } else { s },

@@ -109,7 +109,7 @@ fn build(op: &Op) -> Option<Vec<u8>> {
             ack: *ack,
             flags: *flags,
             window: 29200,
-            options: vec![],
+            options: &[],
         }
         .bytes(&payload),
         17 => udp(sp, dp, &payload),

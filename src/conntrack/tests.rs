@@ -101,7 +101,7 @@ fn tcp_frame_opts(
         ack,
         flags,
         window,
-        options: options.to_vec(),
+        options,
     };
     frame(&ip_packet(s.ip(), d.ip(), 6, &[], &seg.bytes(payload)), &[])
 }
@@ -664,7 +664,7 @@ fn ipv6_extension_headers_and_vlans() {
         ack,
         flags,
         window: 1000,
-        options: vec![],
+        options: &[],
     };
     // Hop-by-hop, destination options, routing and an atomic fragment
     // header in front of TCP, inside two VLAN tags.

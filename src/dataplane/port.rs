@@ -142,17 +142,19 @@ fn rx_segments(
     cfg: &PortConfig,
     conf: &mut sys::rte_eth_conf,
 ) -> Result<RxSegments, Error> {
-    let Some(len) = cfg.max_pkt_len else {
-        return Ok(RxSegments::One);
-    };
-    let mtu = len.saturating_sub(ETHER_OVERHEAD);
-    if mtu < 68 || mtu > u32::from(u16::MAX) {
-        return Err(Error::msg(format!(
-            "port {}: --max-pkt-len={len} gives MTU {mtu}, outside 68..=65535",
-            info.id
-        )));
+    // Without the flag the port keeps its MTU, 1500 unless set otherwise,
+    // and small mbufs (`--mbuf-size`) may still need chains for it.
+    let len = cfg.max_pkt_len.unwrap_or(DEFAULT_MTU + ETHER_OVERHEAD);
+    if cfg.max_pkt_len.is_some() {
+        let mtu = len.saturating_sub(ETHER_OVERHEAD);
+        if mtu < 68 || mtu > u32::from(u16::MAX) {
+            return Err(Error::msg(format!(
+                "port {}: --max-pkt-len={len} gives MTU {mtu}, outside 68..=65535",
+                info.id
+            )));
+        }
+        conf.rxmode.mtu = mtu;
     }
-    conf.rxmode.mtu = mtu;
     let room = u32::from(cfg.mbuf_size).saturating_sub(sys::RTE_PKTMBUF_HEADROOM);
     if len <= room {
         return Ok(RxSegments::One);
@@ -196,6 +198,8 @@ pub enum RxSegments {
 /// CRC (`RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN`, testpmd's overhead where
 /// the driver does not tell).
 const ETHER_OVERHEAD: u32 = 14 + 4;
+/// Ethernet's MTU (`RTE_ETHER_MTU`), which ports start with.
+const DEFAULT_MTU: u32 = 1500;
 
 impl Port {
     pub fn start(info: PortInfo, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, Error> {

@@ -171,6 +171,14 @@ impl TcpRepr<'_> {
         out.extend_from_slice(self.options);
         out.resize(out.len() + (hl - 20 - self.options.len()), 0);
     }
+
+    /// The header followed by `payload`, as one segment (checksum zero).
+    pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.header_len() + payload.len());
+        self.emit(&mut b);
+        b.extend_from_slice(payload);
+        b
+    }
 }
 
 /// A UDP header (RFC 768).
