@@ -14,6 +14,8 @@
 # processes this script started are killed, by PID.
 #
 # usage: tests/linux-trace.sh   (as root; prints "linux-trace: ... agree ...")
+# LINUX_TRACE_KEEP=1 keeps the work directory (both captures, ctfwd's trace,
+# the comparison) and prints its path, for looking into a disagreement.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ctfwd=${CTFWD:-target/release/ctfwd}

@@ -135,29 +135,6 @@ ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2
 ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
 udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "$work/udp-received" ]; }
 
-# A TCP segment from the server (198.18.0.2:9000) to the inside client's
-# port, 2^30 past the server's next sequence number, with a valid ACK.
-cat >"$work/inject.py" <<'PY'
-import socket, struct, sys
-src, dst, sport = "198.18.0.2", "198.18.0.1", 9000
-server_seq, client_next, dport = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-payload = b"INJECTED"
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-seq = (server_seq + 1 + (1 << 30)) % (1 << 32)
-hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, client_next, 5 << 4, 0x18, 65535, 0, 0)
-pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr) + len(payload))
-hdr = hdr[:16] + struct.pack("!H", csum(pseudo + hdr + payload)) + hdr[18:]
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-for _ in range(3):
-    s.sendto(hdr + payload, (dst, 0))
-PY
-
 # launch WORKERS OUT PREFIX VDEV...: starts the firewall with WORKERS
 # forwarding cores on the given ports, output to OUT; its PID in $fw.
 launch() {
@@ -221,7 +198,7 @@ round() {
   server_seq=$(sed -n 's/.* seq \([0-9]*\),.*/\1/p' <<<"$synack")
   client_next=$(sed -n 's/.* ack \([0-9]*\),.*/\1/p' <<<"$synack")
   check "out-of-window segment injected from outside$tag" \
-    ip netns exec "$ns_out" python3 "$work/inject.py" "${server_seq:-x}" "${client_next:-x}" "$cport"
+    ip netns exec "$ns_out" python3 tests/netns/inject.py "${server_seq:-x}" "${client_next:-x}" "$cport"
 
   # The firewall's own account, then a clean stop with no mbuf leaked.
   kill -USR1 "$fw"; sleep 0.5

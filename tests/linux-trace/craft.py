@@ -7,25 +7,20 @@ Each case is its own datagram (own id, own source port) so that the two
 trackers' verdicts can be matched case by case.
 """
 
+import os
 import socket
 import struct
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from inet import csum, pseudo4, pseudo6  # noqa: E402
 
 iface, router_mac, src4, dst4, src6, dst6 = sys.argv[1:7]
 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 sock.bind((iface, 0))
 own_mac = sock.getsockname()[4]
 dst_mac = bytes.fromhex(router_mac.replace(":", ""))
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def udp(src, dst, pseudo, sport, dport, payload):
@@ -40,15 +35,6 @@ def tcp_syn(src, dst, pseudo, sport, dport):
     hdr = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, (5 + len(opts) // 4) << 4, 0x02, 64240, 0, 0) + opts
     c = csum(pseudo(src, dst, 6, len(hdr)) + hdr)
     return hdr[:16] + struct.pack("!H", c) + hdr[18:]
-
-
-def pseudo4(src, dst, proto, length):
-    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
-
-
-def pseudo6(src, dst, proto, length):
-    return (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
-            + struct.pack("!IxxxB", length, proto))
 
 
 def frame(ethertype, packet):
