@@ -59,6 +59,7 @@ pub mod consts {
     pub const RING_F_SC_DEQ: u32 = 0x0002;
 
     /// `RTE_ETH_RX_OFFLOAD_*` bits ctfwd requests.
+    pub const RTE_ETH_RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
     pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
     pub const RTE_ETH_RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
     pub const RTE_ETH_RX_OFFLOAD_SCATTER: u64 = 1 << 13;
@@ -68,4 +69,9 @@ pub mod consts {
     pub const RTE_MBUF_F_RX_L4_CKSUM_MASK: u64 = (1 << 3) | (1 << 8);
     pub const RTE_MBUF_F_RX_L4_CKSUM_BAD: u64 = 1 << 3;
     pub const RTE_MBUF_F_RX_L4_CKSUM_GOOD: u64 = 1 << 8;
+
+    /// `RTE_MBUF_F_RX_IP_CKSUM_MASK` and its values.
+    pub const RTE_MBUF_F_RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
+    pub const RTE_MBUF_F_RX_IP_CKSUM_BAD: u64 = 1 << 4;
+    pub const RTE_MBUF_F_RX_IP_CKSUM_GOOD: u64 = 1 << 7;
 }

@@ -150,7 +150,7 @@ impl Shard {
     #[inline]
     pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
         let mut c = Classified::extract(&ip, zone);
-        self.finish_classify(&mut c, &wire::ChecksumView::of(&ip), RxChecksum::Unknown);
+        self.finish_classify(&mut c, &wire::ChecksumView::of(&ip), RxChecksum::UNKNOWN);
         c
     }
 
@@ -167,15 +167,12 @@ impl Shard {
         s: &wire::ChecksumView<'_>,
         rx: RxChecksum,
     ) {
-        // A later fragment has no transport header to check; for anything
-        // else a bad checksum outranks every other verdict, as in Linux.
+        // A later fragment has no transport header to check (its IP header
+        // was checked by defrag); for anything else a bad checksum outranks
+        // every other verdict, as in Linux.
         let bad_checksum = self.cfg.checksum
             && !s.later_fragment()
-            && match rx {
-                RxChecksum::Good => false,
-                RxChecksum::Bad => true,
-                RxChecksum::Unknown => !s.header_ok() || s.l4_ok() == Some(false),
-            };
+            && !(rx.ip.or_else(|| s.header_ok()) && rx.l4.or_else(|| s.l4_ok() != Some(false)));
         if bad_checksum {
             c.l4 = Err(Early::Invalid {
                 reason: "bad-checksum",

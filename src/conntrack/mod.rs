@@ -64,7 +64,7 @@ pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Slot};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
-pub use tuple::{proto_name, Dir, Tuple};
+pub use tuple::{proto_name, Dir, HashKey, Tuple};
 
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
@@ -77,14 +77,44 @@ const CONN_LINES_NOT_TCP: usize = std::mem::offset_of!(Conn, proto).div_ceil(64)
 /// UDP replies later than this after the first packet make a stream.
 const UDP_STREAM_AFTER: u64 = 2 * SEC;
 
-/// What the receiving NIC said of a packet's transport checksum (DPDK's
-/// `RTE_MBUF_F_RX_L4_CKSUM_*`). `Unknown` means software checks it when
-/// `Config::checksum` is set.
+/// What the receiving NIC said of a packet's checksums: the IPv4 header's
+/// (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_*`) and the transport's
+/// (`RTE_MBUF_F_RX_L4_CKSUM_*`), each on its own. A NIC that verified the
+/// transport checksum has said nothing of the IP header (DPDK's PMDs set
+/// the two flags independently), so each checksum the NIC left `Unknown`
+/// is checked in software when `Config::checksum` is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxChecksum {
+pub struct RxChecksum {
+    pub ip: Checked,
+    pub l4: Checked,
+}
+
+impl RxChecksum {
+    /// Nothing verified: software checks both.
+    pub const UNKNOWN: RxChecksum = RxChecksum {
+        ip: Checked::Unknown,
+        l4: Checked::Unknown,
+    };
+}
+
+/// One checksum's verdict from the NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
     Unknown,
     Good,
     Bad,
+}
+
+impl Checked {
+    /// The NIC's verdict, or `software`'s where it gave none.
+    #[inline(always)]
+    fn or_else(self, software: impl FnOnce() -> bool) -> bool {
+        match self {
+            Checked::Good => true,
+            Checked::Bad => false,
+            Checked::Unknown => software(),
+        }
+    }
 }
 
 /// What ingress concluded about a packet (`enum ip_conntrack_info`, plus

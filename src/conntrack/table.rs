@@ -23,10 +23,8 @@
 //! and cuckoo hashing two buckets to prefetch per packet; those were not
 //! built to be measured.
 
-use std::hash::{BuildHasher, Hasher};
-
 use super::conn::{Conn, Status};
-use super::tuple::{Dir, Tuple};
+use super::tuple::{Dir, HashKey, Tuple};
 
 const WAYS: usize = 8;
 const EMPTY: u32 = u32::MAX;
@@ -62,7 +60,7 @@ enum SlotKind {
 pub struct Slot(pub(crate) u32);
 
 pub struct ConnTable {
-    seed: u64,
+    key: HashKey,
     mask: usize,
     max: usize,
     buckets: Vec<Bucket>,
@@ -103,8 +101,6 @@ impl ConnTable {
     pub fn new(max: usize, prefault: bool, advise: Option<fn(*const u8, usize)>) -> ConnTable {
         let max = max.clamp(1, (REPLY_BIT - 1) as usize);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(max);
         let mut bucket_vec: Vec<Bucket> = Vec::with_capacity(buckets);
         let mut conns: Vec<Conn> = Vec::with_capacity(max);
         if let Some(advise) = advise {
@@ -125,7 +121,7 @@ impl ConnTable {
             prefault_spare(&mut free, 0);
         }
         ConnTable {
-            seed: h.finish(),
+            key: HashKey::random(),
             mask: buckets - 1,
             max,
             buckets: bucket_vec,
@@ -161,7 +157,7 @@ impl ConnTable {
 
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
-        t.hash(self.seed)
+        t.hash(&self.key)
     }
 
     #[inline]

@@ -846,7 +846,7 @@ fn nic_checksum_verdicts() {
     let mut f = udp_frame("198.18.0.1:1", "198.19.0.1:2", b"q");
     let last = f.len() - 1;
     f[last] ^= 0xff;
-    let good = udp_frame("198.18.0.1:3", "198.19.0.1:2", b"q");
+    let good_frame = udp_frame("198.18.0.1:3", "198.19.0.1:2", b"q");
     let cfg = Config {
         checksum: true,
         ..Config::default()
@@ -860,12 +860,22 @@ fn nic_checksum_verdicts() {
         shard.finish_classify(&mut c, &crate::wire::ChecksumView::of(&ip), rx);
         shard.ingress(&c, SEC).reason
     };
+    let rx = |ip, l4| RxChecksum { ip, l4 };
+    let (unknown, good, bad) = (Checked::Unknown, Checked::Good, Checked::Bad);
     // Software finds the corruption; a NIC that vouched for the packet
     // is believed; a NIC that flagged it is believed too.
-    assert_eq!(check(&f, RxChecksum::Unknown), Some("bad-checksum"));
-    assert_eq!(check(&f, RxChecksum::Good), None);
-    assert_eq!(check(&good, RxChecksum::Bad), Some("bad-checksum"));
-    assert_eq!(check(&good, RxChecksum::Unknown), None);
+    assert_eq!(check(&f, RxChecksum::UNKNOWN), Some("bad-checksum"));
+    assert_eq!(check(&f, rx(unknown, good)), None);
+    assert_eq!(check(&good_frame, rx(unknown, bad)), Some("bad-checksum"));
+    assert_eq!(check(&good_frame, RxChecksum::UNKNOWN), None);
+    // A good transport verdict says nothing of the IPv4 header: a broken
+    // header checksum is found in software, or taken from the NIC's own
+    // IP verdict where it gave one.
+    let mut bad_header = good_frame.clone();
+    bad_header[14 + 10] ^= 0x01;
+    assert_eq!(check(&bad_header, rx(unknown, good)), Some("bad-checksum"));
+    assert_eq!(check(&bad_header, rx(good, good)), None);
+    assert_eq!(check(&good_frame, rx(bad, good)), Some("bad-checksum"));
 }
 
 /// The sizes the documentation states: a connection is three cache lines,

@@ -212,7 +212,9 @@ impl Port {
         };
         if cfg.rx_checksum {
             conf.rxmode.offloads |= info.rx_offloads
-                & (consts::RTE_ETH_RX_OFFLOAD_UDP_CKSUM | consts::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+                & (consts::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM
+                    | consts::RTE_ETH_RX_OFFLOAD_UDP_CKSUM
+                    | consts::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
         }
         let rx_segments = rx_segments(&info, cfg, &mut conf)?;
         // The symmetric key, so both directions of a connection reach the

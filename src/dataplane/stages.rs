@@ -25,9 +25,10 @@ use super::handoff::Handoff;
 use super::mbuf::Fate;
 use super::policy::{Action, DropReason, Policy};
 use super::worker::{CtCounters, FirewallSettings};
-use crate::conntrack::{Classified, CtInfo, RxChecksum, Shard, Verdict};
+use crate::conntrack::{Checked, Classified, CtInfo, RxChecksum, Shard, Verdict};
 use crate::wire::{parse_frame, ChecksumView, Fragment, Frame, IpPacket, LinkType};
 use dpdk_sys::consts::{
+    RTE_MBUF_F_RX_IP_CKSUM_BAD, RTE_MBUF_F_RX_IP_CKSUM_GOOD, RTE_MBUF_F_RX_IP_CKSUM_MASK,
     RTE_MBUF_F_RX_L4_CKSUM_BAD, RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_MASK,
 };
 
@@ -143,13 +144,27 @@ pub struct Stages<P: Policy> {
     drops: [u64; DropReason::NAMES.len()],
 }
 
-/// The NIC's transport-checksum verdict from an mbuf's offload flags.
+/// The NIC's checksum verdicts from an mbuf's offload flags. Each of the
+/// two fields is GOOD, BAD, UNKNOWN or (both bits) NONE; only the first two
+/// are verdicts.
 #[inline]
 fn rx_checksum(ol_flags: u64) -> RxChecksum {
-    match ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK {
-        RTE_MBUF_F_RX_L4_CKSUM_GOOD => RxChecksum::Good,
-        RTE_MBUF_F_RX_L4_CKSUM_BAD => RxChecksum::Bad,
-        _ => RxChecksum::Unknown,
+    let verdict = |mask: u64, good: u64, bad: u64| match ol_flags & mask {
+        f if f == good => Checked::Good,
+        f if f == bad => Checked::Bad,
+        _ => Checked::Unknown,
+    };
+    RxChecksum {
+        ip: verdict(
+            RTE_MBUF_F_RX_IP_CKSUM_MASK,
+            RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+            RTE_MBUF_F_RX_IP_CKSUM_BAD,
+        ),
+        l4: verdict(
+            RTE_MBUF_F_RX_L4_CKSUM_MASK,
+            RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+            RTE_MBUF_F_RX_L4_CKSUM_BAD,
+        ),
     }
 }
 
@@ -415,5 +430,24 @@ impl<P: Policy> Stages<P> {
             }
         }
         self.shard.reap_unconfirmed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NIC's good transport verdict leaves the IPv4 header to be
+    /// checked (in software, by `finish_classify`); the two fields' NONE
+    /// value (both bits) is no verdict either.
+    #[test]
+    fn offload_flags_give_each_checksum_its_own_verdict() {
+        let l4_good = rx_checksum(RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+        assert_eq!((l4_good.ip, l4_good.l4), (Checked::Unknown, Checked::Good));
+        let both = rx_checksum(RTE_MBUF_F_RX_IP_CKSUM_BAD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+        assert_eq!((both.ip, both.l4), (Checked::Bad, Checked::Good));
+        let none = rx_checksum(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK);
+        assert_eq!(none, RxChecksum::UNKNOWN);
+        assert_eq!(rx_checksum(RTE_MBUF_F_RX_IP_CKSUM_GOOD).ip, Checked::Good);
     }
 }
