@@ -146,8 +146,8 @@ impl<'a> Classified<'a> {
 
 impl Shard {
     /// Extracts the tuple (`nf_ct_get_tuple`) and hashes it. Pure: it
-    /// reads the table's seed only.
-    #[inline]
+    /// reads the table's key only.
+    #[inline(always)]
     pub fn classify<'a>(&self, ip: IpPacket<'a>, zone: u16) -> Classified<'a> {
         let mut c = Classified::extract(&ip, zone);
         self.finish_classify(&mut c, &wire::ChecksumView::of(&ip), RxChecksum::UNKNOWN);
