@@ -169,6 +169,31 @@ pub fn read_frames(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CaptureError> {
     reader.map(|r| r.map(|r| r.data.to_vec())).collect()
 }
 
+/// A driver for fuzzers (`fuzz/fuzz_targets/capture_read.rs`) and their
+/// regression test: any file is read to its end or to an error, every
+/// packet lies inside the file, and each record takes some of the file
+/// (pcap's 16-byte record header, pcapng's 12-byte smallest block), so
+/// reading ends.
+pub fn run_capture_bytes(data: &[u8]) -> Result<(), String> {
+    let Ok(reader) = CaptureReader::new(data) else {
+        return Ok(());
+    };
+    let file = data.as_ptr_range();
+    let most = data.len() / 12 + 1;
+    for (n, packet) in reader.enumerate() {
+        if n > most {
+            return Err(format!("more than {most} records in {} bytes", data.len()));
+        }
+        let Ok(p) = packet else { return Ok(()) };
+        let inside = p.data.is_empty()
+            || (file.contains(&p.data.as_ptr()) && p.data.as_ptr_range().end <= file.end);
+        if !inside {
+            return Err(format!("record {n}: data outside the file"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //!
 //! Layers, each calling only downward:
 //! - [`wire`]: bounds-checked, zero-copy packet views;
-//! - [`dataplane`]: safe wrappers over DPDK, per-core workers, forwarding engines;
+//! - `dataplane` (feature `dpdk`, on by default): safe wrappers over DPDK,
+//!   per-core workers, forwarding engines;
 //! - [`cli`]: testpmd-style flags, stats and reports.
 //!
 //! [`capture`] reads and writes pcap files, and [`synth`] builds frames for the
@@ -11,6 +12,7 @@
 pub mod capture;
 pub mod cli;
 pub mod conntrack;
+#[cfg(feature = "dpdk")]
 pub mod dataplane;
 pub mod rules;
 pub mod synth;

@@ -293,6 +293,54 @@ fn parse_ports(v: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
+/// A driver for fuzzers (`fuzz/fuzz_targets/rules_parse.rs`) and their
+/// regression test: any text either parses or is refused with an error
+/// naming one of its lines, and a parsed set answers for a packet taken
+/// from the input's first bytes (so a fuzzer can steer it into its rules).
+pub fn run_rule_text(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let lines = text.lines().count();
+    let set = match RuleSet::parse(text) {
+        Ok(set) => set,
+        Err(e) => {
+            let line = e
+                .strip_prefix("line ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            return match line {
+                Some(n) if (1..=lines).contains(&n) => Ok(()),
+                _ => Err(format!("error without a line of the input: {e}")),
+            };
+        }
+    };
+    if set.len() > lines {
+        return Err(format!("{} rules from {lines} lines", set.len()));
+    }
+    let b = |i: usize| data.get(i).copied().unwrap_or(0);
+    let t = Tuple {
+        src: Addr::v4([198, 18, b(0), b(1)]),
+        dst: Addr::v4([198, 19, b(2), b(3)]),
+        sport: u16::from_be_bytes([b(4), b(5)]),
+        dport: u16::from_be_bytes([b(6), b(7)]),
+        proto: [PROTO_TCP, PROTO_UDP, PROTO_ICMP, 47][usize::from(b(8) & 3)],
+        family: 4,
+        zone: 0,
+    };
+    let port = u16::from(b(9) & 1);
+    let _ = set.untracked(port, &t);
+    for ctinfo in [
+        CtInfo::New,
+        CtInfo::Established,
+        CtInfo::Related,
+        CtInfo::Invalid,
+    ] {
+        let _ = set.verdict(port, &t, ctinfo);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Firewall mode end to end on two net_pcap ports: port 0 faces the inside,
 //! port 1 the outside. What each port sent out is checked frame by frame.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! End to end through the real binary on DPDK's `net_pcap`, `net_null` and
 //! `net_ring` virtual devices: what comes out of each port, exits, errors.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use std::time::Duration;

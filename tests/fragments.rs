@@ -3,6 +3,8 @@
 //! original fragments come out unchanged and in the order they came; bad
 //! fragments are dropped and counted, and held ones are freed.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use common::*;

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
+use ctfwd::capture::run_capture_bytes;
 use ctfwd::conntrack::{run_byte_sequence, run_fragment_sequence};
+use ctfwd::rules::run_rule_text;
 
 /// Replays `fuzz/{seeds,regressions}/TARGET/*`; returns how many inputs.
 fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) -> usize {
@@ -38,5 +40,17 @@ fn seeds_and_regressions_keep_invariants() {
 #[test]
 fn fragment_seeds_and_regressions_keep_invariants() {
     let n = replay("fragment_sequence", run_fragment_sequence);
+    assert!(n >= 3, "the committed seeds were replayed ({n} inputs)");
+}
+
+#[test]
+fn rules_seeds_and_regressions_keep_invariants() {
+    let n = replay("rules_parse", run_rule_text);
+    assert!(n >= 2, "the committed seeds were replayed ({n} inputs)");
+}
+
+#[test]
+fn capture_seeds_and_regressions_keep_invariants() {
+    let n = replay("capture_read", run_capture_bytes);
     assert!(n >= 3, "the committed seeds were replayed ({n} inputs)");
 }

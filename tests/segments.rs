@@ -4,6 +4,8 @@
 //! headers split across segments in mbufs of 64 bytes. Every packet is
 //! tracked from all of its bytes and forwarded as it came.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use common::*;

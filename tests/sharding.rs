@@ -2,6 +2,8 @@
 //! connection is owned by one worker, packets that reach the other are
 //! handed over, and every frame still comes out where it should.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use std::collections::HashMap;
