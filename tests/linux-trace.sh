@@ -47,10 +47,14 @@ c() { ip netns exec "$ns_c" "$@"; }
 r() { ip netns exec "$ns_r" "$@"; }
 s() { ip netns exec "$ns_s" "$@"; }
 
-for ns in "$ns_c" "$ns_r" "$ns_s"; do ip netns add "$ns"; ip netns exec "$ns" ip link set lo up; done
-# The router's own router solicitations loop back into its prerouting hook
-# without crossing a link, so its capture never holds them: none are sent.
-r sysctl -qw net.ipv6.conf.default.router_solicitations=0
+# No router solicitations from anyone: the router's own loop back into its
+# prerouting hook without crossing a link, so its capture never holds
+# them, and the hosts' (to ff02::2, link-local) are not what is compared.
+for ns in "$ns_c" "$ns_r" "$ns_s"; do
+  ip netns add "$ns"
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.router_solicitations=0
+done
 ip link add lc$id netns "$ns_c" type veth peer name ra$id netns "$ns_r"
 ip link add ls$id netns "$ns_s" type veth peer name rb$id netns "$ns_r"
 c ip link set lc$id name eth0

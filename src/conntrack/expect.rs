@@ -2,28 +2,48 @@
 //! announced, such as a TFTP transfer from a new server port or an FTP
 //! data connection, which become RELATED to their master when they start.
 //!
-//! **Across shards.** A worker's shard owns its connections, but an
-//! expected connection (other ports) usually hashes to another worker than
-//! its master. The expectations therefore live in one set shared by every
-//! shard, the "global expectation table" of the seed article, behind a
-//! mutex, with an atomic count beside it. A shard reads the count only when
-//! a packet matched no connection, and takes the lock only when the count
-//! is not zero: the established fast path never touches the set, and a new
-//! connection pays one relaxed load unless expectations are pending.
-//! Matching under the lock gives Linux's one-shot semantics exactly (two
-//! cores cannot both consume one expectation), which broadcasting copies to
-//! every shard through rings would not. Creating an expectation (a helper
-//! parsing a control packet) and removing a master's are rare events.
+//! **Across shards, without a lock.** A worker's shard owns its
+//! connections, but an expected connection (other ports, and with TFTP and
+//! FTP an unknown source port, so no owner can be computed from it) may
+//! start on any worker. The expectations therefore live in one set shared
+//! by every shard, the seed article's "global expectation table", made so
+//! that no worker ever waits for another:
+//! - The set is a fixed array of slots in buckets of eight, each
+//!   expectation in one of two buckets chosen by a keyed hash of what it
+//!   matches. A slot is a sequence word, kept with its bucket's others in
+//!   one cache line, and the expectation in atomic words elsewhere. The
+//!   sequence word holds a state (empty, being written, ready), 16 bits of
+//!   the hash as a tag and a generation, and makes the slot a seqlock: a
+//!   reader that saw the same ready sequence before and after reading has
+//!   a whole expectation. A lookup that matches nothing reads two lines.
+//! - Consuming one is a compare-and-swap of its sequence word from ready
+//!   to empty (the next generation): of two workers that matched the same
+//!   expectation one wins, which keeps Linux's one-shot semantics exactly.
+//!   Removal by anyone else (the master going, its timeout, its
+//!   replacement) is the same swap, so it cannot take one already used.
+//! - Only the master's shard creates and removes its expectations (helpers
+//!   run on the master's packets), so each shard keeps a ledger of the
+//!   ones it made, by master: `max_expected`, replacement, removal with the
+//!   master and expiry are O(that master's expectations) and need no other
+//!   shard. A ledger entry whose expectation was consumed is seen stale by
+//!   its generation and dropped.
+//! - An atomic count of pending expectations bounds the set at
+//!   `expect_max` and lets a packet that matched no connection skip the
+//!   set with one relaxed load when nothing is expected.
+//!
+//! Message passing (copies on every shard) would need a second round to
+//! make consumption one-shot; a lock lets one worker's preemption stall
+//! every worker's new connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+
+use arrayvec::ArrayVec;
 
 use super::conn::{Conn, Status};
 use super::helper::Helper;
-use super::tuple::Tuple;
+use super::tuple::{HashKey, Tuple};
 use super::SEC;
-use crate::wire::Addr;
 
 /// The connection an expectation belongs to: its shard and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,30 +63,58 @@ pub struct Expectation {
     pub helper: Helper,
     /// When it stops matching.
     pub deadline: u64,
-    /// When it was made (the oldest is evicted first).
+    /// When it was made.
     pub created: u64,
 }
 
-/// What must match exactly: all but the source port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    src: Addr,
-    dst: Addr,
-    dport: u16,
-    proto: u8,
-    family: u8,
-    zone: u16,
-}
+impl Expectation {
+    /// What must match exactly: all but the source port.
+    fn key(t: &Tuple) -> Tuple {
+        Tuple { sport: 0, ..*t }
+    }
 
-impl Key {
-    fn of(t: &Tuple) -> Key {
-        Key {
-            src: t.src,
-            dst: t.dst,
-            dport: t.dport,
-            proto: t.proto,
-            family: t.family,
-            zone: t.zone,
+    fn matches(&self, t: &Tuple) -> bool {
+        Expectation::key(&self.tuple) == Expectation::key(t)
+            && (self.any_source_port || self.tuple.sport == t.sport)
+    }
+
+    fn encode(&self) -> [u64; WORDS] {
+        let t = self.tuple.words();
+        let helper = match self.helper {
+            Helper::Tftp => 0u64,
+            Helper::Ftp => 1,
+        };
+        let master = u64::from(self.master.shard)
+            | u64::from(self.master.id) << 16
+            | helper << 48
+            | u64::from(self.any_source_port) << 56;
+        [
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[4],
+            master,
+            self.deadline,
+            self.created,
+        ]
+    }
+
+    fn decode(w: &[u64; WORDS]) -> Expectation {
+        Expectation {
+            tuple: Tuple::from_words([w[0], w[1], w[2], w[3], w[4]]),
+            any_source_port: w[5] >> 56 & 1 == 1,
+            master: MasterRef {
+                shard: w[5] as u16,
+                id: (w[5] >> 16) as u32,
+            },
+            helper: if w[5] >> 48 & 0xff == 0 {
+                Helper::Tftp
+            } else {
+                Helper::Ftp
+            },
+            deadline: w[6],
+            created: w[7],
         }
     }
 }
@@ -78,44 +126,78 @@ pub struct ExpectStats {
     pub expect_new: u64,
     /// Expectations created.
     pub expect_create: u64,
-    /// Expectations removed unused (timeout, eviction, master gone).
+    /// Expectations removed unused (timeout, replacement, master gone).
     pub expect_delete: u64,
     /// Expectations refused: the set was full.
     pub expect_full: u64,
-}
-
-struct Set {
-    by_key: HashMap<Key, Expectation>,
-    max: usize,
-    stats: ExpectStats,
-}
-
-/// The expectation set shared by all shards.
-pub struct Expectations {
-    /// Entries in the set; read without the lock on table misses.
-    pending: AtomicUsize,
-    set: Mutex<Set>,
 }
 
 /// Why an expectation was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpectFull;
 
+const WORDS: usize = 8;
+const BUCKET: usize = 8;
+/// A sequence word: the state in bits 0-1, the tag in 2-17, and above them
+/// the slot's generation, bumped each time the slot empties, so a stale
+/// handle never matches.
+const EMPTY: u64 = 0;
+const WRITING: u64 = 1;
+const READY: u64 = 2;
+const STATE: u64 = 3;
+const TAG_SHIFT: u32 = 2;
+const GEN_SHIFT: u32 = 18;
+
+/// The sequence words of one bucket's slots: one cache line.
+#[derive(Default)]
+#[repr(align(64))]
+struct Bucket {
+    seq: [AtomicU64; BUCKET],
+}
+
+fn tag_of(seq: u64) -> u64 {
+    seq >> TAG_SHIFT & 0xffff
+}
+
+/// The slot index and ready sequence of an expectation a shard made.
+#[derive(Debug, Clone, Copy)]
+struct Handle {
+    slot: u32,
+    seq: u64,
+    deadline: u64,
+}
+
+/// The expectation set shared by all shards.
+pub struct Expectations {
+    buckets: Box<[Bucket]>,
+    /// The expectation of slot i (bucket i / 8) in `WORDS` words.
+    words: Box<[[AtomicU64; WORDS]]>,
+    /// Buckets minus one (a power of two).
+    mask: usize,
+    key: HashKey,
+    max: usize,
+    pending: AtomicUsize,
+    /// `ExpectStats`' fields in order.
+    stats: [AtomicU64; 4],
+}
+
 impl Expectations {
     /// A set holding at most `max` expectations (`nf_conntrack_expect_max`);
-    /// its memory is reserved here.
+    /// its memory, twice that in slots, is allocated here.
     pub fn new(max: usize) -> Expectations {
+        let buckets = (2 * max.max(1)).div_ceil(BUCKET).next_power_of_two();
         Expectations {
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            words: (0..buckets * BUCKET).map(|_| Default::default()).collect(),
+            mask: buckets - 1,
+            key: HashKey::random(),
+            max,
             pending: AtomicUsize::new(0),
-            set: Mutex::new(Set {
-                by_key: HashMap::with_capacity(max),
-                max,
-                stats: ExpectStats::default(),
-            }),
+            stats: Default::default(),
         }
     }
 
-    /// Whether nothing is expected (one relaxed load, no lock).
+    /// Whether nothing is expected (one relaxed load).
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.pending.load(Ordering::Relaxed) == 0
@@ -126,116 +208,402 @@ impl Expectations {
     }
 
     pub fn stats(&self) -> ExpectStats {
-        self.lock().stats
+        let [new, create, delete, full] = self.stats.each_ref().map(|s| s.load(Ordering::Relaxed));
+        ExpectStats {
+            expect_new: new,
+            expect_create: create,
+            expect_delete: delete,
+            expect_full: full,
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Set> {
-        // A panic elsewhere while holding the lock leaves a consistent map
-        // (every mutation is a single insert or remove), so carry on.
-        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    fn count(&self, which: usize) {
+        self.stats[which].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn sync_len(&self, set: &Set) {
-        self.pending.store(set.by_key.len(), Ordering::Relaxed);
+    /// The tag and the two buckets an expected tuple may be in.
+    fn candidates(&self, t: &Tuple) -> (u64, [usize; 2]) {
+        let h = Expectation::key(t).hash(&self.key);
+        (
+            h >> 48,
+            [h as usize & self.mask, (h >> 20) as usize & self.mask],
+        )
+    }
+
+    /// The slots of buckets `b`, each bucket once.
+    fn slots(b: [usize; 2]) -> impl Iterator<Item = usize> {
+        let second = if b[0] == b[1] {
+            0..0
+        } else {
+            b[1] * BUCKET..(b[1] + 1) * BUCKET
+        };
+        (b[0] * BUCKET..(b[0] + 1) * BUCKET).chain(second)
+    }
+
+    fn free_in(&self, bucket: usize) -> usize {
+        let seqs = &self.buckets[bucket].seq;
+        seqs.iter()
+            .filter(|s| s.load(Ordering::Relaxed) & STATE == EMPTY)
+            .count()
+    }
+
+    fn seq(&self, slot: usize) -> &AtomicU64 {
+        &self.buckets[slot / BUCKET].seq[slot % BUCKET]
+    }
+
+    /// The expectation in `slot` with its ready sequence, if it is ready,
+    /// has tag `tag` (any, if `None`) and did not change while read.
+    fn read(&self, slot: usize, tag: Option<u64>) -> Option<(Expectation, u64)> {
+        let seq = self.seq(slot).load(Ordering::Acquire);
+        if seq & STATE != READY || tag.is_some_and(|t| t != tag_of(seq)) {
+            return None;
+        }
+        let words = self.words[slot]
+            .each_ref()
+            .map(|w| w.load(Ordering::Relaxed));
+        // Orders the reads above before the check below (a seqlock read).
+        fence(Ordering::Acquire);
+        (self.seq(slot).load(Ordering::Relaxed) == seq).then(|| (Expectation::decode(&words), seq))
+    }
+
+    /// Empties `slot` if it still holds the expectation of sequence `seq`;
+    /// whether this call did.
+    fn release(&self, slot: usize, seq: u64) -> bool {
+        let next = ((seq >> GEN_SHIFT) + 1) << GEN_SHIFT | EMPTY;
+        let won = self
+            .seq(slot)
+            .compare_exchange(seq, next, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        won
     }
 
     /// Finds and consumes the expectation a new connection with original
     /// tuple `t` fulfils (one-shot, as Linux). Expired ones never match.
     pub fn take(&self, t: &Tuple, now: u64) -> Option<Expectation> {
-        let mut set = self.lock();
-        let key = Key::of(t);
-        let e = *set.by_key.get(&key)?;
-        if e.deadline <= now {
-            set.by_key.remove(&key);
-            set.stats.expect_delete += 1;
-            self.sync_len(&set);
-            return None;
-        }
-        if !e.any_source_port && e.tuple.sport != t.sport {
-            return None;
-        }
-        set.by_key.remove(&key);
-        set.stats.expect_new += 1;
-        self.sync_len(&set);
-        Some(e)
-    }
-
-    /// Adds an expectation. An identical one (same tuple) is replaced, so
-    /// a repeated announcement does not pile up; a master already at
-    /// `max_per_master` loses its oldest first; a full set refuses it.
-    pub fn insert(
-        &self,
-        e: Expectation,
-        max_per_master: usize,
-        now: u64,
-    ) -> Result<(), ExpectFull> {
-        let mut set = self.lock();
-        let key = Key::of(&e.tuple);
-        if set.by_key.remove(&key).is_none() {
-            let mine = set
-                .by_key
-                .iter()
-                .filter(|(_, x)| x.master == e.master && x.helper == e.helper);
-            if mine.clone().count() >= max_per_master.max(1) {
-                let oldest = mine.min_by_key(|(_, x)| x.created).map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    set.by_key.remove(&k);
-                    set.stats.expect_delete += 1;
-                }
+        let (tag, buckets) = self.candidates(t);
+        for slot in Self::slots(buckets) {
+            let Some((e, seq)) = self.read(slot, Some(tag)) else {
+                continue;
+            };
+            if !e.matches(t) {
+                continue;
             }
-            if set.by_key.len() >= set.max {
-                let before = set.by_key.len();
-                set.by_key.retain(|_, x| x.deadline > now);
-                set.stats.expect_delete += (before - set.by_key.len()) as u64;
+            if e.deadline <= now {
+                // Left for its master's ledger to count at expiry.
+                continue;
             }
-            if set.by_key.len() >= set.max {
-                set.stats.expect_full += 1;
-                self.sync_len(&set);
-                return Err(ExpectFull);
+            if self.release(slot, seq) {
+                self.count(0);
+                return Some(e);
             }
         }
-        set.by_key.insert(key, e);
-        set.stats.expect_create += 1;
-        self.sync_len(&set);
-        Ok(())
+        None
     }
 
-    /// A connection of shard `shard` is going away: if it had a helper,
-    /// its expectations go with it (cheap for every other connection).
-    pub fn forget_master(&self, shard: u16, c: &Conn) {
-        if c.status.has(Status::HELPER) {
-            self.remove_master(MasterRef { shard, id: c.id });
+    /// Writes `e` into a free slot of its buckets.
+    fn publish(&self, e: &Expectation) -> Result<Handle, ExpectFull> {
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.count(3);
+            return Err(ExpectFull);
+        }
+        let words = e.encode();
+        // The emptier of the two buckets first (two choices keep the
+        // fullest bucket near the mean, so both being full is not seen).
+        let (tag, mut buckets) = self.candidates(&e.tuple);
+        if self.free_in(buckets[1]) > self.free_in(buckets[0]) {
+            buckets.swap(0, 1);
+        }
+        for slot in Self::slots(buckets) {
+            let seq = self.seq(slot).load(Ordering::Relaxed);
+            let writing = seq | tag << TAG_SHIFT | WRITING;
+            if seq & STATE != EMPTY
+                || self
+                    .seq(slot)
+                    .compare_exchange(seq, writing, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            for (w, v) in self.words[slot].iter().zip(words) {
+                w.store(v, Ordering::Relaxed);
+            }
+            let ready = writing & !STATE | READY;
+            self.seq(slot).store(ready, Ordering::Release);
+            self.count(1);
+            return Ok(Handle {
+                slot: slot as u32,
+                seq: ready,
+                deadline: e.deadline,
+            });
+        }
+        // Both buckets full: at half load with two choices, as rare as
+        // anything here gets (the tests fill sets to `max`); counted as a
+        // full set.
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        self.count(3);
+        Err(ExpectFull)
+    }
+
+    /// Removes the expectation behind `h` unless it was consumed.
+    fn remove(&self, h: &Handle) {
+        if self.release(h.slot as usize, h.seq) {
+            self.count(2);
         }
     }
 
-    /// Removes every expectation of a master that is going away.
-    fn remove_master(&self, master: MasterRef) {
-        let mut set = self.lock();
-        let before = set.by_key.len();
-        set.by_key.retain(|_, x| x.master != master);
-        set.stats.expect_delete += (before - set.by_key.len()) as u64;
-        self.sync_len(&set);
-    }
-
-    /// Removes expired expectations.
-    pub fn expire(&self, now: u64) {
-        if self.is_empty() {
-            return;
-        }
-        let mut set = self.lock();
-        let before = set.by_key.len();
-        set.by_key.retain(|_, x| x.deadline > now);
-        set.stats.expect_delete += (before - set.by_key.len()) as u64;
-        self.sync_len(&set);
+    /// Whether `h`'s expectation is still pending.
+    fn live(&self, h: &Handle) -> bool {
+        self.seq(h.slot as usize).load(Ordering::Relaxed) == h.seq
     }
 
     /// The expectations pending, for listings and tests.
     pub fn snapshot(&self) -> Vec<Expectation> {
-        self.lock().by_key.values().copied().collect()
+        (0..self.words.len())
+            .filter_map(|i| self.read(i, None).map(|(e, _)| e))
+            .collect()
+    }
+}
+
+/// Most expectations one master may have (`max_expected`; Linux's TFTP and
+/// FTP helpers allow 1).
+pub const MAX_PER_MASTER: usize = 4;
+
+/// One shard's record of the expectations it made, by master connection id.
+pub(super) struct Ledger {
+    by_master: HashMap<u32, ArrayVec<Handle, MAX_PER_MASTER>>,
+}
+
+impl Ledger {
+    /// Room for `max` masters, reserved here.
+    pub(super) fn new(max: usize) -> Ledger {
+        Ledger {
+            by_master: HashMap::with_capacity(max),
+        }
+    }
+
+    /// Adds an expectation. One the master already has for the same
+    /// tuple is replaced, so a repeated announcement does not pile up; a
+    /// master at `max_per_master` loses its oldest; a full set refuses it.
+    pub(super) fn expect(
+        &mut self,
+        set: &Expectations,
+        e: Expectation,
+        max_per_master: usize,
+    ) -> Result<(), ExpectFull> {
+        let mine = self.by_master.entry(e.master.id).or_default();
+        mine.retain(|h| {
+            let same = set
+                .read(h.slot as usize, None)
+                .is_some_and(|(x, seq)| seq == h.seq && x.tuple == e.tuple);
+            if same {
+                set.remove(h);
+            }
+            !same && set.live(h)
+        });
+        while mine.len() >= max_per_master.clamp(1, MAX_PER_MASTER) {
+            set.remove(&mine.remove(0));
+        }
+        let h = set.publish(&e);
+        if let Ok(h) = h {
+            mine.push(h);
+        } else if mine.is_empty() {
+            self.by_master.remove(&e.master.id);
+        }
+        h.map(|_| ())
+    }
+
+    /// A connection is going away: if it had a helper, its expectations
+    /// go with it (a flag test for every other connection).
+    pub(super) fn forget_master(&mut self, set: &Expectations, c: &Conn) {
+        if !c.status.has(Status::HELPER) {
+            return;
+        }
+        for h in self.by_master.remove(&c.id).unwrap_or_default() {
+            set.remove(&h);
+        }
+    }
+
+    /// Removes this shard's expired expectations (and forgets consumed
+    /// ones).
+    pub(super) fn expire(&mut self, set: &Expectations, now: u64) {
+        self.by_master.retain(|_, mine| {
+            mine.retain(|h| {
+                if h.deadline <= now {
+                    set.remove(h);
+                    return false;
+                }
+                set.live(h)
+            });
+            !mine.is_empty()
+        });
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_master.is_empty()
     }
 }
 
 /// The timeout of a helper's expectations, in the tracker's clock.
 pub(crate) fn deadline(now: u64, timeout_secs: u32) -> u64 {
     now + u64::from(timeout_secs) * SEC
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::wire::{Addr, PROTO_UDP};
+
+    fn expectation(i: u32, master: u32) -> Expectation {
+        Expectation {
+            tuple: Tuple {
+                src: Addr::v4([198, 19, (i >> 8) as u8, i as u8]),
+                dst: Addr::v4([198, 18, 0, 1]),
+                sport: 0,
+                dport: 1024 + (i % 60_000) as u16,
+                proto: PROTO_UDP,
+                family: 4,
+                zone: 0,
+            },
+            any_source_port: true,
+            master: MasterRef {
+                shard: 0,
+                id: master,
+            },
+            helper: Helper::Tftp,
+            deadline: 100 * SEC,
+            created: 0,
+        }
+    }
+
+    /// The transfer's first packet, from any source port.
+    fn first_packet(i: u32) -> Tuple {
+        Tuple {
+            sport: 40_000,
+            ..expectation(i, 0).tuple
+        }
+    }
+
+    /// Two workers race for every expectation: each is consumed exactly
+    /// once (Linux's one-shot), whoever wins, and the set ends empty.
+    #[test]
+    fn two_workers_consume_each_expectation_once() {
+        const N: u32 = 2_000;
+        let set = Arc::new(Expectations::new(N as usize));
+        let mut ledger = Ledger::new(N as usize);
+        for i in 0..N {
+            ledger.expect(&set, expectation(i, i + 1), 1).unwrap();
+        }
+        assert_eq!(set.len(), N as usize);
+        let start = Arc::new(Barrier::new(2));
+        let won: Vec<Vec<u32>> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (set, start) = (&set, Arc::clone(&start));
+                    s.spawn(move || {
+                        start.wait();
+                        (0..N)
+                            .filter(|&i| set.take(&first_packet(i), SEC).is_some())
+                            .collect()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut all: Vec<u32> = won.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..N).collect::<Vec<_>>(), "each taken exactly once");
+        assert!(set.is_empty());
+        assert_eq!(set.stats().expect_new, u64::from(N));
+    }
+
+    /// A master removed while another worker consumes its expectations:
+    /// every expectation is either used or removed, never both.
+    #[test]
+    fn removal_and_consumption_never_both_win() {
+        const N: u32 = 2_000;
+        let set = Expectations::new(N as usize);
+        let mut ledger = Ledger::new(N as usize);
+        for i in 0..N {
+            ledger.expect(&set, expectation(i, i + 1), 1).unwrap();
+        }
+        let go = AtomicBool::new(false);
+        let taken = std::thread::scope(|s| {
+            let taker = s.spawn(|| {
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                (0..N)
+                    .filter(|&i| set.take(&first_packet(i), SEC).is_some())
+                    .count()
+            });
+            go.store(true, Ordering::Release);
+            let mut helper_conn = Conn::BLANK;
+            helper_conn.status.set(Status::HELPER);
+            for i in 0..N {
+                helper_conn.id = i + 1;
+                ledger.forget_master(&set, &helper_conn);
+            }
+            taker.join().unwrap()
+        });
+        let st = set.stats();
+        assert_eq!(st.expect_new, taken as u64);
+        assert_eq!(st.expect_new + st.expect_delete, u64::from(N));
+        assert!(set.is_empty() && ledger.is_empty());
+    }
+
+    /// A set takes `max` expectations, wherever their keys hash (ten
+    /// random keys, the default size), and refuses the next.
+    #[test]
+    fn fills_to_max() {
+        for _ in 0..10 {
+            let set = Expectations::new(4096);
+            let mut ledger = Ledger::new(4096);
+            for i in 0..4096 {
+                ledger.expect(&set, expectation(i, i + 1), 1).unwrap();
+            }
+            assert_eq!(ledger.expect(&set, expectation(5000, 5000), 1), Err(ExpectFull));
+        }
+    }
+
+    /// `max_expected`, replacement of the same tuple, the size bound,
+    /// expiry and a stale handle (its slot reused) that removes nothing.
+    #[test]
+    fn ledger_semantics() {
+        let set = Expectations::new(4);
+        let mut ledger = Ledger::new(4);
+        // One per master: the second announcement replaces the first.
+        ledger.expect(&set, expectation(1, 7), 1).unwrap();
+        ledger.expect(&set, expectation(2, 7), 1).unwrap();
+        assert_eq!(set.snapshot(), vec![expectation(2, 7)]);
+        // The same tuple again replaces it, also with room for more.
+        ledger.expect(&set, expectation(2, 7), 2).unwrap();
+        assert_eq!(set.len(), 1);
+        for m in 8..11 {
+            ledger.expect(&set, expectation(m, m), 1).unwrap();
+        }
+        assert_eq!(ledger.expect(&set, expectation(20, 20), 1), Err(ExpectFull));
+        assert_eq!(set.stats().expect_full, 1);
+        // Master 8's is consumed; its ledger entry goes stale and the slot
+        // may be reused, but removing master 8 then removes nothing.
+        assert!(set.take(&first_packet(8), SEC).is_some());
+        ledger.expect(&set, expectation(21, 21), 1).unwrap();
+        let deleted = set.stats().expect_delete;
+        let mut c = Conn::BLANK;
+        c.status.set(Status::HELPER);
+        c.id = 8;
+        ledger.forget_master(&set, &c);
+        assert_eq!(set.stats().expect_delete, deleted);
+        assert_eq!(set.len(), 4);
+        // Past the deadline nothing matches, and expiry removes them all.
+        assert!(set.take(&first_packet(9), 100 * SEC).is_none());
+        ledger.expire(&set, 100 * SEC);
+        assert!(set.is_empty() && ledger.is_empty());
+    }
 }

@@ -433,7 +433,7 @@ impl super::Shard {
                 created: now,
             };
             // A full set is counted there (expect_full); the packet passes.
-            let _ = self.expectations.insert(e, helper.max_expected(), now);
+            let _ = self.expect(e, helper.max_expected());
         }
     }
 }

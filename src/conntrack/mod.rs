@@ -57,7 +57,8 @@ pub use conn::{Conn, ConnLine, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
-pub use expect::{ExpectStats, Expectation, Expectations, MasterRef};
+use expect::Ledger;
+pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, MAX_PER_MASTER};
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use selfcheck::run_byte_sequence;
@@ -337,6 +338,8 @@ pub struct Shard {
     /// This shard's number, in its connections' `MasterRef`s.
     id: u16,
     expectations: Arc<Expectations>,
+    /// The expectations this shard's helpers made, by master.
+    ledger: Ledger,
     /// Per slot, grown with the slab within its reserved capacity.
     aux: Vec<Aux>,
     /// When `gc` next sweeps expired expectations.
@@ -364,6 +367,7 @@ impl Shard {
             next_id: 1,
             id,
             expectations,
+            ledger: Ledger::new(cfg.expect_max),
             aux,
             next_expect_sweep: 0,
         }
@@ -371,6 +375,17 @@ impl Shard {
 
     pub fn expectations(&self) -> &Expectations {
         &self.expectations
+    }
+
+    /// Announces an expected connection of one of this shard's masters (as
+    /// a helper does, `nf_ct_expect_related`), subject to
+    /// `max_per_master` (at most `MAX_PER_MASTER`) and the set's size.
+    pub fn expect(&mut self, e: Expectation, max_per_master: usize) -> Result<(), ExpectFull> {
+        debug_assert_eq!(
+            e.master.shard, self.id,
+            "a shard expects for its own masters"
+        );
+        self.ledger.expect(&self.expectations, e, max_per_master)
     }
 
     /// The master of an expected connection.
@@ -381,8 +396,8 @@ impl Shard {
 
     /// Deletes a connection, and with it the expectations it announced.
     fn delete_conn(&mut self, slot: Slot) {
-        self.expectations
-            .forget_master(self.id, self.table.get(slot));
+        self.ledger
+            .forget_master(&self.expectations, self.table.get(slot));
         self.table.delete(slot);
     }
 
@@ -571,10 +586,10 @@ impl Shard {
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
             None => {
-                let (expectations, shard) = (&self.expectations, self.id);
+                let (set, ledger) = (&self.expectations, &mut self.ledger);
                 if self
                     .table
-                    .early_drop(c.hash, now, |c| expectations.forget_master(shard, c))
+                    .early_drop(c.hash, now, |c| ledger.forget_master(set, c))
                 {
                     self.stats.early_drop += 1;
                 } else {
@@ -814,15 +829,13 @@ impl Shard {
 
     /// Removes expired connections, looking at `budget` slots at most.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
-        let (expectations, shard) = (&self.expectations, self.id);
-        let n = self
-            .table
-            .gc(now, budget, |c| expectations.forget_master(shard, c));
+        let (set, ledger) = (&self.expectations, &mut self.ledger);
+        let n = self.table.gc(now, budget, |c| ledger.forget_master(set, c));
         self.stats.expired += n as u64;
-        // Expectations nobody used time out; sweeping them once a second
-        // keeps the lock off the poll loop.
-        if now >= self.next_expect_sweep && !self.expectations.is_empty() {
-            self.expectations.expire(now);
+        // Expectations nobody used time out; this shard's own, swept once
+        // a second.
+        if now >= self.next_expect_sweep && !self.ledger.is_empty() {
+            self.ledger.expire(&self.expectations, now);
             self.next_expect_sweep = now + SEC;
         }
         n

@@ -78,9 +78,10 @@ impl Tuple {
         }
     }
 
-    /// The tuple as five 64-bit words, for hashing.
+    /// The tuple as five 64-bit words, for hashing and for storing in
+    /// atomics (`from_words` inverts it).
     #[inline]
-    fn words(&self) -> [u64; 5] {
+    pub(super) fn words(&self) -> [u64; 5] {
         let (s, d) = (self.src.words(), self.dst.words());
         [
             s[0],
@@ -93,6 +94,19 @@ impl Tuple {
                 | (self.family as u64) << 40
                 | (self.zone as u64) << 48,
         ]
+    }
+
+    /// The tuple `words` gave.
+    pub(super) fn from_words(w: [u64; 5]) -> Tuple {
+        Tuple {
+            src: Addr::from_words([w[0], w[1]]),
+            dst: Addr::from_words([w[2], w[3]]),
+            sport: w[4] as u16,
+            dport: (w[4] >> 16) as u16,
+            proto: (w[4] >> 32) as u8,
+            family: (w[4] >> 40) as u8,
+            zone: (w[4] >> 48) as u16,
+        }
     }
 
     /// Keyed hash of the tuple. Each table has its own random `key`, as

@@ -49,10 +49,16 @@ impl Addr {
         }
     }
 
-    /// The two halves, for hashing.
+    /// The two halves, for hashing and for storing in atomics.
     #[inline]
     pub fn words(&self) -> [u64; 2] {
         [self.hi, self.lo]
+    }
+
+    /// The address `words` gave.
+    #[inline]
+    pub fn from_words([hi, lo]: [u64; 2]) -> Addr {
+        Addr { hi, lo }
     }
 
     /// The 16 bytes in network order (IPv4 in the last four).
