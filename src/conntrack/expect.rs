@@ -247,23 +247,36 @@ impl Expectations {
             .count()
     }
 
+    /// The two bucket lines `take(t)` will read, for prefetching.
+    pub fn bucket_addrs(&self, t: &Tuple) -> [*const u8; 2] {
+        let (_, b) = self.candidates(t);
+        b.map(|b| std::ptr::from_ref(&self.buckets[b]).cast())
+    }
+
     fn seq(&self, slot: usize) -> &AtomicU64 {
         &self.buckets[slot / BUCKET].seq[slot % BUCKET]
     }
 
-    /// The expectation in `slot` with its ready sequence, if it is ready,
-    /// has tag `tag` (any, if `None`) and did not change while read.
-    fn read(&self, slot: usize, tag: Option<u64>) -> Option<(Expectation, u64)> {
+    /// The expectation in `slot`, if it is ready (any tag) and did not
+    /// change while read, with its sequence.
+    fn read(&self, slot: usize) -> Option<(Expectation, u64)> {
         let seq = self.seq(slot).load(Ordering::Acquire);
-        if seq & STATE != READY || tag.is_some_and(|t| t != tag_of(seq)) {
+        if seq & STATE != READY {
             return None;
         }
+        self.read_at(slot, seq).map(|e| (e, seq))
+    }
+
+    /// The expectation in `slot` if its sequence is still `seq` (a ready
+    /// one) once it has been read: a seqlock read.
+    #[inline]
+    fn read_at(&self, slot: usize, seq: u64) -> Option<Expectation> {
         let words = self.words[slot]
             .each_ref()
             .map(|w| w.load(Ordering::Relaxed));
-        // Orders the reads above before the check below (a seqlock read).
+        // Orders the reads above before the check below.
         fence(Ordering::Acquire);
-        (self.seq(slot).load(Ordering::Relaxed) == seq).then(|| (Expectation::decode(&words), seq))
+        (self.seq(slot).load(Ordering::Relaxed) == seq).then(|| Expectation::decode(&words))
     }
 
     /// Empties `slot` if it still holds the expectation of sequence `seq`;
@@ -284,20 +297,24 @@ impl Expectations {
     /// tuple `t` fulfils (one-shot, as Linux). Expired ones never match.
     pub fn take(&self, t: &Tuple, now: u64) -> Option<Expectation> {
         let (tag, buckets) = self.candidates(t);
-        for slot in Self::slots(buckets) {
-            let Some((e, seq)) = self.read(slot, Some(tag)) else {
-                continue;
-            };
-            if !e.matches(t) {
-                continue;
-            }
-            if e.deadline <= now {
-                // Left for its master's ledger to count at expiry.
-                continue;
-            }
-            if self.release(slot, seq) {
-                self.count(0);
-                return Some(e);
+        let second = usize::from(buckets[0] != buckets[1]);
+        for &b in &buckets[..=second] {
+            // The bucket's line first; an expectation is read only where
+            // the tag matches (a miss reads nothing else).
+            for (i, seq) in self.buckets[b].seq.iter().enumerate() {
+                let seq = seq.load(Ordering::Acquire);
+                if seq & STATE != READY || tag_of(seq) != tag {
+                    continue;
+                }
+                let slot = b * BUCKET + i;
+                let Some(e) = self.read_at(slot, seq) else {
+                    continue;
+                };
+                // An expired one is left for its master's ledger to count.
+                if e.matches(t) && e.deadline > now && self.release(slot, seq) {
+                    self.count(0);
+                    return Some(e);
+                }
             }
         }
         None
@@ -363,7 +380,7 @@ impl Expectations {
     /// The expectations pending, for listings and tests.
     pub fn snapshot(&self) -> Vec<Expectation> {
         (0..self.words.len())
-            .filter_map(|i| self.read(i, None).map(|(e, _)| e))
+            .filter_map(|i| self.read(i).map(|(e, _)| e))
             .collect()
     }
 }
@@ -397,7 +414,7 @@ impl Ledger {
         let mine = self.by_master.entry(e.master.id).or_default();
         mine.retain(|h| {
             let same = set
-                .read(h.slot as usize, None)
+                .read(h.slot as usize)
                 .is_some_and(|(x, seq)| seq == h.seq && x.tuple == e.tuple);
             if same {
                 set.remove(h);
@@ -568,7 +585,10 @@ mod tests {
             for i in 0..4096 {
                 ledger.expect(&set, expectation(i, i + 1), 1).unwrap();
             }
-            assert_eq!(ledger.expect(&set, expectation(5000, 5000), 1), Err(ExpectFull));
+            assert_eq!(
+                ledger.expect(&set, expectation(5000, 5000), 1),
+                Err(ExpectFull)
+            );
         }
     }
 
