@@ -70,6 +70,11 @@ pub mod consts {
     pub const RTE_MBUF_F_RX_L4_CKSUM_BAD: u64 = 1 << 3;
     pub const RTE_MBUF_F_RX_L4_CKSUM_GOOD: u64 = 1 << 8;
 
+    /// `RTE_MBUF_F_EXTERNAL` and `RTE_MBUF_F_INDIRECT`: the data buffer is
+    /// not the mbuf's own (`RTE_MBUF_DIRECT` is neither).
+    pub const RTE_MBUF_F_EXTERNAL: u64 = 1 << 61;
+    pub const RTE_MBUF_F_INDIRECT: u64 = 1 << 62;
+
     /// `RTE_MBUF_F_RX_IP_CKSUM_MASK` and its values.
     pub const RTE_MBUF_F_RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
     pub const RTE_MBUF_F_RX_IP_CKSUM_BAD: u64 = 1 << 4;

@@ -62,7 +62,7 @@ pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, 
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use selfcheck::run_byte_sequence;
-pub use table::{ConnTable, Slot};
+pub use table::{ConnTable, Region, Slot};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
 pub use tuple::{proto_name, Dir, HashKey, Tuple};
@@ -171,7 +171,7 @@ pub struct Config {
     /// Called with each large region of the table before it is touched, so
     /// the owner can advise the kernel (huge pages); this module makes no
     /// system calls itself.
-    pub advise_memory: Option<fn(*const u8, usize)>,
+    pub advise_memory: Option<fn(Region<'_>)>,
     /// Which helpers serve which ports.
     pub helpers: HelperConfig,
     /// Expectations a shard's own set holds at most (`Shard::new`; shards

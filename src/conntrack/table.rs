@@ -23,6 +23,9 @@
 //! and cuckoo hashing two buckets to prefetch per packet; those were not
 //! built to be measured.
 
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
 use super::conn::{Conn, Status};
 use super::tuple::{Dir, HashKey, Tuple};
 
@@ -81,6 +84,39 @@ pub struct ConnTable {
     max_displacement: usize,
 }
 
+/// Memory reserved and not yet written, lent for the duration of a call:
+/// only an exclusive borrow of a vector's spare capacity makes one, so
+/// whoever receives it (`Config::advise_memory`) knows the bytes are one
+/// live allocation that nobody reads meanwhile.
+pub struct Region<'a> {
+    start: usize,
+    len: usize,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Region<'a> {
+    pub fn of<T>(spare: &'a mut [MaybeUninit<T>]) -> Region<'a> {
+        Region {
+            start: spare.as_ptr() as usize,
+            len: std::mem::size_of_val(spare),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The first byte's address.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Writes `blank` once per page of `v`'s spare capacity, so the kernel
 /// maps those pages now rather than on the packet path. The writes go to
 /// uninitialised (`MaybeUninit`) memory: `v`'s length does not change.
@@ -98,17 +134,14 @@ impl ConnTable {
     /// packet path.
     /// `advise` is called on the bucket array and the slab once reserved and
     /// before they are written (see `Config::advise_memory`).
-    pub fn new(max: usize, prefault: bool, advise: Option<fn(*const u8, usize)>) -> ConnTable {
+    pub fn new(max: usize, prefault: bool, advise: Option<fn(Region<'_>)>) -> ConnTable {
         let max = max.clamp(1, (REPLY_BIT - 1) as usize);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
         let mut bucket_vec: Vec<Bucket> = Vec::with_capacity(buckets);
         let mut conns: Vec<Conn> = Vec::with_capacity(max);
         if let Some(advise) = advise {
-            advise(
-                bucket_vec.as_ptr().cast(),
-                buckets * std::mem::size_of::<Bucket>(),
-            );
-            advise(conns.as_ptr().cast(), max * std::mem::size_of::<Conn>());
+            advise(Region::of(bucket_vec.spare_capacity_mut()));
+            advise(Region::of(conns.spare_capacity_mut()));
         }
         bucket_vec.resize(buckets, EMPTY_BUCKET);
         let mut kinds = Vec::with_capacity(max);

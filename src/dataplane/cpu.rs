@@ -1,5 +1,7 @@
 //! CPU helpers the packet path needs: the time-stamp counter and prefetch.
 
+use crate::conntrack::Region;
+
 /// Reads the time-stamp counter (`rte_rdtsc`, which is static inline in C).
 #[inline(always)]
 pub fn tsc() -> u64 {
@@ -35,16 +37,19 @@ pub fn tsc_hz(window: std::time::Duration) -> u64 {
 /// Asks the kernel to back `len` bytes at `p` with transparent huge pages
 /// (`madvise(MADV_HUGEPAGE)`), as DPDK's own memory is: a table of hundreds
 /// of megabytes on 4 KiB pages costs a TLB miss on nearly every lookup.
-/// Meant for memory not yet touched; failures (THP disabled) are ignored.
-pub fn advise_huge_pages(p: *const u8, len: usize) {
+/// Meant for memory not yet touched (a `Region` is reserved, unwritten
+/// memory); failures (THP disabled) are ignored.
+pub fn advise_huge_pages(r: Region<'_>) {
     const HUGE: usize = 2 << 20;
     // madvise wants a page-aligned start; advise the whole 2 MiB-aligned
-    // span inside [p, p + len).
-    let start = (p as usize).next_multiple_of(HUGE);
-    let end = (p as usize + len) & !(HUGE - 1);
+    // span inside the region.
+    let start = r.start().next_multiple_of(HUGE);
+    let end = (r.start() + r.len()) & !(HUGE - 1);
     if end > start {
-        // SAFETY: the range lies inside one live allocation of the caller;
-        // MADV_HUGEPAGE only changes how the kernel backs it, not its contents.
+        // SAFETY: a Region exists only while its memory, one live
+        // allocation, is exclusively borrowed, so the span is the caller's
+        // own; MADV_HUGEPAGE changes how the kernel backs it, not its
+        // contents or mappings.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     }
 }

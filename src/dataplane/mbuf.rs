@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use dpdk_sys as sys;
+use dpdk_sys::{self as sys, consts};
 
 use super::cpu::prefetch;
 
@@ -406,11 +406,23 @@ pub struct PacketMut<'a> {
 
 impl PacketMut<'_> {
     /// The bytes of the first segment (`rte_pktmbuf_mtod`, `data_len`).
+    ///
+    /// Panics if the data buffer may be seen through another mbuf (a clone,
+    /// an external buffer or a reference count above one): no PMD receives
+    /// such a packet, and writing to it would change another's bytes.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mbuf is owned by the borrowed burst; buf_addr + data_off
-        // .. + data_len lies inside its data buffer, and the `&mut` borrow of
-        // the burst makes this the only view of it.
+        // SAFETY: the mbuf is owned by the borrowed burst; reading its header
+        // fields is sound.
+        let (flags, refcnt) = unsafe { ((*self.mbuf).ol_flags, (*self.mbuf).refcnt) };
+        assert!(
+            flags & (consts::RTE_MBUF_F_INDIRECT | consts::RTE_MBUF_F_EXTERNAL) == 0 && refcnt == 1,
+            "a received mbuf shares its data buffer (ol_flags {flags:#x}, refcnt {refcnt})"
+        );
+        // SAFETY: the mbuf is owned by the borrowed burst and is direct with
+        // one reference (checked above), so buf_addr + data_off .. + data_len
+        // lies inside its own data buffer, and the `&mut` borrow of the burst
+        // makes this the only view of it.
         unsafe {
             let m = &*self.mbuf;
             std::slice::from_raw_parts_mut(

@@ -240,6 +240,9 @@ impl Port {
                 )
             },
         )?;
+        // From here on a failure must not leave the port configured: its
+        // queues' memory would stay held until EAL cleanup.
+        let unfinished = Unfinished(id);
         let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: both pointers are to live u16s.
         check(
@@ -295,6 +298,8 @@ impl Port {
             rx_segments,
             _pool: pool,
         };
+        // The Port closes it from now on.
+        std::mem::forget(unfinished);
         if cfg.promiscuous {
             // Virtual devices often cannot switch promiscuous mode; a bump in
             // the wire still works on them, so a refusal is not fatal.
@@ -366,6 +371,21 @@ impl Port {
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
+        }
+    }
+}
+
+/// A port configured but not yet a `Port` (a queue set-up or the start may
+/// still fail): dropped on such a failure, it stops and closes the port.
+struct Unfinished(u16);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        // SAFETY: the port was configured by this thread and no worker has
+        // seen it; stopping a port that never started only returns an error.
+        unsafe {
+            sys::rte_eth_dev_stop(self.0);
+            sys::rte_eth_dev_close(self.0);
         }
     }
 }

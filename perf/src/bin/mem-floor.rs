@@ -6,6 +6,7 @@
 //!
 //! usage: mem-floor
 
+use ctfwd::conntrack::Region;
 use ctfwd::dataplane::cpu::{advise_huge_pages, prefetch, tsc, tsc_hz};
 
 const READS: usize = 10_000_000;
@@ -19,10 +20,10 @@ fn main() {
     );
     let n = 1usize << 20;
     let mut buckets: Vec<[u64; 8]> = Vec::with_capacity(n / 2);
-    advise_huge_pages(buckets.as_ptr().cast(), n / 2 * 64);
+    advise_huge_pages(Region::of(buckets.spare_capacity_mut()));
     buckets.resize(n / 2, [1; 8]);
     let mut conns: Vec<[u64; 24]> = Vec::with_capacity(n);
-    advise_huge_pages(conns.as_ptr().cast(), n * 192);
+    advise_huge_pages(Region::of(conns.spare_capacity_mut()));
     conns.resize(n, [1; 24]);
     let mut next = ctfwd::synth::xorshift(0x2545_F491_4F6C_DD1D);
     let keys: Vec<usize> = (0..READS).map(|_| next() as usize).collect();
