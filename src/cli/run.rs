@@ -80,12 +80,20 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
     println!("Forwarding started. Press Ctrl-C to stop.");
 
     let mut shown = fwd.snapshot();
+    let mut failed = false;
     let mut last_rx = (0, Instant::now());
     let period = Duration::from_secs(opts.stats_period);
     while !quit.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         if list.swap(false, Ordering::Relaxed) {
             print_connections(&fwd);
+        }
+        // A worker that died leaves its queues unpolled and its handoff
+        // rings filling: stop everything, in order, and fail.
+        if let Some(why) = fwd.failed_worker() {
+            eprintln!("ctfwd: error: worker failed: {why}; stopping");
+            failed = true;
+            break;
         }
         if opts.stats_period > 0 && shown.at.elapsed() >= period {
             let now = fwd.snapshot();
@@ -112,7 +120,7 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         report::final_report(&report, opts.fwd.record_core_cycles)
     );
     println!("Done.");
-    if report.mbufs_in_use != 0 || !report.worker_failures.is_empty() {
+    if failed || report.mbufs_in_use != 0 || !report.worker_failures.is_empty() {
         EXIT_FAILURE
     } else {
         EXIT_OK

@@ -120,6 +120,17 @@ pub struct Launched<R> {
 }
 
 impl<R> Launched<R> {
+    /// Whether the job has ended (returned or panicked), without waiting;
+    /// its panic message if it panicked.
+    pub fn ended(&self) -> Option<Result<(), String>> {
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().map(|r| {
+            r.as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("lcore {}: {e}", self.lcore))
+        })
+    }
+
     /// Waits for the job to return (`rte_eal_wait_lcore`); `Err` carries the
     /// message of a panic in the job.
     pub fn wait(self) -> Result<R, String> {

@@ -404,6 +404,18 @@ impl Forwarding {
         }
     }
 
+    /// A worker that ended while it should be forwarding (a worker only
+    /// returns when told to stop): which lcore, and why.
+    pub fn failed_worker(&self) -> Option<String> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.jobs.iter().find_map(|j| match j.ended()? {
+            Err(panic) => Some(format!("{panic} (panicked)")),
+            Ok(()) => Some("a worker returned before it was told to stop".to_string()),
+        })
+    }
+
     fn join_workers(&mut self) -> Vec<String> {
         self.stop.store(true, Ordering::Relaxed);
         self.jobs.drain(..).filter_map(|j| j.wait().err()).collect()

@@ -7,6 +7,8 @@
 mod conntrack_fwd;
 pub mod cpu;
 mod eal;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod forwarding;
 mod fwd;
 mod handoff;

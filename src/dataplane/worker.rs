@@ -156,6 +156,8 @@ impl Worker {
         } = self;
         let mut engine = E::new(&mut ctx);
         let mut burst = Burst::default();
+        #[cfg(feature = "fault-injection")]
+        let mut faults = super::fault::Faults::from_env();
         while !stop.load(Ordering::Relaxed) {
             for (stream, idx) in &streams {
                 let start = if record_cycles { tsc() } else { 0 };
@@ -163,6 +165,8 @@ impl Worker {
                 if n == 0 {
                     continue;
                 }
+                #[cfg(feature = "fault-injection")]
+                faults.received(n);
                 engine.forward(stream, &mut burst);
                 let (sent, dropped) = engine.transmit(stream, &mut burst);
                 let c = &counters[*idx];
