@@ -83,10 +83,15 @@ impl Burst {
     #[inline]
     pub fn tx(&mut self, port: u16, queue: u16) -> (usize, usize) {
         let len = self.len;
-        // SAFETY: pkts[..len] are mbufs this burst owns; the driver takes
-        // ownership of the first `sent` of them.
-        let sent = unsafe { sys::rte_eth_tx_burst(port, queue, self.pkts.as_mut_ptr(), len as u16) }
-            as usize;
+        let sent = if tx_refused() {
+            0
+        } else {
+            // SAFETY: pkts[..len] are mbufs this burst owns; the driver
+            // takes ownership of the first `sent` of them.
+            let sent =
+                unsafe { sys::rte_eth_tx_burst(port, queue, self.pkts.as_mut_ptr(), len as u16) };
+            usize::from(sent)
+        };
         if sent < len {
             // SAFETY: pkts[sent..len] are still ours and are freed once.
             unsafe {
@@ -359,6 +364,16 @@ impl Burst {
             _burst: PhantomData,
         })
     }
+}
+
+/// Whether an injected fault makes TX queues refuse everything (never, in
+/// a build without the `fault-injection` feature).
+#[inline(always)]
+fn tx_refused() -> bool {
+    #[cfg(feature = "fault-injection")]
+    return super::fault::tx_refuses();
+    #[cfg(not(feature = "fault-injection"))]
+    false
 }
 
 impl Drop for Burst {

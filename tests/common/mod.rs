@@ -46,7 +46,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(eal: &[String], app: &[&str]) -> Running {
+        Running::start_with_env(eal, app, &[])
+    }
+
+    /// `start` with extra environment variables for the child.
+    pub fn start_with_env(eal: &[String], app: &[&str], env: &[(&str, &str)]) -> Running {
         let child = Command::new(CTFWD)
+            .envs(env.iter().copied())
             .args(eal)
             .arg("--")
             .args(app)
