@@ -372,19 +372,11 @@ fn bench_expect(t: &Templates, packets: u64, hz: u64) {
                 };
                 shard.expect(e, 1).expect("room for the expectations");
             }
-            let mut stream = (0..n_new).map(|conn| Pkt {
-                conn,
-                reply: false,
-                flags: 0,
-                seq: 0,
-                ack: 0,
-            });
+            let mut stream = originals(n_new);
             let r = run(&mut shard, t, Proto::Udp, SETUP_TIME, &mut stream);
             assert_eq!(r.new, u64::from(n_new));
             assert_eq!(shard.expectations().len(), pending as usize);
-            if best[k].as_ref().is_none_or(|b| r.cycles < b.cycles) {
-                best[k] = Some(r);
-            }
+            keep_best(&mut best[k], r);
         }
     }
     let [Some(none), Some(some)] = best else {
@@ -420,13 +412,7 @@ fn bench_flood(t: &Templates, hz: u64) {
                 max: N as usize,
                 ..Config::default()
             });
-            let mut stream = (0..N).map(|conn| Pkt {
-                conn,
-                reply: false,
-                flags: 0,
-                seq: 0,
-                ack: 0,
-            });
+            let mut stream = originals(N);
             let r = run(
                 &mut shard,
                 t,
@@ -435,10 +421,7 @@ fn bench_flood(t: &Templates, hz: u64) {
                 &mut stream,
             );
             assert_eq!(r.new, u64::from(N));
-            let slot = &mut best[usize::from(crafted)];
-            if slot.as_ref().is_none_or(|b| r.cycles < b.cycles) {
-                *slot = Some(r);
-            }
+            keep_best(&mut best[usize::from(crafted)], r);
         }
     }
     let [Some(ordinary), Some(crafted)] = best else {
@@ -460,6 +443,24 @@ fn bench_flood(t: &Templates, hz: u64) {
     );
 }
 
+/// The first packets of connections 0..n, one each.
+fn originals(n: u32) -> impl Iterator<Item = Pkt> {
+    (0..n).map(|conn| Pkt {
+        conn,
+        reply: false,
+        flags: 0,
+        seq: 0,
+        ack: 0,
+    })
+}
+
+/// Keeps the faster of two runs (rounds of a comparison).
+fn keep_best(best: &mut Option<Run>, r: Run) {
+    if best.as_ref().is_none_or(|b| r.cycles < b.cycles) {
+        *best = Some(r);
+    }
+}
+
 /// New connections: every packet opens one (setup + confirm).
 fn bench_new(t: &Templates, packets: u64, hz: u64) {
     let n_new = packets.min(4_000_000) as u32;
@@ -468,13 +469,7 @@ fn bench_new(t: &Templates, packets: u64, hz: u64) {
         advise_memory: Some(advise_huge_pages),
         ..Config::default()
     });
-    let mut stream = (0..n_new).map(|conn| Pkt {
-        conn,
-        reply: false,
-        flags: 0,
-        seq: 0,
-        ack: 0,
-    });
+    let mut stream = originals(n_new);
     let r = run(&mut shard, t, Proto::Udp, SETUP_TIME, &mut stream);
     assert_eq!(r.new, u64::from(n_new));
     report(
