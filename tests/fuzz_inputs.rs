@@ -8,8 +8,11 @@ use ctfwd::capture::run_capture_bytes;
 use ctfwd::conntrack::{run_byte_sequence, run_fragment_sequence};
 use ctfwd::rules::run_rule_text;
 
+/// A fuzz target's driver: `Err` is a broken invariant.
+type Driver = fn(&[u8]) -> Result<(), String>;
+
 /// Replays `fuzz/{seeds,regressions}/TARGET/*`; returns how many inputs.
-fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) -> usize {
+fn replay(target: &str, run: Driver) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for dir in ["seeds", "regressions"] {
@@ -31,26 +34,21 @@ fn replay(target: &str, run: fn(&[u8]) -> Result<(), String>) -> usize {
     n
 }
 
+/// Every fuzz target's driver, with how many seeds it has committed.
+const TARGETS: [(&str, Driver, usize); 4] = [
+    ("packet_sequence", run_byte_sequence, 3),
+    ("fragment_sequence", run_fragment_sequence, 3),
+    ("rules_parse", run_rule_text, 2),
+    ("capture_read", run_capture_bytes, 3),
+];
+
 #[test]
 fn seeds_and_regressions_keep_invariants() {
-    let n = replay("packet_sequence", run_byte_sequence);
-    assert!(n >= 3, "the committed seeds were replayed ({n} inputs)");
-}
-
-#[test]
-fn fragment_seeds_and_regressions_keep_invariants() {
-    let n = replay("fragment_sequence", run_fragment_sequence);
-    assert!(n >= 3, "the committed seeds were replayed ({n} inputs)");
-}
-
-#[test]
-fn rules_seeds_and_regressions_keep_invariants() {
-    let n = replay("rules_parse", run_rule_text);
-    assert!(n >= 2, "the committed seeds were replayed ({n} inputs)");
-}
-
-#[test]
-fn capture_seeds_and_regressions_keep_invariants() {
-    let n = replay("capture_read", run_capture_bytes);
-    assert!(n >= 3, "the committed seeds were replayed ({n} inputs)");
+    for (target, run, seeds) in TARGETS {
+        let n = replay(target, run);
+        assert!(
+            n >= seeds,
+            "{target}: the committed seeds were replayed ({n} inputs)"
+        );
+    }
 }

@@ -239,12 +239,6 @@ impl Shard {
             // confirm will insert (and first look up) the reply tuple.
             // Its bucket is another random line; start loading it now.
             prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
-            // And it will look for an expectation: its two bucket lines.
-            if !self.expectations.is_empty() {
-                for a in self.expectations.bucket_addrs(&c.tuple) {
-                    prefetch(a);
-                }
-            }
         }
     }
 }

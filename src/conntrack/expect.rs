@@ -247,12 +247,6 @@ impl Expectations {
             .count()
     }
 
-    /// The two bucket lines `take(t)` will read, for prefetching.
-    pub fn bucket_addrs(&self, t: &Tuple) -> [*const u8; 2] {
-        let (_, b) = self.candidates(t);
-        b.map(|b| std::ptr::from_ref(&self.buckets[b]).cast())
-    }
-
     fn seq(&self, slot: usize) -> &AtomicU64 {
         &self.buckets[slot / BUCKET].seq[slot % BUCKET]
     }

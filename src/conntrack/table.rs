@@ -108,12 +108,9 @@ impl<'a> Region<'a> {
         self.start
     }
 
-    pub fn len(&self) -> usize {
+    /// Its size in bytes.
+    pub fn bytes(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

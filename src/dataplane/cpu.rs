@@ -44,7 +44,7 @@ pub fn advise_huge_pages(r: Region<'_>) {
     // madvise wants a page-aligned start; advise the whole 2 MiB-aligned
     // span inside the region.
     let start = r.start().next_multiple_of(HUGE);
-    let end = (r.start() + r.len()) & !(HUGE - 1);
+    let end = (r.start() + r.bytes()) & !(HUGE - 1);
     if end > start {
         // SAFETY: a Region exists only while its memory, one live
         // allocation, is exclusively borrowed, so the span is the caller's
