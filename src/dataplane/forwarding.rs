@@ -255,6 +255,8 @@ impl Forwarding {
                         shared.tracking_context(cfg, handoff.get_mut(index).and_then(Option::take))
                     }),
                 },
+                #[cfg(feature = "fault-injection")]
+                pool: Arc::clone(&self.pool),
             };
             let run = cfg.mode.run;
             self.jobs.push(eal.launch(core.lcore, move || run(worker))?);

@@ -388,6 +388,16 @@ impl Drop for Burst {
 pub struct HeldMbuf(std::ptr::NonNull<sys::rte_mbuf>);
 
 impl HeldMbuf {
+    /// Takes ownership of `m`.
+    ///
+    /// # Safety
+    /// `m` must be a valid mbuf owned by nobody else; it is freed when the
+    /// value is dropped.
+    #[cfg(feature = "fault-injection")]
+    pub(super) unsafe fn from_raw(m: std::ptr::NonNull<sys::rte_mbuf>) -> HeldMbuf {
+        HeldMbuf(m)
+    }
+
     /// Gives the mbuf up, to a burst.
     fn into_raw(self) -> *mut sys::rte_mbuf {
         let m = self.0.as_ptr();

@@ -59,6 +59,16 @@ impl Mempool {
         unsafe { sys::rte_mempool_in_use_count(self.raw.as_ptr()) }
     }
 
+    /// Takes one mbuf from the pool, if it has any.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn alloc(&self) -> Option<super::mbuf::HeldMbuf> {
+        // SAFETY: the pool is alive (borrowed); rte_pktmbuf_alloc is safe
+        // from any lcore and returns null when the pool is empty.
+        let m = unsafe { sys::rte_pktmbuf_alloc(self.raw.as_ptr()) };
+        // SAFETY: a freshly allocated mbuf is owned by nobody else.
+        NonNull::new(m).map(|m| unsafe { super::mbuf::HeldMbuf::from_raw(m) })
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut sys::rte_mempool {
         self.raw.as_ptr()
     }

@@ -83,6 +83,10 @@ impl HandoffReceiver {
     /// Takes up to `max` packets from the ring into the empty `into`.
     #[inline]
     pub fn receive(&mut self, into: &mut Burst, max: u16) -> usize {
+        #[cfg(feature = "fault-injection")]
+        if super::fault::handoff_stalled() {
+            return 0;
+        }
         // SAFETY: this is the ring's only consumer (`&mut self`, not Clone).
         unsafe { into.fill_from_ring(self.0 .0.as_ptr(), max) }
     }

@@ -141,6 +141,9 @@ pub struct Worker {
     pub(crate) record_cycles: bool,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) engine: EngineContext,
+    /// The pool, for the `pool-drain` fault.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) pool: Arc<super::mempool::Mempool>,
 }
 
 impl Worker {
@@ -153,12 +156,16 @@ impl Worker {
             record_cycles,
             stop,
             engine: mut ctx,
+            #[cfg(feature = "fault-injection")]
+            pool,
         } = self;
         let mut engine = E::new(&mut ctx);
         let mut burst = Burst::default();
         #[cfg(feature = "fault-injection")]
-        let mut faults = super::fault::Faults::from_env();
+        let mut faults = super::fault::Faults::from_env(pool, ctx.tsc_hz);
         while !stop.load(Ordering::Relaxed) {
+            #[cfg(feature = "fault-injection")]
+            faults.poll();
             for (stream, idx) in &streams {
                 let start = if record_cycles { tsc() } else { 0 };
                 let n = burst.rx(stream.rx_port, stream.rx_queue, max);
