@@ -1,6 +1,7 @@
 //! The DPDK Environment Abstraction Layer: initialisation, lcores, launch.
 
 use std::ffi::{c_int, c_void, CStr, CString};
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,7 +76,7 @@ impl Eal {
     /// Runs `job` on worker lcore `lcore` (`rte_eal_remote_launch`). A panic
     /// in the job is caught at the lcore boundary and returned by
     /// [`Launched::wait`], never unwound into C.
-    pub fn launch<R, F>(&self, lcore: u32, job: F) -> Result<Launched<R>, Error>
+    pub fn launch<R, F>(&self, lcore: u32, job: F) -> Result<Launched<'_, R>, Error>
     where
         R: Send + 'static,
         F: FnOnce() -> R + Send + 'static,
@@ -98,14 +99,25 @@ impl Eal {
                 strerror(-ret)
             )));
         }
-        Ok(Launched { lcore, slot })
+        Ok(Launched {
+            lcore,
+            slot,
+            _eal: PhantomData,
+        })
     }
 }
 
 impl Drop for Eal {
     fn drop(&mut self) {
-        // SAFETY: every port, pool and lcore job is gone by now (they borrow
-        // or outlive nothing of Eal's, and the forwarder stops them first).
+        // Ports and launched jobs borrow the Eal, so they are gone by now,
+        // unless a `Launched` was leaked (mem::forget): its job may still
+        // run, and holds what it was given (an mbuf pool, say), so wait for
+        // every lcore first. A leaked job that never returns hangs here
+        // rather than running on over a cleaned-up EAL.
+        // SAFETY: EAL is initialised; waiting is allowed from the main lcore.
+        unsafe { sys::rte_eal_mp_wait_lcore() };
+        // SAFETY: no port, lcore job or pool is left: ports borrow the Eal,
+        // jobs have ended, and the pools were owned by ports and jobs.
         unsafe { sys::rte_eal_cleanup() };
         EAL_UP.store(false, Ordering::SeqCst);
     }
@@ -113,13 +125,15 @@ impl Drop for Eal {
 
 type LaunchResult<R> = Result<R, String>;
 
-/// A job running on a worker lcore.
-pub struct Launched<R> {
+/// A job running on a worker lcore, which cannot outlive the EAL that
+/// launched it.
+pub struct Launched<'eal, R> {
     lcore: u32,
     slot: Arc<Mutex<Option<LaunchResult<R>>>>,
+    _eal: PhantomData<&'eal Eal>,
 }
 
-impl<R> Launched<R> {
+impl<R> Launched<'_, R> {
     /// Whether the job has ended (returned or panicked), without waiting;
     /// its panic message if it panicked.
     pub fn ended(&self) -> Option<Result<(), String>> {

@@ -124,16 +124,28 @@ pub struct CoreAssignment {
     pub streams: Range<usize>,
 }
 
-/// A running forwarder.
-pub struct Forwarding {
-    jobs: Vec<Launched<()>>,
+/// A running forwarder. It borrows the EAL, so the EAL cannot be cleaned
+/// up while ports are open and workers run:
+/// ```compile_fail,E0505
+/// use ctfwd::dataplane::{Eal, Forwarding, FwdConfig};
+/// fn run(eal: Eal, cfg: &FwdConfig) {
+///     let fwd = Forwarding::start(&eal, cfg).unwrap();
+///     drop(eal);
+///     drop(fwd);
+/// }
+/// ```
+pub struct Forwarding<'eal> {
+    jobs: Vec<Launched<'eal, ()>>,
     stop: Arc<AtomicBool>,
     counters: Arc<[StreamCounters]>,
     ct_counters: Arc<[CtCounters]>,
     dump: Arc<TableDump>,
     streams: Vec<Stream>,
     cores: Vec<CoreAssignment>,
-    ports: Vec<Port>,
+    ports: Vec<Port<'eal>>,
+    /// Shared with the ports and (in fault-injection builds) the workers,
+    /// all of which are gone before the EAL: the ports by their lifetime,
+    /// the workers because `Eal` waits for every lcore before cleaning up.
     pool: Arc<Mempool>,
     tsc_hz: u64,
     started: Instant,
@@ -153,12 +165,12 @@ pub enum Sharding {
     Software,
 }
 
-impl Forwarding {
+impl<'eal> Forwarding<'eal> {
     /// Sets up ports, pool and streams, then launches the workers, in the
     /// steps testpmd takes: ports, lcores, streams, queues, pool, port
     /// start, sharding, workers.
-    pub fn start(eal: &Eal, cfg: &FwdConfig) -> Result<Forwarding, Error> {
-        let port_ids = select_ports(cfg.portmask)?;
+    pub fn start(eal: &'eal Eal, cfg: &FwdConfig) -> Result<Forwarding<'eal>, Error> {
+        let port_ids = select_ports(eal, cfg.portmask)?;
         let workers = worker_lcores(eal, cfg)?;
         let tracking = cfg.mode.tracks();
         let queues = if tracking {
@@ -174,7 +186,7 @@ impl Forwarding {
             // port, as in l3fwd: queue w belongs to worker w.
             port_cfg.tx_queues = port_cfg.tx_queues.max(ranges.len() as u16);
         }
-        let infos = query_ports(&port_ids, &port_cfg, cfg)?;
+        let infos = query_ports(eal, &port_ids, &port_cfg, cfg)?;
         let streams = make_streams(&slots, &ranges, &infos, cfg);
         let handoff_workers = if tracking && ranges.len() > 1 {
             ranges.len()
@@ -183,6 +195,7 @@ impl Forwarding {
         };
         let socket = infos.first().map_or(0, |i| i.socket.max(0));
         let pool = create_pool(
+            eal,
             cfg,
             &port_cfg,
             port_ids.len(),
@@ -192,7 +205,7 @@ impl Forwarding {
         )?;
         let ports = infos
             .into_iter()
-            .map(|info| Port::start(info, &port_cfg, Arc::clone(&pool)))
+            .map(|info| Port::start(eal, info, &port_cfg, Arc::clone(&pool)))
             .collect::<Result<Vec<_>, _>>()?;
         let (handoff, sharding) = if handoff_workers > 0 {
             let (links, sharding) = handoff_links(&ports, &slots, &ranges, socket)?;
@@ -231,7 +244,7 @@ impl Forwarding {
     /// workers already launched.
     fn launch_workers(
         &mut self,
-        eal: &Eal,
+        eal: &'eal Eal,
         cfg: &FwdConfig,
         shared: &Shared,
         mut handoff: Vec<Option<HandoffLinks>>,
@@ -264,7 +277,7 @@ impl Forwarding {
         Ok(())
     }
 
-    pub fn ports(&self) -> impl Iterator<Item = &Port> {
+    pub fn ports(&self) -> impl Iterator<Item = &Port<'eal>> {
         self.ports.iter()
     }
 
@@ -424,7 +437,7 @@ impl Forwarding {
     }
 }
 
-impl Drop for Forwarding {
+impl Drop for Forwarding<'_> {
     fn drop(&mut self) {
         // Workers poll the ports; they must be gone before the ports close.
         self.join_workers();
@@ -531,13 +544,14 @@ fn worker_lcores(eal: &Eal, cfg: &FwdConfig) -> Result<Vec<u32>, Error> {
 
 /// What each port is, checked against the queues it must have.
 fn query_ports(
+    eal: &Eal,
     port_ids: &[u16],
     port_cfg: &PortConfig,
     cfg: &FwdConfig,
 ) -> Result<Vec<PortInfo>, Error> {
     let infos = port_ids
         .iter()
-        .map(|&p| PortInfo::query(p))
+        .map(|&p| PortInfo::query(eal, p))
         .collect::<Result<Vec<_>, _>>()?;
     for info in &infos {
         info.check_queues(port_cfg).map_err(|e| {
@@ -589,6 +603,7 @@ fn make_streams(
 /// The mbuf pool: `--total-num-mbufs`, or enough for every ring, cache
 /// and handoff ring.
 fn create_pool(
+    eal: &Eal,
     cfg: &FwdConfig,
     port_cfg: &PortConfig,
     nb_ports: usize,
@@ -601,6 +616,7 @@ fn create_pool(
             + (handoff_workers * handoff_workers.saturating_sub(1)) as u32 * HANDOFF_RING_SIZE
     });
     Ok(Arc::new(Mempool::new(
+        eal,
         &format!("mb_pool_{socket}"),
         size,
         cfg.mbcache,
@@ -660,8 +676,8 @@ impl Shared {
     }
 }
 
-fn select_ports(portmask: Option<u64>) -> Result<Vec<u16>, Error> {
-    let available = available_ports();
+fn select_ports(eal: &Eal, portmask: Option<u64>) -> Result<Vec<u16>, Error> {
+    let available = available_ports(eal);
     if available.is_empty() {
         return Err(Error::msg(
             "no Ethernet ports: add virtual devices (--vdev=net_null0) or bind a NIC to a DPDK driver",
@@ -735,7 +751,7 @@ const HANDOFF_RING_SIZE: u32 = 1024;
 /// A ring from every worker to every other, and each worker's view of who
 /// owns what (one entry per worker); and how the owners were chosen.
 fn handoff_links(
-    ports: &[Port],
+    ports: &[Port<'_>],
     slots: &[StreamSlot],
     ranges: &[Range<usize>],
     socket: i32,

@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use super::eal::last_error_string;
+use super::eal::{last_error_string, Eal};
 use super::Error;
 
 /// An mbuf pool. Ports hold it through an `Arc`, so it outlives every queue
@@ -25,6 +25,7 @@ impl Mempool {
     /// Creates a pool of `size` mbufs with a per-lcore cache of `cache` and
     /// `data_room` bytes of data each (headroom included), on `socket`.
     pub fn new(
+        _eal: &Eal,
         name: &str,
         size: u32,
         cache: u32,
@@ -32,8 +33,8 @@ impl Mempool {
         socket: i32,
     ) -> Result<Mempool, Error> {
         let cname = CString::new(name).map_err(|_| Error::msg("pool name contains NUL"))?;
-        // SAFETY: name is a valid C string; EAL is initialised by the caller
-        // (a Mempool is only built after Eal::init).
+        // SAFETY: name is a valid C string; EAL is initialised (the caller
+        // holds the Eal).
         let raw = unsafe {
             sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket)
         };

@@ -1,20 +1,21 @@
 //! Ethernet ports: configure, start, read stats, stop.
 
 use std::ffi::CStr;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use dpdk_sys as sys;
 use sys::consts;
 
-use super::eal::strerror;
+use super::eal::{strerror, Eal};
 use super::mempool::Mempool;
 use super::rss::symmetric_key;
 use super::Error;
 use crate::wire::MacAddr;
 
 /// Ports DPDK has probed (PCI devices bound to a DPDK driver, `--vdev`s).
-pub fn available_ports() -> Vec<u16> {
+pub fn available_ports(_eal: &Eal) -> Vec<u16> {
     (0..sys::RTE_MAX_ETHPORTS as u16)
         // SAFETY: any port id is accepted; the call only checks a table entry.
         .filter(|&p| unsafe { sys::rte_eth_dev_is_valid_port(p) } != 0)
@@ -44,7 +45,7 @@ pub struct PortInfo {
 }
 
 impl PortInfo {
-    pub fn query(id: u16) -> Result<PortInfo, Error> {
+    pub fn query(_eal: &Eal, id: u16) -> Result<PortInfo, Error> {
         let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
         // SAFETY: info is writable storage for one rte_eth_dev_info.
         check(
@@ -169,7 +170,7 @@ fn rx_segments(
 
 /// A configured, started port. Dropping it stops and closes the port, which
 /// returns the mbufs held in its descriptor rings to the pool.
-pub struct Port {
+pub struct Port<'eal> {
     info: PortInfo,
     rx_desc: u16,
     tx_desc: u16,
@@ -180,6 +181,8 @@ pub struct Port {
     mtu: u16,
     rx_segments: RxSegments,
     _pool: Arc<Mempool>,
+    /// A port is closed before the EAL that probed it is cleaned up.
+    _eal: PhantomData<&'eal Eal>,
 }
 
 /// Whether frames can arrive in chains of mbufs.
@@ -201,8 +204,13 @@ const ETHER_OVERHEAD: u32 = 14 + 4;
 /// Ethernet's MTU (`RTE_ETHER_MTU`), which ports start with.
 const DEFAULT_MTU: u32 = 1500;
 
-impl Port {
-    pub fn start(info: PortInfo, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, Error> {
+impl<'eal> Port<'eal> {
+    pub fn start(
+        _eal: &'eal Eal,
+        info: PortInfo,
+        cfg: &PortConfig,
+        pool: Arc<Mempool>,
+    ) -> Result<Port<'eal>, Error> {
         let id = info.id;
         let mut conf = sys::rte_eth_conf::default();
         let rss_hf = if cfg.rx_queues > 1 {
@@ -297,6 +305,7 @@ impl Port {
             },
             rx_segments,
             _pool: pool,
+            _eal: PhantomData,
         };
         // The Port closes it from now on.
         std::mem::forget(unfinished);
@@ -390,7 +399,7 @@ impl Drop for Unfinished {
     }
 }
 
-impl Drop for Port {
+impl Drop for Port<'_> {
     fn drop(&mut self) {
         // SAFETY: no worker polls the port any more (workers are joined before
         // ports are dropped); close frees the queues and their mbufs.
