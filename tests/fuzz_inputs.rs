@@ -52,3 +52,14 @@ fn seeds_and_regressions_keep_invariants() {
         );
     }
 }
+
+/// The differential target's inputs (it needs the `etherparse` feature,
+/// which the build without DPDK in `scripts/test` turns on).
+#[cfg(feature = "etherparse")]
+#[test]
+fn wire_reference_inputs_agree() {
+    let n = replay("wire_reference", |frame| {
+        ctfwd::wire::reference::compare(frame).map(|_| ())
+    });
+    assert!(n >= 4, "the committed seeds were replayed ({n} inputs)");
+}

@@ -9,6 +9,8 @@ mod emit;
 mod ethernet;
 mod ip;
 mod l4;
+#[cfg(feature = "etherparse")]
+pub mod reference;
 mod rewrite;
 
 pub use checksum::{header_checksum, ip_header_ok, l4_ok, ChecksumView};
