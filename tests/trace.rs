@@ -71,8 +71,24 @@ fn corpus_dir() -> PathBuf {
 /// never a panic; where the file is readable, one line per packet.
 #[test]
 fn malformed_corpus_never_panics() {
-    let manifest = std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv"))
-        .expect("../shared/corpus/malformed/MANIFEST.tsv (shared/ sits beside the clone)");
+    let path = corpus_dir().join("MANIFEST.tsv");
+    let manifest = match std::fs::read_to_string(&path) {
+        Ok(m) => m,
+        // A clone without ../shared beside it: skipped, and said so; in CI
+        // the corpus must be there.
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "skipped malformed_corpus_never_panics: {}: {e} (the external corpus \
+                 lives in ../shared beside the clone; with CI set this fails)",
+                path.display()
+            );
+            return;
+        }
+        Err(e) => panic!(
+            "{}: {e} (CI is set: the corpus must be there)",
+            path.display()
+        ),
+    };
     let mut files = 0;
     for row in manifest.lines().skip(1) {
         let cols: Vec<&str> = row.split('\t').collect();
