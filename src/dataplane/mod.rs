@@ -18,6 +18,7 @@ mod policy;
 mod port;
 mod ring;
 mod rss;
+mod sharding;
 mod stages;
 mod worker;
 
