@@ -157,6 +157,11 @@ const FLAGS: &[Flag] = &[
         help: "connections each worker's tracker holds (default 262144)",
     },
     Flag {
+        name: "ct-expect-max",
+        value: Some("N"),
+        help: "expectations pending at once, all workers together (default 4096; Linux's nf_conntrack_expect_max)",
+    },
+    Flag {
         name: "ct-helper",
         value: Some("LIST"),
         help: "helpers and their ports, e.g. tftp:69,ftp:21,ftp:2121, or none (default tftp:69,ftp:21)",
@@ -400,6 +405,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "stats-period" => o.stats_period = number(name, v, 0, 86400)?,
             "ct-max" => o.fwd.conntrack.max = number(name, v, 1, 1 << 31)? as usize,
+            "ct-expect-max" => o.fwd.conntrack.expect_max = number(name, v, 1, 1 << 24)? as usize,
             "ct-helper" => {
                 let loose = o.fwd.conntrack.helpers.ftp_loose;
                 o.fwd.conntrack.helpers = crate::conntrack::HelperConfig::parse(v)
@@ -551,6 +557,7 @@ mod tests {
             &["--record-core-cycles=1"],
             &["--idle-exit=-1"],
             &["--ct-max=0"],
+            &["--ct-expect-max=0"],
             &["--ct-helper=gopher:70"],
             &["--ct-liberal=yes"],
             &["--inside-ports=0,x"],

@@ -162,11 +162,13 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
             .collect();
         let _ = writeln!(
             s,
-            "  Core {lcore} conntrack: {} connections={} max={} expected={} early_drop={} table_full={}",
+            "  Core {lcore} conntrack: {} connections={} max={} expected={} expect_full={} \
+             early_drop={} table_full={}",
             counts.join(" "),
             c.connections,
             c.connections_max,
             c.expected,
+            c.expect_full,
             c.early_drop,
             c.table_full
         );
@@ -176,7 +178,12 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
             .zip(c.defrag)
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
-        let _ = writeln!(s, "  Core {lcore} defrag: {}", frags.join(" "));
+        let [held, peak, limit] = c.frag_held;
+        let _ = writeln!(
+            s,
+            "  Core {lcore} defrag: {} frag_held_now={held} frag_held_peak={peak} frag_held_max={limit}",
+            frags.join(" ")
+        );
         if handoff {
             let counts: Vec<String> = HANDOFF_COUNTERS
                 .iter()

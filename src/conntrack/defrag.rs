@@ -235,6 +235,8 @@ pub struct Defrag<H> {
     head: u32,
     tail: u32,
     held: usize,
+    /// The most fragments ever held at once.
+    held_peak: usize,
     stats: DefragStats,
     /// The last completed datagram, and its fragments in arrival order.
     scratch: Vec<u8>,
@@ -258,6 +260,7 @@ impl<H: HeldFragment> Defrag<H> {
             head: NIL,
             tail: NIL,
             held: 0,
+            held_peak: 0,
             stats: DefragStats::default(),
             scratch: Vec::with_capacity(MAX_DATAGRAM as usize + 40),
             done: Vec::with_capacity(cfg.max_fragments),
@@ -276,6 +279,17 @@ impl<H: HeldFragment> Defrag<H> {
     /// Fragments held.
     pub fn held(&self) -> usize {
         self.held
+    }
+
+    /// The most fragments it may hold (`DefragConfig::max_held`).
+    pub fn max_held(&self) -> usize {
+        self.cfg.max_held
+    }
+
+    /// The most fragments held at once so far: never above
+    /// `DefragConfig::max_held`, whatever arrives.
+    pub fn held_peak(&self) -> usize {
+        self.held_peak
     }
 
     /// Takes a fragment with headers `ip`, whose IP header starts at
@@ -377,6 +391,7 @@ impl<H: HeldFragment> Defrag<H> {
         });
         q.have += len;
         self.held += 1;
+        self.held_peak = self.held_peak.max(self.held);
         self.stats.held += 1;
         if q.total != Some(q.have) {
             return Push::Held;

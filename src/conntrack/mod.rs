@@ -62,7 +62,7 @@ pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, 
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use selfcheck::run_byte_sequence;
-pub use table::{ConnTable, Region, Slot};
+pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
 pub use tuple::{proto_name, Dir, HashKey, Tuple};
@@ -213,7 +213,9 @@ pub struct Stats {
     pub insert_failed: u64,
     /// New connections refused: table full and nothing to early-drop.
     pub drop: u64,
-    /// Connections evicted to make room.
+    /// Connections evicted to make room: by a new connection finding the
+    /// table full, or by gc past 95% full (Linux counts only the first
+    /// here; ctfwd counts both, so the counter says what a flood cost).
     pub early_drop: u64,
     /// INVALID packets that were malformed (bad headers or checksums).
     pub error: u64,
@@ -827,18 +829,21 @@ impl Shard {
         self.unconfirmed.len()
     }
 
-    /// Removes expired connections, looking at `budget` slots at most.
+    /// Removes expired connections, and past 95% full the evictable ones
+    /// (`ConnTable::gc`), looking at `budget` slots at most; returns how
+    /// many it removed.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
         let (set, ledger) = (&self.expectations, &mut self.ledger);
-        let n = self.table.gc(now, budget, |c| ledger.forget_master(set, c));
-        self.stats.expired += n as u64;
+        let swept = self.table.gc(now, budget, |c| ledger.forget_master(set, c));
+        self.stats.expired += swept.expired as u64;
+        self.stats.early_drop += swept.evicted as u64;
         // Expectations nobody used time out; this shard's own, swept once
         // a second.
         if now >= self.next_expect_sweep && !self.ledger.is_empty() {
             self.ledger.expire(&self.expectations, now);
             self.next_expect_sweep = now + SEC;
         }
-        n
+        swept.expired + swept.evicted
     }
 
     /// The table as `conntrack -L` lines, one per connection.

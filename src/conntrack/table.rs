@@ -62,6 +62,22 @@ enum SlotKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot(pub(crate) u32);
 
+/// What one `ConnTable::gc` call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Timed out.
+    pub expired: usize,
+    /// Evicted to keep the table under 95% full.
+    pub evicted: usize,
+}
+
+/// A connection early drop may take although it has not timed out
+/// (`gc_worker_can_early_drop`): one never ASSURED (no reply, or a
+/// handshake that did not finish), or a TCP connection already closing.
+fn evictable(c: &Conn) -> bool {
+    !c.status.has(Status::ASSURED) || c.tcp().is_some_and(|t| t.can_early_drop())
+}
+
 pub struct ConnTable {
     key: HashKey,
     mask: usize,
@@ -387,30 +403,44 @@ impl ConnTable {
         self.free.push(s.0);
     }
 
-    /// Expires up to `budget` slots' worth of connections, walking the slab
-    /// round-robin (Linux's incremental `gc_worker`); returns how many it
-    /// removed. Bounded work per call, no full scan on the packet path.
-    /// `on_delete` sees each connection before it goes.
-    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(&Conn)) -> usize {
-        let mut removed = 0;
+    /// Walks up to `budget` slots round-robin (Linux's incremental
+    /// `gc_worker`; bounded work per call, no full scan on the packet
+    /// path) and removes what it finds expired. Past 95% of `max` it also
+    /// removes what early drop would take (`gc_worker_can_early_drop`
+    /// above `nf_conntrack_max95`): under a flood of connections that never
+    /// finish, room is made before the table is full, so a new connection
+    /// seldom has to evict on the packet path and established ones, which
+    /// are ASSURED, are never touched. `on_delete` sees each connection
+    /// before it goes.
+    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(&Conn)) -> Swept {
+        let mut swept = Swept::default();
         if self.conns.is_empty() {
-            return 0;
+            return swept;
         }
+        let max95 = self.max / 100 * 95;
         for _ in 0..budget.min(self.conns.len()) {
             let i = self.gc_cursor;
             self.gc_cursor = (i + 1) % self.conns.len();
-            if self.kinds[i] == SlotKind::Confirmed && self.conns[i].deadline <= now {
-                on_delete(&self.conns[i]);
-                self.delete(Slot(i as u32));
-                removed += 1;
+            if self.kinds[i] != SlotKind::Confirmed {
+                continue;
             }
+            let c = &self.conns[i];
+            if c.deadline <= now {
+                swept.expired += 1;
+            } else if max95 > 0 && self.in_use() >= max95 && evictable(c) {
+                swept.evicted += 1;
+            } else {
+                continue;
+            }
+            on_delete(c);
+            self.delete(Slot(i as u32));
         }
-        removed
+        swept
     }
 
     /// Linux's `early_drop`: with the table full, look through the buckets
-    /// near `hash` for a connection not worth keeping (expired, not ASSURED,
-    /// or a TCP connection already closing) and delete it.
+    /// near `hash` for a connection not worth keeping (expired, or one
+    /// `evictable`) and delete it.
     /// `on_delete` sees the evicted connection before it goes.
     pub fn early_drop(&mut self, hash: u64, now: u64, on_delete: impl FnOnce(&Conn)) -> bool {
         let mut b = self.home(hash);
@@ -421,8 +451,7 @@ impl ConnTable {
                 }
                 let s = Slot(e & !REPLY_BIT);
                 let c = self.get(s);
-                let closing = c.tcp().is_some_and(|t| t.can_early_drop());
-                if c.deadline <= now || !c.status.has(Status::ASSURED) || closing {
+                if c.deadline <= now || evictable(c) {
                     on_delete(c);
                     self.delete(s);
                     return true;

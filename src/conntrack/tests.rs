@@ -753,6 +753,44 @@ fn gc_expires_incrementally() {
     assert_eq!(h.shard.stats().expired, 100);
 }
 
+/// Past 95% full, gc evicts what early drop would take (Linux's
+/// `nf_conntrack_max95`), down to the threshold and no further; ASSURED
+/// connections stay.
+#[test]
+fn gc_past_95_percent_evicts_unassured_only() {
+    let cfg = Config {
+        max: 200,
+        ..Config::default()
+    };
+    let mut h = Harness::with(cfg);
+    // 20 assured TCP connections, then unanswered UDP to fill the table.
+    for p in 0..20u16 {
+        let c = format!("198.18.0.2:{}", 1000 + p);
+        h.feed(&tcp_frame(&c, S, 1000, 0, TCP_SYN, b""));
+        h.feed(&tcp_frame(S, &c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+        h.feed(&tcp_frame(&c, S, 1001, 5001, TCP_ACK, b""));
+    }
+    for p in 0..180u16 {
+        let c = format!("198.18.0.1:{}", 1000 + p);
+        h.feed(&udp_frame(&c, "198.19.0.1:53", b"q"));
+    }
+    assert_eq!(h.shard.table().len(), 200);
+    assert_eq!(h.shard.stats().early_drop, 0);
+    for _ in 0..10 {
+        h.shard.gc(h.now, 200);
+    }
+    // 95% of 200 is 190: gc stops just below it.
+    assert_eq!(h.shard.table().len(), 189);
+    assert_eq!(h.shard.stats().early_drop, 11);
+    assert_eq!(h.shard.stats().expired, 0);
+    let assured = h
+        .shard
+        .table()
+        .iter()
+        .filter(|(_, c)| c.status.has(Status::ASSURED))
+        .count();
+    assert_eq!(assured, 20);
+}
 #[test]
 fn dropped_before_egress_leaves_nothing() {
     let mut h = Harness::new();

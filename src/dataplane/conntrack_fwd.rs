@@ -470,10 +470,19 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         let st = shard.stats();
         CtCounters::set(&c.connections, shard.table().len() as u64);
         CtCounters::set(&c.expected, shard.expectations().len() as u64);
+        CtCounters::set(&c.expect_full, shard.expectations().stats().expect_full);
         CtCounters::set(&c.early_drop, st.early_drop);
         CtCounters::set(&c.table_full, st.drop);
         for (counter, v) in c.defrag.iter().zip(core.defrag.stats().values()) {
             CtCounters::set(counter, v);
+        }
+        let d = &core.defrag;
+        for (counter, v) in c
+            .frag_held
+            .iter()
+            .zip([d.held(), d.held_peak(), d.max_held()])
+        {
+            CtCounters::set(counter, v as u64);
         }
         let wanted = self.dump.request.load(std::sync::atomic::Ordering::Relaxed);
         if wanted != self.dumped {

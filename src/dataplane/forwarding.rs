@@ -365,6 +365,8 @@ impl<'eal> Forwarding<'eal> {
                 connections: c.connections.load(Ordering::Relaxed),
                 connections_max: c.connections_max.load(Ordering::Relaxed),
                 expected: c.expected.load(Ordering::Relaxed),
+                expect_full: c.expect_full.load(Ordering::Relaxed),
+                frag_held: std::array::from_fn(|i| c.frag_held[i].load(Ordering::Relaxed)),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
                 handoff: [
@@ -459,6 +461,8 @@ pub struct CtSnapshot {
     pub connections_max: u64,
     /// Expectations pending (shared by all workers).
     pub expected: u64,
+    /// Expectations refused because the set was full (shared).
+    pub expect_full: u64,
     pub early_drop: u64,
     /// New connections refused because the table was full.
     pub table_full: u64,
@@ -466,6 +470,8 @@ pub struct CtSnapshot {
     pub dropped: [u64; 5],
     /// IP fragments by outcome, in `DefragStats::NAMES` order.
     pub defrag: [u64; crate::conntrack::DefragStats::COUNT],
+    /// Fragments held now, the most held at once, and the limit.
+    pub frag_held: [u64; 3],
     /// Handoff counters, in `HANDOFF_COUNTERS` order.
     pub handoff: [u64; 5],
 }

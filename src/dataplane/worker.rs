@@ -108,8 +108,12 @@ pub struct CtCounters {
     /// The shard's capacity (`--ct-max`).
     pub connections_max: AtomicU64,
     pub expected: AtomicU64,
+    /// Expectations the shared set refused, full (shared by all workers).
+    pub expect_full: AtomicU64,
     pub early_drop: AtomicU64,
     pub table_full: AtomicU64,
+    /// Fragments held for reassembly now, at most so far, and the limit.
+    pub frag_held: [AtomicU64; 3],
     /// Packets put on a ring to their owner.
     pub handoff_tx: AtomicU64,
     /// Packets taken from rings (owned here, received elsewhere).
