@@ -30,13 +30,21 @@
 //! - An atomic count of pending expectations bounds the set at
 //!   `expect_max` and lets a packet that matched no connection skip the
 //!   set with one relaxed load when nothing is expected.
+//! - While some are pending, a counting filter in front of the buckets
+//!   (16,384 one-byte counters, 16 KB, indexed by one keyed multiply of
+//!   the destination address, port and protocol, which every expectation
+//!   fixes) answers most new connections with one load of a line that
+//!   stays in cache: with 1,000 pending, about 6% of them go on to the
+//!   full hash and the two bucket lines. Measured with `ct-bench --cases
+//!   expect`: new connections cost 1.20-1.30 times as much with 1,000
+//!   expectations pending as with none before the filter, 1.02 after.
 //!
 //! Message passing (copies on every shard) would need a second round to
 //! make consumption one-shot; a lock lets one worker's preemption stall
 //! every worker's new connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 
@@ -159,13 +167,21 @@ fn tag_of(seq: u64) -> u64 {
     seq >> TAG_SHIFT & 0xffff
 }
 
-/// The slot index and ready sequence of an expectation a shard made.
+/// The slot index and ready sequence of an expectation a shard made,
+/// and its counter in the filter.
 #[derive(Debug, Clone, Copy)]
 struct Handle {
     slot: u32,
+    filter: u16,
     seq: u64,
     deadline: u64,
 }
+
+/// Counters of the filter (a power of two).
+const FILTER: usize = 1 << 14;
+/// A counter that reached this stays there: it no longer knows how many
+/// expectations it stands for, so it must keep saying "maybe".
+const STUCK: u8 = u8::MAX;
 
 /// The expectation set shared by all shards.
 pub struct Expectations {
@@ -175,6 +191,9 @@ pub struct Expectations {
     /// Buckets minus one (a power of two).
     mask: usize,
     key: HashKey,
+    /// How many pending expectations have each filter index (`filter_of`);
+    /// a tuple whose counter is 0 matches none of them.
+    filter: Box<[AtomicU8]>,
     max: usize,
     pending: AtomicUsize,
     /// `ExpectStats`' fields in order.
@@ -191,6 +210,7 @@ impl Expectations {
             words: (0..buckets * BUCKET).map(|_| Default::default()).collect(),
             mask: buckets - 1,
             key: HashKey::random(),
+            filter: (0..FILTER).map(|_| AtomicU8::new(0)).collect(),
             max,
             pending: AtomicUsize::new(0),
             stats: Default::default(),
@@ -219,6 +239,35 @@ impl Expectations {
 
     fn count(&self, which: usize) {
         self.stats[which].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The filter counter of a tuple: a keyed multiply of what every
+    /// expectation fixes (destination address and port, protocol, family
+    /// and zone; not the source port, which TFTP and FTP leave open, nor
+    /// the source address, for speed). Both operands carry key words, so
+    /// no input can zero the product; a sender who still makes counters
+    /// collide only sends its connections on to the bucket lookup, whose
+    /// cost is bounded.
+    #[inline]
+    fn filter_of(&self, t: &Tuple) -> usize {
+        let w = t.words();
+        let k = self.key.words();
+        let p = u128::from(w[2] ^ w[3].rotate_left(32) ^ k[0]) * u128::from(w[4] >> 16 ^ k[1]);
+        ((p >> 64) as u64 ^ p as u64) as usize & (FILTER - 1)
+    }
+
+    /// Counts one more expectation at filter index `i`.
+    fn filter_add(&self, i: usize) {
+        let _ = self.filter[i].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+            (c != STUCK).then_some(c + 1)
+        });
+    }
+
+    /// Counts one expectation less at filter index `i`.
+    fn filter_sub(&self, i: usize) {
+        let _ = self.filter[i].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+            (c != STUCK && c > 0).then(|| c - 1)
+        });
     }
 
     /// The tag and the two buckets an expected tuple may be in.
@@ -273,15 +322,16 @@ impl Expectations {
         (self.seq(slot).load(Ordering::Relaxed) == seq).then(|| Expectation::decode(&words))
     }
 
-    /// Empties `slot` if it still holds the expectation of sequence `seq`;
-    /// whether this call did.
-    fn release(&self, slot: usize, seq: u64) -> bool {
+    /// Empties `slot` if it still holds the expectation of sequence `seq`
+    /// (counted at filter index `filter`); whether this call did.
+    fn release(&self, slot: usize, seq: u64, filter: usize) -> bool {
         let next = ((seq >> GEN_SHIFT) + 1) << GEN_SHIFT | EMPTY;
         let won = self
             .seq(slot)
             .compare_exchange(seq, next, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if won {
+            self.filter_sub(filter);
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
         won
@@ -290,6 +340,13 @@ impl Expectations {
     /// Finds and consumes the expectation a new connection with original
     /// tuple `t` fulfils (one-shot, as Linux). Expired ones never match.
     pub fn take(&self, t: &Tuple, now: u64) -> Option<Expectation> {
+        // An expectation published meanwhile on another core may be missed
+        // here: the packet then counts as having come first, as it would
+        // have a moment earlier.
+        let filter = self.filter_of(t);
+        if self.filter[filter].load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let (tag, buckets) = self.candidates(t);
         let second = usize::from(buckets[0] != buckets[1]);
         for &b in &buckets[..=second] {
@@ -305,7 +362,7 @@ impl Expectations {
                     continue;
                 };
                 // An expired one is left for its master's ledger to count.
-                if e.matches(t) && e.deadline > now && self.release(slot, seq) {
+                if e.matches(t) && e.deadline > now && self.release(slot, seq, filter) {
                     self.count(0);
                     return Some(e);
                 }
@@ -322,6 +379,7 @@ impl Expectations {
             return Err(ExpectFull);
         }
         let words = e.encode();
+        let filter = self.filter_of(&e.tuple);
         // The emptier of the two buckets first (two choices keep the
         // fullest bucket near the mean, so both being full is not seen).
         let (tag, mut buckets) = self.candidates(&e.tuple);
@@ -343,10 +401,12 @@ impl Expectations {
                 w.store(v, Ordering::Relaxed);
             }
             let ready = writing & !STATE | READY;
+            self.filter_add(filter);
             self.seq(slot).store(ready, Ordering::Release);
             self.count(1);
             return Ok(Handle {
                 slot: slot as u32,
+                filter: filter as u16,
                 seq: ready,
                 deadline: e.deadline,
             });
@@ -361,7 +421,7 @@ impl Expectations {
 
     /// Removes the expectation behind `h` unless it was consumed.
     fn remove(&self, h: &Handle) {
-        if self.release(h.slot as usize, h.seq) {
+        if self.release(h.slot as usize, h.seq, usize::from(h.filter)) {
             self.count(2);
         }
     }
@@ -619,5 +679,81 @@ mod tests {
         assert!(set.take(&first_packet(9), 100 * SEC).is_none());
         ledger.expire(&set, 100 * SEC);
         assert!(set.is_empty() && ledger.is_empty());
+        assert!(set.filter.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+    }
+
+    /// The filter counts exactly what is pending, through taking,
+    /// replacement, removal with the master and expiry; a tuple whose
+    /// counter is 0 is answered without the buckets, and one counter that
+    /// saturates stays saturated (it can no longer count down) without
+    /// hiding anything.
+    #[test]
+    fn filter_counts_what_is_pending() {
+        let set = Expectations::new(4096);
+        let mut ledger = Ledger::new(4096);
+        let counted = |set: &Expectations| -> usize {
+            set.filter
+                .iter()
+                .map(|c| usize::from(c.load(Ordering::Relaxed)))
+                .sum()
+        };
+        for i in 0..3000 {
+            ledger.expect(&set, expectation(i, i + 1), 1).unwrap();
+        }
+        assert_eq!(counted(&set), 3000);
+        for i in 0..1000 {
+            assert!(set.take(&first_packet(i), SEC).is_some());
+        }
+        for i in 1000..1500 {
+            // Replaced by master i + 1's next announcement.
+            ledger
+                .expect(&set, expectation(i + 5000, i + 1), 1)
+                .unwrap();
+        }
+        for i in 1500..2000 {
+            let mut c = Conn::BLANK;
+            c.status.set(Status::HELPER);
+            c.id = i + 1;
+            ledger.forget_master(&set, &c);
+        }
+        assert_eq!(counted(&set), set.len());
+        assert_eq!(set.len(), 1500);
+        ledger.expire(&set, 100 * SEC);
+        assert_eq!(counted(&set), 0);
+        // Nothing pending: no tuple gets past the filter.
+        ledger.expect(&set, expectation(1, 1), 1).unwrap();
+        let unrelated = Tuple {
+            dport: 9,
+            ..first_packet(1)
+        };
+        assert_eq!(
+            set.filter[set.filter_of(&unrelated)].load(Ordering::Relaxed),
+            0
+        );
+        assert!(set.take(&unrelated, SEC).is_none());
+        // 300 expectations on one counter (the same destination, sources
+        // apart): it sticks at the top, and each is still found.
+        let set = Expectations::new(4096);
+        let mut ledger = Ledger::new(4096);
+        let same_dst = |i: u32| Expectation {
+            tuple: Tuple {
+                dport: 2000,
+                ..expectation(i, i + 1).tuple
+            },
+            ..expectation(i, i + 1)
+        };
+        for i in 0..300 {
+            ledger.expect(&set, same_dst(i), 1).unwrap();
+        }
+        let c = set.filter_of(&same_dst(0).tuple);
+        assert_eq!(set.filter[c].load(Ordering::Relaxed), STUCK);
+        for i in 0..300 {
+            let t = Tuple {
+                sport: 40_000,
+                ..same_dst(i).tuple
+            };
+            assert!(set.take(&t, SEC).is_some(), "{i}");
+        }
+        assert_eq!(set.filter[c].load(Ordering::Relaxed), STUCK);
     }
 }

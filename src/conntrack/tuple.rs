@@ -146,6 +146,11 @@ impl HashKey {
         HashKey(std::array::from_fn(|i| state.hash_one(i)))
     }
 
+    /// The secret words, for other keyed structures of the same owner.
+    pub(super) fn words(&self) -> &[u64; 8] {
+        &self.0
+    }
+
     /// A fixed key, for reproducible tests.
     #[cfg(test)]
     pub fn fixed(words: [u64; 8]) -> HashKey {
