@@ -40,6 +40,7 @@ mod expect;
 mod helper;
 mod icmp;
 mod selfcheck;
+pub mod steering;
 mod table;
 mod tcp;
 mod timeouts;

@@ -1,179 +1,24 @@
-//! Which worker owns a connection: the symmetric Toeplitz hash the NIC
-//! computes for RSS, done in software, and the table that maps a hash to a
-//! worker.
-//!
-//! The ports are given the key 0x6d5a repeated (Woo and Park, "Scalable TCP
-//! Session Monitoring with Symmetric Receive-side Scaling", 2012). A key
-//! whose bits repeat every 16 makes the Toeplitz hash the same for a
-//! packet and its reply: swapping two 32-bit addresses, or two 16-bit
-//! ports, moves their bits by a multiple of 16, where the key looks the
-//! same. So a NIC doing RSS with it delivers both directions of a
-//! connection to one queue, and the same hash computed here tells each
-//! worker which packets it owns, for ports without RSS (vdevs), for flows
-//! the NIC hashes on other fields (ICMP errors hash on the outer header,
-//! but belong to the connection they quote), and later for NAT.
-//!
-//! The same periodicity makes the software hash cheap: the key window at
-//! any bit offset depends only on the offset modulo 16, so the
-//! contribution of an input byte depends only on its value and on whether
-//! its offset is even or odd: two 256-entry tables instead of a loop over
-//! every input bit (what `rte_softrss` does).
+//! RSS as the ports do it: the symmetric key the ports are given, and which
+//! fields a port's RSS types hash (`conntrack::steering` has the hash and
+//! the owner table, which need no DPDK).
 
-use crate::conntrack::Tuple;
-use crate::wire::{PROTO_TCP, PROTO_UDP};
+pub use crate::conntrack::steering::{
+    symmetric_key, HashFields, Owners, RssLayout, SymmetricToeplitz,
+};
 use dpdk_sys::consts::{RTE_ETH_RSS_TCP, RTE_ETH_RSS_UDP};
 
-/// The two bytes the symmetric key repeats.
-const KEY_PATTERN: [u8; 2] = [0x6d, 0x5a];
-
-/// The symmetric RSS key, `len` bytes long (devices take 40 or 52).
-pub fn symmetric_key(len: usize) -> Vec<u8> {
-    (0..len).map(|i| KEY_PATTERN[i % 2]).collect()
-}
-
-/// The Toeplitz hash under the symmetric key.
-pub struct SymmetricToeplitz {
-    /// `table[offset % 2][byte]`: the XOR of the 32-bit key windows at the
-    /// byte's set bits.
-    table: [[u32; 256]; 2],
-}
-
-impl Default for SymmetricToeplitz {
-    fn default() -> Self {
-        // The key as a bit string; any 48 bits hold every window a byte at
-        // offset 0 or 1 can need (bit offsets 0..16, plus 32).
-        let key = symmetric_key(8);
-        let window = |bit: usize| -> u32 {
-            let word = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
-            (word << bit >> 32) as u32
-        };
-        let mut table = [[0u32; 256]; 2];
-        for (parity, row) in table.iter_mut().enumerate() {
-            for (byte, cell) in row.iter_mut().enumerate() {
-                *cell = (0..8)
-                    .filter(|k| byte & (0x80 >> k) != 0)
-                    .fold(0, |h, k| h ^ window(8 * parity + k));
-            }
-        }
-        SymmetricToeplitz { table }
-    }
-}
-
-impl SymmetricToeplitz {
-    /// The contribution of a 16-bit field at an even byte offset (every
-    /// field the NIC hashes sits at one: addresses, then ports).
-    #[inline]
-    fn half(&self, v: u16) -> u32 {
-        self.table[0][usize::from(v >> 8)] ^ self.table[1][usize::from(v & 0xff)]
-    }
-
-    #[inline]
-    fn word(&self, v: u64) -> u32 {
-        self.half((v >> 48) as u16)
-            ^ self.half((v >> 32) as u16)
-            ^ self.half((v >> 16) as u16)
-            ^ self.half(v as u16)
-    }
-
-    /// The hash the NIC computes for a packet of connection direction
-    /// `t`: over addresses and ports for TCP/UDP when `fields` says so, over
-    /// the addresses alone for everything else (the NIC's "IPv4 other" and
-    /// fragment types). Every field starts at an even offset, so its
-    /// contribution does not depend on where it sits.
-    #[inline]
-    pub fn hash_tuple(&self, t: &Tuple, fields: HashFields) -> u32 {
-        let [shi, slo] = t.src.words();
-        let [dhi, dlo] = t.dst.words();
-        let mut h = self.word(slo) ^ self.word(dlo);
-        // An IPv4 address is the low 32 bits: its zero upper bits add nothing.
-        if t.family == 6 {
-            h ^= self.word(shi) ^ self.word(dhi);
-        }
-        let ports = match t.proto {
-            PROTO_TCP => fields.tcp,
-            PROTO_UDP => fields.udp,
-            _ => false,
-        };
-        if ports {
-            h ^= self.half(t.sport) ^ self.half(t.dport);
-        }
-        h
-    }
-}
-
-/// Which fields the hash covers beyond the addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashFields {
-    pub tcp: bool,
-    pub udp: bool,
-}
-
-impl HashFields {
-    /// The fields a NIC hashes with RSS types `rss_hf`.
-    pub fn of_rss(rss_hf: u64) -> HashFields {
-        HashFields {
-            tcp: rss_hf & RTE_ETH_RSS_TCP != 0,
-            udp: rss_hf & RTE_ETH_RSS_UDP != 0,
-        }
-    }
-
-    /// Without RSS in hardware, ports spread connections best.
-    pub const ALL: HashFields = HashFields {
-        tcp: true,
-        udp: true,
-    };
-}
-
-/// Owner of every hash: `workers[hash % len]`, `len` a power of two. With
-/// RSS in hardware the table mirrors the NIC's redirection table (entry i
-/// -> queue i % queues -> the worker polling that queue on every port), so
-/// packets mostly arrive where they are owned; otherwise entries spread
-/// over the workers round robin.
-#[derive(Debug, Clone)]
-pub struct Owners {
-    workers: Box<[u16]>,
-    mask: u32,
-}
-
-/// How the ports spread packets, if they do RSS consistently.
-#[derive(Debug, Clone)]
-pub struct RssLayout {
-    /// Entries of the redirection table (a power of two), programmed as
-    /// entry i -> queue i % queues.
-    pub reta_size: usize,
-    /// `queue_worker[q]`: the worker that polls RX queue q on every port.
-    pub queue_worker: Vec<u16>,
-}
-
-/// Entries when no NIC table is mirrored: enough for an even spread.
-const SOFTWARE_ENTRIES: usize = 128;
-
-impl Owners {
-    pub fn new(rss: Option<&RssLayout>, nb_workers: usize) -> Owners {
-        let workers: Box<[u16]> = match rss {
-            Some(l) if l.reta_size.is_power_of_two() && !l.queue_worker.is_empty() => (0..l
-                .reta_size)
-                .map(|i| l.queue_worker[i % l.queue_worker.len()])
-                .collect(),
-            _ => (0..SOFTWARE_ENTRIES)
-                .map(|i| (i % nb_workers.max(1)) as u16)
-                .collect(),
-        };
-        Owners {
-            mask: workers.len() as u32 - 1,
-            workers,
-        }
-    }
-
-    #[inline]
-    pub fn of(&self, hash: u32) -> u16 {
-        self.workers[(hash & self.mask) as usize]
+/// The fields a NIC hashes with RSS types `rss_hf`.
+pub fn hash_fields_of_rss(rss_hf: u64) -> HashFields {
+    HashFields {
+        tcp: rss_hf & RTE_ETH_RSS_TCP != 0,
+        udp: rss_hf & RTE_ETH_RSS_UDP != 0,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::Tuple;
     use crate::synth::xorshift;
     use crate::wire::Addr;
 
@@ -267,25 +112,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn owners_mirror_the_redirection_table() {
-        let layout = RssLayout {
-            reta_size: 128,
-            queue_worker: vec![0, 1, 1],
-        };
-        let owners = Owners::new(Some(&layout), 2);
-        for h in [0u32, 1, 2, 3, 127, 128, 200, u32::MAX] {
-            let entry = (h & 127) as usize;
-            assert_eq!(owners.of(h), layout.queue_worker[entry % 3]);
-        }
-        let spread = Owners::new(None, 3);
-        let mut count = [0; 3];
-        for h in 0..SOFTWARE_ENTRIES as u32 {
-            count[spread.of(h) as usize] += 1;
-        }
-        assert!(count.iter().all(|&c| c >= 42), "{count:?}");
-        assert!((0..1000).all(|h| Owners::new(None, 1).of(h) == 0));
     }
 }

@@ -10,7 +10,7 @@ use super::forwarding::StreamSlot;
 use super::handoff::HandoffLinks;
 use super::port::Port;
 use super::ring::handoff_ring;
-use super::rss::{HashFields, Owners, RssLayout};
+use super::rss::{hash_fields_of_rss, HashFields, Owners, RssLayout};
 use super::Error;
 
 /// How several tracking workers decide who owns a connection.
@@ -47,7 +47,7 @@ pub(super) fn handoff_links(
     };
     let owners = Arc::new(Owners::new(layout.as_ref(), n));
     let fields = match (&layout, ports.first()) {
-        (Some(_), Some(p)) => HashFields::of_rss(p.rss_hf()),
+        (Some(_), Some(p)) => hash_fields_of_rss(p.rss_hf()),
         _ => HashFields::ALL,
     };
     let max_port = slots.iter().map(|s| s.rx_port).max().unwrap_or(0);
