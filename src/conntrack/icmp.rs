@@ -33,6 +33,7 @@ impl Shard {
             conn: Some(ConnRef { slot, id: conn.id }),
             reason: None,
             unconfirmed: None,
+            status: conn.status,
             help: false,
         }
     }
@@ -55,6 +56,22 @@ pub(super) fn icmp_opens(ty: u8, v6: bool) -> bool {
     } else {
         matches!(ty, 8 | 13 | 15 | 17)
     }
+}
+
+/// The type of the other direction of an ICMP query: a request's reply
+/// and a reply's request.
+pub(super) fn icmp_counterpart_type(ty: u8, v6: bool) -> Option<u8> {
+    icmp_reply_type(ty, v6).or_else(|| {
+        Some(match (v6, ty) {
+            (false, 0) => 8,
+            (false, 14) => 13,
+            (false, 16) => 15,
+            (false, 18) => 17,
+            (true, 129) => 128,
+            (true, 140) => 139,
+            _ => return None,
+        })
+    })
 }
 
 /// The reply type of a request (Linux's `invmap`).

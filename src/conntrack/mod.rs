@@ -39,6 +39,7 @@ mod defrag;
 mod expect;
 mod helper;
 mod icmp;
+mod nat;
 mod selfcheck;
 pub mod steering;
 mod table;
@@ -47,6 +48,7 @@ mod timeouts;
 mod tuple;
 mod udp;
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::wire::{L3, PROTO_TCP};
@@ -62,6 +64,7 @@ use expect::Ledger;
 pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, MAX_PER_MASTER};
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
+pub use nat::{invert, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
@@ -286,6 +289,9 @@ pub struct Verdict {
     pub reason: Option<&'static str>,
     /// Set when the packet created a connection: confirm it at egress.
     pub unconfirmed: Option<Unconfirmed>,
+    /// The connection's status as ingress left it (`ct status` rules;
+    /// NAT bound to a new connection shows here too).
+    pub status: Status,
     /// The connection has a helper for egress to run. Noted at ingress,
     /// which read the connection anyway, so that egress touches nothing
     /// more for the common, helperless connection.
@@ -298,12 +304,26 @@ impl Verdict {
         self.help
     }
 
+    /// The direction of the packet in its connection.
+    pub fn dir(&self) -> Dir {
+        match self.ctinfo {
+            CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
+            _ => Dir::Original,
+        }
+    }
+
+    /// Whether the packet's connection is translated (SNAT or DNAT).
+    pub fn translated(&self) -> bool {
+        self.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0
+    }
+
     fn invalid(reason: &'static str) -> Verdict {
         Verdict {
             ctinfo: CtInfo::Invalid,
             conn: None,
             reason: Some(reason),
             unconfirmed: None,
+            status: Status::default(),
             help: false,
         }
     }
@@ -347,6 +367,13 @@ pub struct Shard {
     aux: Vec<Aux>,
     /// When `gc` next sweeps expired expectations.
     next_expect_sweep: u64,
+    /// With several workers, which tuples land on this one: NAT chooses
+    /// reply tuples that do.
+    steering: Option<steering::Steering>,
+    /// Keys NAT's address choice.
+    nat_key: HashKey,
+    /// NAT's random port offsets (xorshift64).
+    rng: u64,
 }
 
 impl Shard {
@@ -373,7 +400,89 @@ impl Shard {
             ledger: Ledger::new(cfg.expect_max),
             aux,
             next_expect_sweep: 0,
+            steering: None,
+            nat_key: HashKey::random(),
+            rng: std::collections::hash_map::RandomState::new().hash_one(id) | 1,
         }
+    }
+
+    /// Tells the shard which tuples land on its worker (several workers).
+    pub fn set_steering(&mut self, s: steering::Steering) {
+        self.steering = Some(s);
+    }
+
+    /// Binds a NAT mapping to the connection the packet of `v` created
+    /// (`nf_nat_setup_info`): its reply tuple becomes the inverse of the
+    /// translated tuple, and SRC_NAT or DST_NAT is set if anything
+    /// changed. Source NAT after destination NAT composes, as in Linux.
+    /// A packet that created no connection is left alone (NAT binds on a
+    /// connection's first packet only).
+    pub fn nat(&mut self, v: &mut Verdict, manip: Manip, range: &NatRange) -> Result<(), NatError> {
+        let Some(slot) = v.unconfirmed.as_ref().map(|u| u.slot) else {
+            return Ok(());
+        };
+        let Shard {
+            table,
+            unconfirmed,
+            steering,
+            nat_key,
+            rng,
+            ..
+        } = self;
+        let cur = invert(&table.get(slot).tuples[1]);
+        let used = |reply: &Tuple| {
+            table.lookup(reply, table.hash(reply)).is_some()
+                || unconfirmed
+                    .iter()
+                    .any(|&(s, _)| s != slot && table.get(s).tuples.contains(reply))
+        };
+        let mut random = || {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *rng
+        };
+        let new = nat::Chooser {
+            used: &used,
+            steering: steering.as_ref(),
+            key: nat_key,
+            random: &mut random,
+        }
+        .unique_tuple(&cur, range, manip)?;
+        let reply = invert(&new);
+        let reply_hash = table.hash(&reply);
+        let conn = table.get_mut(slot);
+        conn.tuples[1] = reply;
+        if new != cur {
+            conn.status.set(match manip {
+                Manip::Src => Status::SRC_NAT,
+                Manip::Dst => Status::DST_NAT,
+            });
+        }
+        conn.status.set(match manip {
+            Manip::Src => Status::SRC_NAT_DONE,
+            Manip::Dst => Status::DST_NAT_DONE,
+        });
+        v.status = conn.status;
+        if let Some(e) = unconfirmed.iter_mut().find(|(s, _)| *s == slot) {
+            e.1[1] = reply_hash;
+        }
+        Ok(())
+    }
+
+    /// The tuple a packet of connection `r` in direction `dir` must carry
+    /// when it leaves (`nf_nat_packet`): the inverse of the other
+    /// direction's; `None` if the connection is not translated.
+    pub fn nat_target(&self, r: ConnRef, dir: Dir) -> Option<Tuple> {
+        let c = self.conn(r)?;
+        if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
+            return None;
+        }
+        let other = match dir {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        };
+        Some(invert(c.tuple(other)))
     }
 
     pub fn expectations(&self) -> &Expectations {
@@ -443,6 +552,7 @@ impl Shard {
                     conn: None,
                     reason: Some(reason),
                     unconfirmed: None,
+                    status: Status::default(),
                     help: false,
                 };
             }
@@ -728,6 +838,7 @@ impl Shard {
                 slot,
                 gen: self.table.generation(slot),
             }),
+            status: conn.status,
             help: conn.status.has(Status::HELPER),
         }
     }

@@ -878,6 +878,7 @@ fn checksum_mode() {
 
 // Expectations and helpers.
 mod helpers;
+mod nat;
 
 #[test]
 fn nic_checksum_verdicts() {

@@ -1,0 +1,309 @@
+//! NAT bound to connections: the choice of the translated tuple, its
+//! uniqueness, the owner constraint with several workers, and what each
+//! direction's packets must be rewritten to.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::conntrack::steering::{HashFields, Owners, Steering};
+use crate::wire::Addr;
+
+fn v4(s: &str) -> Addr {
+    Addr::from_std(s.parse().unwrap())
+}
+
+fn range(min: &str, max: &str, ports: Option<(u16, u16)>) -> NatRange {
+    NatRange {
+        min_addr: v4(min),
+        max_addr: v4(max),
+        ports,
+        persistent: false,
+        random: false,
+    }
+}
+
+impl Harness {
+    /// Ingress, NAT of the new connection, then egress: as the pipeline
+    /// runs a connection's first packet.
+    fn feed_nat(&mut self, f: &[u8], manip: Manip, r: &NatRange) -> Result<Seen, NatError> {
+        let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
+            panic!("not IP")
+        };
+        let c = self.shard.classify(ip, 0);
+        let mut v = self.shard.ingress(&c, self.now);
+        if let Err(e) = self.shard.nat(&mut v, manip, r) {
+            if let Some(u) = v.unconfirmed.take() {
+                self.shard.discard(u);
+            }
+            return Err(e);
+        }
+        let conn = self.shard.egress(&mut v, &c, self.now).expect("egress");
+        Ok(Seen {
+            ctinfo: v.ctinfo,
+            conn,
+            reason: v.reason,
+        })
+    }
+
+    fn reply_tuple(&self, s: &Seen) -> Tuple {
+        self.conn(s).tuples[1]
+    }
+}
+
+fn tuple_of(f: &[u8]) -> Tuple {
+    let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
+        panic!("not IP")
+    };
+    Shard::new(Config::default()).classify(ip, 0).tuple
+}
+
+#[test]
+fn snat_keeps_a_free_port_and_rewrites_both_directions() {
+    let mut h = Harness::new();
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let req = udp_frame("198.18.0.1:5000", "198.19.0.1:53", b"q");
+    let s = h.feed_nat(&req, Manip::Src, &r).unwrap();
+    assert_eq!(s.ctinfo, CtInfo::New);
+    let reply = h.reply_tuple(&s);
+    assert_eq!(
+        reply,
+        tuple_of(&udp_frame("198.19.0.1:53", "198.18.0.100:5000", b""))
+    );
+    let c = h.conn(&s);
+    assert!(c.status.has(Status::SRC_NAT) && c.status.has(Status::SRC_NAT_DONE));
+    assert!(!c.status.has(Status::DST_NAT));
+    // The original direction leaves with the NAT address as its source,
+    // the reply with the client as its destination.
+    let r0 = s.conn.unwrap();
+    assert_eq!(
+        h.shard.nat_target(r0, Dir::Original),
+        Some(tuple_of(&udp_frame(
+            "198.18.0.100:5000",
+            "198.19.0.1:53",
+            b""
+        )))
+    );
+    let back = h.feed(&udp_frame("198.19.0.1:53", "198.18.0.100:5000", b"a"));
+    assert_eq!(back.ctinfo, CtInfo::EstablishedReply);
+    assert_eq!(
+        h.shard.nat_target(back.conn.unwrap(), Dir::Reply),
+        Some(tuple_of(&udp_frame(
+            "198.19.0.1:53",
+            "198.18.0.1:5000",
+            b""
+        )))
+    );
+    // The conntrack -L line shows the translated reply tuple.
+    let line = h.shard.list(h.now);
+    assert!(
+        line.contains("src=198.18.0.1 dst=198.19.0.1 sport=5000 dport=53")
+            && line.contains("src=198.19.0.1 dst=198.18.0.100 sport=53 dport=5000"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_untranslated_mapping_sets_no_nat_bit() {
+    let mut h = Harness::new();
+    // The source is already in the range: kept, nothing to rewrite.
+    let r = range("198.18.0.0", "198.18.0.255", None);
+    let s = h
+        .feed_nat(
+            &udp_frame("198.18.0.1:5000", "198.19.0.1:53", b"q"),
+            Manip::Src,
+            &r,
+        )
+        .unwrap();
+    let c = h.conn(&s);
+    assert!(!c.status.has(Status::SRC_NAT) && c.status.has(Status::SRC_NAT_DONE));
+    assert_eq!(h.shard.nat_target(s.conn.unwrap(), Dir::Original), None);
+}
+
+#[test]
+fn reply_tuples_are_unique_and_a_full_range_is_exhausted() {
+    let mut h = Harness::new();
+    let r = range("198.18.0.100", "198.18.0.100", Some((6000, 6003)));
+    let mut replies = Vec::new();
+    for i in 1..=4 {
+        let f = udp_frame(&format!("198.18.0.{i}:5000"), "198.19.0.1:53", b"q");
+        let s = h.feed_nat(&f, Manip::Src, &r).unwrap();
+        let rt = h.reply_tuple(&s);
+        assert!((6000..=6003).contains(&rt.dport));
+        replies.push(rt);
+    }
+    replies.sort_by_key(|t| t.dport);
+    replies.dedup();
+    assert_eq!(replies.len(), 4, "no two connections share a reply tuple");
+    let f = udp_frame("198.18.0.9:5000", "198.19.0.1:53", b"q");
+    assert_eq!(
+        h.feed_nat(&f, Manip::Src, &r).err(),
+        Some(NatError::Exhausted)
+    );
+    assert_eq!(
+        h.shard.table().in_use(),
+        4,
+        "the refused connection is gone"
+    );
+    // Another server: the same ports are free again towards it.
+    let f = udp_frame("198.18.0.9:5000", "198.19.0.2:53", b"q");
+    assert!(h.feed_nat(&f, Manip::Src, &r).is_ok());
+}
+
+#[test]
+fn dnat_port_forward() {
+    let mut h = Harness::new();
+    let r = range("198.18.0.1", "198.18.0.1", Some((80, 80)));
+    let syn = tcp_frame(
+        "198.19.0.9:40000",
+        "198.18.0.200:8080",
+        1000,
+        0,
+        TCP_SYN,
+        b"",
+    );
+    let s = h.feed_nat(&syn, Manip::Dst, &r).unwrap();
+    let c = h.conn(&s);
+    assert!(c.status.has(Status::DST_NAT));
+    assert_eq!(
+        h.reply_tuple(&s),
+        tuple_of(&tcp_frame(
+            "198.18.0.1:80",
+            "198.19.0.9:40000",
+            0,
+            0,
+            TCP_SYN,
+            b""
+        ))
+    );
+    // The server's SYN-ACK is the reply; it leaves from 198.18.0.200:8080.
+    let synack = tcp_frame(
+        "198.18.0.1:80",
+        "198.19.0.9:40000",
+        5000,
+        1001,
+        TCP_SYN | TCP_ACK,
+        b"",
+    );
+    let back = h.feed(&synack);
+    assert_eq!(back.ctinfo, CtInfo::EstablishedReply);
+    let t = h.shard.nat_target(back.conn.unwrap(), Dir::Reply).unwrap();
+    assert_eq!((t.src, t.sport), (v4("198.18.0.200"), 8080));
+}
+
+#[test]
+fn persistent_keeps_a_clients_address_and_random_moves_its_port() {
+    let mut h = Harness::new();
+    let mut r = range("198.18.1.0", "198.18.1.255", None);
+    r.persistent = true;
+    let addrs: Vec<Addr> = (1..=20)
+        .map(|i| {
+            let f = udp_frame("198.18.0.1:5000", &format!("198.19.0.{i}:53"), b"q");
+            let s = h.feed_nat(&f, Manip::Src, &r).unwrap();
+            h.reply_tuple(&s).dst
+        })
+        .collect();
+    assert!(addrs.iter().all(|a| *a == addrs[0]), "{addrs:?}");
+    let mut r = range("198.18.0.100", "198.18.0.100", None);
+    r.random = true;
+    let moved = (1..=20)
+        .filter(|i| {
+            let f = udp_frame(&format!("198.18.0.{i}:5000"), "198.19.0.1:53", b"q");
+            let s = h.feed_nat(&f, Manip::Src, &r).unwrap();
+            h.reply_tuple(&s).dport != 5000
+        })
+        .count();
+    assert!(moved >= 19, "{moved}");
+}
+
+#[test]
+fn icmp_echo_identifiers_are_translated() {
+    let mut h = Harness::new();
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let echo = |src: &str, id: u16| {
+        frame(
+            &ip_packet(
+                src.parse().unwrap(),
+                "198.19.0.1".parse().unwrap(),
+                1,
+                &[],
+                &icmp(8, 0, id, 1, b"ping"),
+            ),
+            &[],
+        )
+    };
+    let a = h.feed_nat(&echo("198.18.0.1", 7), Manip::Src, &r).unwrap();
+    let b = h.feed_nat(&echo("198.18.0.2", 7), Manip::Src, &r).unwrap();
+    let (ra, rb) = (h.reply_tuple(&a), h.reply_tuple(&b));
+    assert_eq!(ra.sport, 7, "the first keeps its identifier");
+    assert_ne!(rb.sport, 7, "the second gets another");
+    assert_eq!(rb.dport >> 8, 0, "the reply tuple is an echo reply");
+    let reply = frame(
+        &ip_packet(
+            "198.19.0.1".parse().unwrap(),
+            "198.18.0.100".parse().unwrap(),
+            1,
+            &[],
+            &icmp(0, 0, rb.sport, 1, b"ping"),
+        ),
+        &[],
+    );
+    let back = h.feed(&reply);
+    assert_eq!(back.ctinfo, CtInfo::EstablishedReply);
+    let t = h.shard.nat_target(back.conn.unwrap(), Dir::Reply).unwrap();
+    assert_eq!((t.dst, t.sport), (v4("198.18.0.2"), 7));
+}
+
+/// With several workers, every translated connection's reply tuple lands
+/// on the worker that made it: SNAT by its port, DNAT to a port range by
+/// its port, ICMP through an address range by its address.
+#[test]
+fn translated_replies_land_on_the_owner() {
+    let mut next = crate::synth::xorshift(99);
+    for workers in [2usize, 3] {
+        let owners = Arc::new(Owners::new(None, workers));
+        for me in 0..workers as u16 {
+            let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
+            let mut h = Harness::new();
+            h.shard.set_steering(steering.clone());
+            let snat = range("198.18.0.100", "198.18.0.100", None);
+            let dnat = range("198.18.0.1", "198.18.0.1", Some((8000, 8999)));
+            let icmp_range = range("198.18.2.0", "198.18.2.255", None);
+            for i in 0..300 {
+                let r = next();
+                let src = format!(
+                    "198.18.{}.{}:{}",
+                    r >> 8 & 0xff,
+                    r & 0xff,
+                    1024 + (r >> 16) as u16 % 60000
+                );
+                let s = match i % 3 {
+                    0 => h.feed_nat(&udp_frame(&src, "198.19.0.1:53", b"q"), Manip::Src, &snat),
+                    1 => h.feed_nat(
+                        &tcp_frame(&src, "198.18.0.200:8080", 1, 0, TCP_SYN, b""),
+                        Manip::Dst,
+                        &dnat,
+                    ),
+                    _ => {
+                        let ip: std::net::IpAddr = src.split(':').next().unwrap().parse().unwrap();
+                        let f = frame(
+                            &ip_packet(
+                                ip,
+                                "198.19.0.1".parse().unwrap(),
+                                1,
+                                &[],
+                                &icmp(8, 0, r as u16, 1, b"p"),
+                            ),
+                            &[],
+                        );
+                        h.feed_nat(&f, Manip::Src, &icmp_range)
+                    }
+                }
+                .unwrap();
+                assert!(
+                    steering.owns(&h.reply_tuple(&s)),
+                    "worker {me} of {workers}, case {i}"
+                );
+            }
+        }
+    }
+}
