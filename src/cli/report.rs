@@ -139,8 +139,22 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
     }
     if fwd.conntrack_mode() {
         s.push_str(&conntrack_lines(fwd.cores().iter().map(|c| c.lcore), now));
+        s.push_str(&nat_lines(now));
     }
     s
+}
+
+/// Per NAT rule, new connections it could not map, if there are NAT rules.
+fn nat_lines(snap: &Snapshot) -> String {
+    if snap.nat_exhausted.is_empty() {
+        return String::new();
+    }
+    let rules: Vec<String> = snap
+        .nat_exhausted
+        .iter()
+        .map(|(line, n)| format!("line {line} exhausted={n}"))
+        .collect();
+    format!("  NAT rules: {}\n", rules.join(", "))
 }
 
 /// Per worker: packets by state and the table's fill, drops by reason,
@@ -311,6 +325,7 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
     if report.conntrack_mode {
         s.push('\n');
         s.push_str(&conntrack_lines(report.cores.iter().map(|c| c.lcore), last));
+        s.push_str(&nat_lines(last));
     }
     for failure in &report.worker_failures {
         let _ = writeln!(s, "\n  Worker failed: {failure}");

@@ -126,6 +126,11 @@ impl<'a> Classified<'a> {
         &self.tuple
     }
 
+    /// Whether the packet is an ICMP error (about the connection it quotes).
+    pub fn is_icmp_error(&self) -> bool {
+        matches!(self.l4, Ok(L4::IcmpError(_)))
+    }
+
     /// Whether the packet needs a table lookup (else its verdict is known).
     pub fn needs_lookup(&self) -> bool {
         self.l4.is_ok()

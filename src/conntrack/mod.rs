@@ -64,7 +64,7 @@ use expect::Ledger;
 pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, MAX_PER_MASTER};
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
-pub use nat::{invert, Manip, NatError, NatRange};
+pub use nat::{invert, rewrite, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};

@@ -32,7 +32,7 @@
 //! that finds nothing fails (the packet is dropped and counted by the
 //! caller) instead of leaving a clash for confirm to drop.
 
-use crate::wire::{Addr, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{self, Addr, IpPacketMut, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 use super::icmp::icmp_counterpart_type;
 use super::steering::Steering;
@@ -107,6 +107,36 @@ fn is_icmp_query(t: &Tuple) -> bool {
         (t.proto, t.l3()),
         (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6)
     )
+}
+
+/// Rewrites a packet whose tuple is `from` to carry `to` (`nf_nat_packet`):
+/// addresses, TCP and UDP ports, the ICMP query identifier, each with the
+/// IPv4 header and transport checksums updated incrementally (RFC 1624).
+/// A later fragment has addresses only: its datagram's ports and
+/// checksum are in the first.
+pub fn rewrite(ip: &mut IpPacketMut<'_>, from: &Tuple, to: &Tuple) -> Result<(), wire::Error> {
+    if from.src != to.src {
+        ip.set_src(to.src);
+    }
+    if from.dst != to.dst {
+        ip.set_dst(to.dst);
+    }
+    if !ip.carries_ports() {
+        return Ok(());
+    }
+    if is_icmp_query(from) {
+        if from.sport != to.sport {
+            ip.set_icmp_id(to.sport)?;
+        }
+    } else if matches!(from.proto, PROTO_TCP | PROTO_UDP) {
+        if from.sport != to.sport {
+            ip.set_sport(to.sport)?;
+        }
+        if from.dport != to.dport {
+            ip.set_dport(to.dport)?;
+        }
+    }
+    Ok(())
 }
 
 /// The field a manip's port search changes: TCP and UDP ports, the ICMP

@@ -274,6 +274,14 @@ impl Steering {
         self.owners.of(self.toeplitz.hash_tuple(t, self.fields))
     }
 
+    /// The worker a tuple's addresses alone land on (how NICs hash
+    /// fragments, which only the first carries ports for).
+    #[inline]
+    pub fn owner_by_addresses(&self, t: &Tuple) -> u16 {
+        self.owners
+            .of(self.toeplitz.hash_tuple(t, HashFields::NONE))
+    }
+
     /// Whether this worker owns `t`.
     #[inline]
     pub fn owns(&self, t: &Tuple) -> bool {

@@ -28,10 +28,11 @@ use super::fwd::ForwardEngine;
 use super::handoff::{Handoff, Router};
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
+use super::stages::Rewrite;
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{Defrag, FragHeader, Push, Shard};
-use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
+use crate::conntrack::{rewrite, Defrag, FragHeader, Push, Shard};
+use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, IpPacketMut, LinkType};
 
 /// Table slots the expiry walk looks at per poll.
 const GC_BUDGET: usize = 32;
@@ -114,7 +115,7 @@ impl<P: Policy> Core<P> {
                 .stages
                 .classify(|j| burst.packet(j), i..n, &mut self.fates, &mut chunk);
             if let (Path::Rx, Some(h)) = (path, self.handoff.as_ref()) {
-                Stages::<P>::dispatch(&mut chunk, h);
+                self.stages.dispatch(&mut chunk, h);
             }
             if chunk.spread {
                 Stages::<P>::verify_spread(&mut chunk, |at| burst.later_segments(at));
@@ -124,6 +125,9 @@ impl<P: Policy> Core<P> {
                 self.fates[usize::from(p.at)] = p.fate;
             }
             drop(chunk);
+            if !self.stages.rewrites.is_empty() {
+                self.apply_rewrites(burst);
+            }
             self.stages.publish();
             i = match next {
                 Classify::Next(end) => end,
@@ -187,16 +191,27 @@ impl<P: Policy> Core<P> {
                 self.handoff.as_ref(),
                 &ip,
                 at,
+                0,
                 in_port,
                 0,
                 now,
             ),
         };
         let start = self.released_mbufs.len();
+        let rw = self.stages.rewrites.pop();
         match fate {
             Fate::Drop => self.defrag.take_fragments().for_each(drop),
             _ => {
                 self.released_mbufs.extend(self.defrag.take_fragments());
+                if let Some(rw) = rw {
+                    // Every fragment carries the addresses; the first the
+                    // ports and the datagram's transport checksum.
+                    for m in &mut self.released_mbufs[start..] {
+                        if !rewrite_frame(m.data_mut(), None, &rw) {
+                            self.stages.count_drop(DropReason::Nat);
+                        }
+                    }
+                }
                 self.released.push(Released {
                     at,
                     fate,
@@ -212,7 +227,7 @@ impl<P: Policy> Core<P> {
     /// `skb_header_pointer` copies what is not linear, so its checksum and
     /// any helper see all of it. The mbuf itself is forwarded as it came.
     #[cold]
-    fn split(&mut self, burst: &Burst, at: usize, now: u64, path: Path) {
+    fn split(&mut self, burst: &mut Burst, at: usize, now: u64, path: Path) {
         let (_, wire_len, ol_flags, in_port) = burst.packet(at);
         burst.copy_out(at, &mut self.linear);
         let dispatch = if path == Path::Rx {
@@ -223,7 +238,8 @@ impl<P: Policy> Core<P> {
         let stages = &mut self.stages;
         let fate = match parse_frame(LinkType::Ethernet, &self.linear, wire_len) {
             Ok(Frame::Ip(ip)) if ip.fragment == Fragment::Whole => {
-                track_one(stages, dispatch, &ip, at, in_port, ol_flags, now)
+                let l3 = ip.header.as_ptr() as usize - self.linear.as_ptr() as usize;
+                track_one(stages, dispatch, &ip, at, l3, in_port, ol_flags, now)
             }
             // Reassembly holds fragments whose headers sit in their first
             // segment; one spread over several is refused, as a fragment
@@ -239,6 +255,26 @@ impl<P: Policy> Core<P> {
             Err(_) => malformed(stages),
         };
         self.fates[at] = fate;
+        if !self.stages.rewrites.is_empty() {
+            self.apply_rewrites(burst);
+        }
+    }
+
+    /// Writes what `rewrite` decided into the burst's packets. A packet
+    /// whose headers are not all in its first segment cannot be rewritten
+    /// in place and is dropped, counted as `nat`.
+    #[cold]
+    fn apply_rewrites(&mut self, burst: &mut Burst) {
+        let rewrites = std::mem::take(&mut self.stages.rewrites);
+        for rw in &rewrites {
+            let at = usize::from(rw.at);
+            let mut p = burst.packet_mut(at);
+            let wire_len = p.pkt_len();
+            if !rewrite_frame(p.data_mut(), Some(wire_len), rw) {
+                self.fates[at] = Fate::Drop;
+                self.stages.count_drop(DropReason::Nat);
+            }
+        }
     }
 
     /// `tx`, the usual case: nothing was released, so the burst keeps its
@@ -321,26 +357,50 @@ impl<P: Policy> Core<P> {
 /// a linear copy), handing it to its owner first where `handoff` is given;
 /// returns its fate.
 #[cold]
+#[allow(clippy::too_many_arguments)]
 fn track_one<P: Policy>(
     stages: &mut Stages<P>,
     handoff: Option<&Handoff>,
     ip: &IpPacket<'_>,
     at: usize,
+    l3: usize,
     in_port: u16,
     ol_flags: u64,
     now: u64,
 ) -> Fate {
     let mut one = Chunk::default();
-    one.push(at, in_port, ol_flags, ip, false);
+    one.push(at, l3, in_port, ol_flags, ip, false);
     if stages.policy.untracked(in_port, one.cl[0].tuple()) {
         stages.untracked();
         return Fate::Pass;
     }
     if let Some(h) = handoff {
-        Stages::<P>::dispatch(&mut one, h);
+        stages.dispatch(&mut one, h);
     }
     stages.track(&mut one, now);
     one.pkt[0].fate
+}
+
+/// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
+/// (of `wire_len` bytes in all, if given; a fragment's IP header is found
+/// by parsing); whether it could.
+fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
+    let (l3, wire_len) = match wire_len {
+        Some(len) => (usize::from(rw.l3), len),
+        None => match parse_frame(LinkType::Ethernet, data, data.len()) {
+            Ok(Frame::Ip(ip)) => (
+                ip.header.as_ptr() as usize - data.as_ptr() as usize,
+                data.len(),
+            ),
+            _ => return false,
+        },
+    };
+    let Some(buf) = data.get_mut(l3..) else {
+        return false;
+    };
+    IpPacketMut::spread(buf, wire_len - l3)
+        .ok()
+        .is_some_and(|mut ip| rewrite(&mut ip, &rw.from, &rw.to).is_ok())
 }
 
 /// The fate of a packet that could not be parsed, counted.
@@ -411,7 +471,11 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         cfg.advise_memory = Some(advise_huge_pages);
         let worker = usize::from(ctx.worker);
         CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
-        let shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
+        let mut shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
+        if let Some(links) = &t.handoff {
+            // NAT picks reply tuples that land on this worker.
+            shard.set_steering(links.steering());
+        }
         let burst = usize::from(ctx.burst).clamp(1, MAX_BURST);
         let handoff = t.handoff.map(|l| Handoff::new(l, ctx.burst));
         Tracking {

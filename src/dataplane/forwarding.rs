@@ -151,6 +151,8 @@ pub struct Forwarding<'eal> {
     started: Instant,
     conntrack_mode: bool,
     sharding: Option<Sharding>,
+    /// `--rules`, for naming NAT rules in the stats.
+    rules: Arc<crate::rules::RuleSet>,
 }
 
 impl<'eal> Forwarding<'eal> {
@@ -223,6 +225,7 @@ impl<'eal> Forwarding<'eal> {
             started: Instant::now(),
             conntrack_mode: tracking,
             sharding,
+            rules: Arc::clone(&cfg.rules),
         };
         fwd.launch_workers(eal, cfg, &shared, handoff)?;
         Ok(fwd)
@@ -381,11 +384,23 @@ impl<'eal> Forwarding<'eal> {
                 defrag: std::array::from_fn(|i| c.defrag[i].load(Ordering::Relaxed)),
             })
             .collect();
+        let nat_exhausted = (0..self.rules.len())
+            .filter(|&i| self.rules.is_nat(i))
+            .map(|i| {
+                let n = self
+                    .ct_counters
+                    .iter()
+                    .map(|c| c.nat_exhausted[i].load(Ordering::Relaxed))
+                    .sum();
+                (self.rules.line(i), n)
+            })
+            .collect();
         Snapshot {
             at: Instant::now(),
             ports,
             streams,
             conntrack,
+            nat_exhausted,
         }
     }
 
@@ -467,7 +482,7 @@ pub struct CtSnapshot {
     /// New connections refused because the table was full.
     pub table_full: u64,
     /// Packets dropped by the policy, by reason (`DROP_REASONS`).
-    pub dropped: [u64; 5],
+    pub dropped: [u64; super::policy::DropReason::COUNT],
     /// IP fragments by outcome, in `DefragStats::NAMES` order.
     pub defrag: [u64; crate::conntrack::DefragStats::COUNT],
     /// Fragments held now, the most held at once, and the limit.
@@ -488,7 +503,7 @@ pub const HANDOFF_COUNTERS: [&str; 5] = [
 ];
 
 /// Names of the firewall's drop reasons, in `CtSnapshot::dropped` order.
-pub const DROP_REASONS: [&str; 5] = super::policy::DropReason::NAMES;
+pub const DROP_REASONS: [&str; super::policy::DropReason::COUNT] = super::policy::DropReason::NAMES;
 
 /// All counters at one instant.
 #[derive(Debug, Clone)]
@@ -498,6 +513,9 @@ pub struct Snapshot {
     pub streams: Vec<StreamSnapshot>,
     /// One per forwarding core.
     pub conntrack: Vec<CtSnapshot>,
+    /// Per NAT rule (by its line in the rules file), new connections it
+    /// could not map, all cores together.
+    pub nat_exhausted: Vec<(usize, u64)>,
 }
 
 /// What is known once forwarding has stopped.
@@ -640,7 +658,12 @@ impl Shared {
             expectations: Arc::new(crate::conntrack::Expectations::new(
                 cfg.conntrack.expect_max,
             )),
-            ct_counters: (0..cores).map(|_| CtCounters::default()).collect(),
+            ct_counters: (0..cores)
+                .map(|_| CtCounters {
+                    nat_exhausted: (0..cfg.rules.len()).map(|_| Default::default()).collect(),
+                    ..CtCounters::default()
+                })
+                .collect(),
             dump: Arc::new(TableDump {
                 request: Default::default(),
                 replies: (0..cores).map(|_| Default::default()).collect(),

@@ -10,8 +10,9 @@
 
 use super::mbuf::{Burst, HeldMbuf};
 use super::ring::{HandoffReceiver, HandoffSender};
-use super::rss::{HashFields, Owners, SymmetricToeplitz};
+use super::rss::{HashFields, Owners};
 use super::worker::CtCounters;
+use crate::conntrack::steering::Steering;
 use crate::conntrack::Tuple;
 use crate::wire::{IpPacket, L3};
 use std::sync::Arc;
@@ -30,10 +31,17 @@ pub struct HandoffLinks {
     pub tx_port_of: Arc<[u16]>,
 }
 
+impl HandoffLinks {
+    /// This worker's view of who owns what.
+    pub fn steering(&self) -> Steering {
+        Steering::new(Arc::clone(&self.owners), self.fields, self.me)
+    }
+}
+
 /// A worker's handoff state.
 pub struct Handoff {
     links: HandoffLinks,
-    toeplitz: SymmetricToeplitz,
+    steering: Steering,
     /// `outboxes[w]`: packets of the current burst owned by worker w.
     pub(super) outboxes: Vec<Burst>,
     /// Packets taken from a ring at a time (`--burst`).
@@ -45,7 +53,7 @@ impl Handoff {
         Handoff {
             burst,
             outboxes: (0..links.senders.len()).map(|_| Burst::default()).collect(),
-            toeplitz: SymmetricToeplitz::default(),
+            steering: links.steering(),
             links,
         }
     }
@@ -57,9 +65,12 @@ impl Handoff {
     /// The worker that owns the connection of direction `t`.
     #[inline]
     pub fn owner(&self, t: &Tuple) -> u16 {
-        self.links
-            .owners
-            .of(self.toeplitz.hash_tuple(t, self.links.fields))
+        self.steering.owner(t)
+    }
+
+    /// The fields the owner's hash covers.
+    pub fn fields(&self) -> HashFields {
+        self.links.fields
     }
 
     /// The worker that reassembles fragments between two addresses. A NIC
@@ -78,11 +89,7 @@ impl Handoff {
             family: if ip.l3 == L3::V4 { 4 } else { 6 },
             zone: 0,
         };
-        let ip_only = HashFields {
-            tcp: false,
-            udp: false,
-        };
-        self.links.owners.of(self.toeplitz.hash_tuple(&t, ip_only))
+        self.steering.owner_by_addresses(&t)
     }
 
     /// Adds a released fragment to worker `w`'s outbox, sending the outbox

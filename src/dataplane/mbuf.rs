@@ -356,6 +356,16 @@ impl Burst {
         }
     }
 
+    /// Packet `i`, borrowed mutably.
+    #[inline]
+    pub fn packet_mut(&mut self, i: usize) -> PacketMut<'_> {
+        assert!(i < self.len && !self.pkts[i].is_null());
+        PacketMut {
+            mbuf: self.pkts[i],
+            _burst: PhantomData,
+        }
+    }
+
     /// The packets, as mutable views of their first segment.
     #[inline]
     pub fn packets_mut(&mut self) -> impl Iterator<Item = PacketMut<'_>> {
@@ -406,6 +416,15 @@ impl HeldMbuf {
     }
 }
 
+impl HeldMbuf {
+    /// The first segment's bytes, writable (see `PacketMut::data_mut`).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mbuf is owned by this value, borrowed mutably for the
+        // slice's lifetime.
+        unsafe { first_segment_mut(self.0.as_ptr()) }
+    }
+}
+
 impl crate::conntrack::HeldFragment for HeldMbuf {
     /// The first segment's bytes (fragments are at most one MTU and sit in
     /// one segment; a multi-segment fragment is refused as cut short).
@@ -437,23 +456,44 @@ impl PacketMut<'_> {
     /// such a packet, and writing to it would change another's bytes.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mbuf is owned by the borrowed burst; reading its header
-        // fields is sound.
-        let (flags, refcnt) = unsafe { ((*self.mbuf).ol_flags, (*self.mbuf).refcnt) };
-        assert!(
-            flags & (consts::RTE_MBUF_F_INDIRECT | consts::RTE_MBUF_F_EXTERNAL) == 0 && refcnt == 1,
-            "a received mbuf shares its data buffer (ol_flags {flags:#x}, refcnt {refcnt})"
-        );
-        // SAFETY: the mbuf is owned by the borrowed burst and is direct with
-        // one reference (checked above), so buf_addr + data_off .. + data_len
-        // lies inside its own data buffer, and the `&mut` borrow of the burst
-        // makes this the only view of it.
-        unsafe {
-            let m = &*self.mbuf;
-            std::slice::from_raw_parts_mut(
-                m.buf_addr.cast::<u8>().add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        // SAFETY: the mbuf is owned by the burst, borrowed mutably for the
+        // slice's lifetime.
+        unsafe { first_segment_mut(self.mbuf) }
+    }
+
+    /// The whole packet's length, all segments (`pkt_len`).
+    #[inline]
+    pub fn pkt_len(&self) -> usize {
+        // SAFETY: the mbuf is owned by the borrowed burst; reading a header
+        // field is sound.
+        unsafe { (*self.mbuf).pkt_len as usize }
+    }
+}
+
+/// The bytes of `m`'s first segment (`rte_pktmbuf_mtod`, `data_len`),
+/// writable. Panics if the data buffer may be seen through another mbuf
+/// (a clone, an external buffer or a reference count above one).
+///
+/// # Safety
+/// `m` must be a valid mbuf that the caller owns and has borrowed mutably
+/// for the returned lifetime.
+#[inline]
+unsafe fn first_segment_mut<'a>(m: *mut sys::rte_mbuf) -> &'a mut [u8] {
+    // SAFETY: m is valid (the caller's contract); reading header fields is
+    // sound.
+    let (flags, refcnt) = unsafe { ((*m).ol_flags, (*m).refcnt) };
+    assert!(
+        flags & (consts::RTE_MBUF_F_INDIRECT | consts::RTE_MBUF_F_EXTERNAL) == 0 && refcnt == 1,
+        "a received mbuf shares its data buffer (ol_flags {flags:#x}, refcnt {refcnt})"
+    );
+    // SAFETY: the mbuf is direct with one reference (checked above), so
+    // buf_addr + data_off .. + data_len lies inside its own data buffer,
+    // and the caller's exclusive borrow makes this the only view of it.
+    unsafe {
+        let m = &*m;
+        std::slice::from_raw_parts_mut(
+            m.buf_addr.cast::<u8>().add(m.data_off as usize),
+            m.data_len as usize,
+        )
     }
 }

@@ -19,11 +19,22 @@ pub enum DropReason {
     /// A fragment that could not join a datagram (overlap, too many, too
     /// short, oversized, no room), or whose datagram timed out.
     Fragment = 4,
+    /// A new connection a NAT rule could not map (every tuple of its range
+    /// in use), or a translated packet whose headers could not be
+    /// rewritten.
+    Nat = 5,
 }
 
 impl DropReason {
-    pub const NAMES: [&'static str; 5] =
-        ["invalid", "new-from-outside", "not-ip", "rule", "fragment"];
+    pub const COUNT: usize = 6;
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "invalid",
+        "new-from-outside",
+        "not-ip",
+        "rule",
+        "fragment",
+        "nat",
+    ];
 }
 
 /// What to do with a packet.
@@ -43,8 +54,14 @@ pub trait Policy {
     /// Whether an IP packet should not be tracked at all (and pass).
     fn untracked(&self, in_port: u16, tuple: &Tuple) -> bool;
 
-    /// For a tracked (IP) packet that arrived on `in_port`.
+    /// For a tracked (IP) packet that arrived on `in_port`; `tuple` is the
+    /// packet's as the filter sees it (after destination NAT).
     fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action;
+
+    /// The rules, where the policy has them (NAT rules among them).
+    fn rules(&self) -> Option<&RuleSet> {
+        None
+    }
 
     /// For a frame that is not IP.
     fn not_ip(&self, ethertype: u16) -> Action;
@@ -115,7 +132,7 @@ impl Policy for StatefulFirewall {
 
     #[inline]
     fn tracked(&self, in_port: u16, tuple: &Tuple, v: &Verdict) -> Action {
-        match self.rules.verdict(in_port, tuple, v.ctinfo) {
+        match self.rules.verdict(in_port, tuple, v.ctinfo, v.status) {
             Some(RuleAction::Accept) => return Action::Accept,
             Some(_) => return Action::Drop(DropReason::Rule),
             None => {}
@@ -133,6 +150,11 @@ impl Policy for StatefulFirewall {
             CtInfo::Untracked => Action::Accept,
             CtInfo::Invalid => Action::Drop(DropReason::Invalid),
         }
+    }
+
+    #[inline]
+    fn rules(&self) -> Option<&RuleSet> {
+        Some(&self.rules)
     }
 
     #[inline]

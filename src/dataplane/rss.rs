@@ -2,9 +2,7 @@
 //! fields a port's RSS types hash (`conntrack::steering` has the hash and
 //! the owner table, which need no DPDK).
 
-pub use crate::conntrack::steering::{
-    symmetric_key, HashFields, Owners, RssLayout, SymmetricToeplitz,
-};
+pub use crate::conntrack::steering::{symmetric_key, HashFields, Owners, RssLayout};
 use dpdk_sys::consts::{RTE_ETH_RSS_TCP, RTE_ETH_RSS_UDP};
 
 /// The fields a NIC hashes with RSS types `rss_hf`.
@@ -18,6 +16,7 @@ pub fn hash_fields_of_rss(rss_hf: u64) -> HashFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::steering::SymmetricToeplitz;
     use crate::conntrack::Tuple;
     use crate::synth::xorshift;
     use crate::wire::Addr;

@@ -2,12 +2,14 @@
 //! packets of a chunk once, over per-packet metadata kept beside the burst
 //! (as VPP keeps buffer metadata and l3fwd its per-burst arrays):
 //!
-//! `classify` -> `defrag` -> `dispatch` -> `ct_in` -> [`dnat`] -> `filter`
-//! -> [`snat`] -> `confirm` -> [`rewrite`] -> `tx`
+//! `classify` -> `defrag` -> `dispatch` -> `ct_in` -> `dnat` -> `filter`
+//! -> `snat` -> `confirm` -> `rewrite` -> `tx`
 //!
-//! (the bracketed places are where NAT will sit). `classify`, `dispatch`,
-//! `ct_in`, `filter` and `confirm` are here; `defrag` and `tx` hold and
-//! release mbufs and live with the engine (`conntrack_fwd`). A stage
+//! (`dnat`, `snat` and `rewrite` run where the rules have NAT rules).
+//! `classify`, `dispatch`, `ct_in`, `dnat`, `filter`, `snat`, `confirm`
+//! and `rewrite` are here; `defrag` and `tx` hold and release mbufs and
+//! live with the engine (`conntrack_fwd`), which also applies what
+//! `rewrite` decided once the chunk's borrows of the packets end. A stage
 //! decides a packet's fate (drop, with a reason; hand to another worker;
 //! hold) or leaves it live for the next stage.
 //!
@@ -25,7 +27,7 @@ use super::handoff::Handoff;
 use super::mbuf::Fate;
 use super::policy::{Action, DropReason, Policy};
 use super::worker::{CtCounters, FirewallSettings};
-use crate::conntrack::{Checked, Classified, CtInfo, RxChecksum, Shard, Verdict};
+use crate::conntrack::{Checked, Classified, CtInfo, Manip, RxChecksum, Shard, Tuple, Verdict};
 use crate::wire::{parse_frame, ChecksumView, Fragment, Frame, IpPacket, LinkType};
 use dpdk_sys::consts::{
     RTE_MBUF_F_RX_IP_CKSUM_BAD, RTE_MBUF_F_RX_IP_CKSUM_GOOD, RTE_MBUF_F_RX_IP_CKSUM_MASK,
@@ -51,6 +53,8 @@ const PREFETCH_AHEAD: usize = 8;
 pub struct Pkt {
     /// Its index in the burst.
     pub at: u16,
+    /// Where its IP header starts in the first segment.
+    pub l3: u16,
     pub in_port: u16,
     /// `Pass` while the packet is live.
     pub fate: Fate,
@@ -87,6 +91,7 @@ impl<'a> Chunk<'a> {
     pub fn push(
         &mut self,
         at: usize,
+        l3: usize,
         in_port: u16,
         ol_flags: u64,
         ip: &IpPacket<'a>,
@@ -94,6 +99,7 @@ impl<'a> Chunk<'a> {
     ) {
         self.pkt.push(Pkt {
             at: at as u16,
+            l3: l3 as u16,
             in_port,
             fate: Fate::Pass,
             spread,
@@ -132,6 +138,16 @@ pub enum Classify {
     Split(usize),
 }
 
+/// A packet `rewrite` found translated: burst index `at`, IP header at
+/// `l3`, its tuple `from` to become `to`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite {
+    pub at: u16,
+    pub l3: u16,
+    pub from: Tuple,
+    pub to: Tuple,
+}
+
 /// A worker's tracker and policy, and its counts until they are published.
 pub struct Stages<P: Policy> {
     pub shard: Shard,
@@ -141,7 +157,14 @@ pub struct Stages<P: Policy> {
     /// `verdicts[i]`: what `ct_in` concluded of packet i of the chunk.
     verdicts: [Option<Verdict>; CHUNK],
     by_ctinfo: [u64; 7],
-    drops: [u64; DropReason::NAMES.len()],
+    drops: [u64; DropReason::COUNT],
+    /// Whether the rules have NAT rules (else `dnat`, `snat` and `rewrite`
+    /// do not run).
+    nat: bool,
+    /// New connections each rule could not map, by rule index.
+    nat_exhausted: Vec<u64>,
+    /// What `rewrite` decided for the chunk at hand, for the engine.
+    pub rewrites: ArrayVec<Rewrite, CHUNK>,
 }
 
 /// The NIC's checksum verdicts from an mbuf's offload flags. Each of the
@@ -175,14 +198,21 @@ impl<P: Policy> Stages<P> {
         counters: Arc<[CtCounters]>,
         worker: usize,
     ) -> Stages<P> {
+        let policy = P::new(firewall);
+        let rules = policy.rules();
+        let nat = rules.is_some_and(|r| r.has_nat(Manip::Src) || r.has_nat(Manip::Dst));
+        let nat_exhausted = vec![0; rules.map_or(0, |r| r.len())];
         Stages {
             shard,
-            policy: P::new(firewall),
+            policy,
             counters,
             worker,
             verdicts: [const { None }; CHUNK],
             by_ctinfo: [0; 7],
-            drops: [0; DropReason::NAMES.len()],
+            drops: [0; DropReason::COUNT],
+            nat,
+            nat_exhausted,
+            rewrites: ArrayVec::new(),
         }
     }
 
@@ -221,7 +251,8 @@ impl<P: Policy> Stages<P> {
                     if spread && ip.l4.len() < L4_IN_FIRST_SEGMENT {
                         return Classify::Split(i);
                     }
-                    chunk.push(i, in_port, ol_flags, &ip, spread);
+                    let l3 = ip.header.as_ptr() as usize - data.as_ptr() as usize;
+                    chunk.push(i, l3, in_port, ol_flags, &ip, spread);
                     if self
                         .policy
                         .untracked(in_port, chunk.cl[chunk.len() - 1].tuple())
@@ -271,13 +302,25 @@ impl<P: Policy> Stages<P> {
     /// crafted tuples cannot pile into one bucket. A packet for another
     /// worker leaves before its checksum is checked and its table hash
     /// computed: the owner does both.
+    ///
+    /// A packet a NAT rule would translate to a single tuple (a port
+    /// forward to one address and port) belongs where that tuple lands:
+    /// replies will arrive there, and nothing about the connection can be
+    /// chosen to land them anywhere else (`RuleSet::steer`).
     #[inline]
-    pub fn dispatch(chunk: &mut Chunk<'_>, h: &Handoff) {
+    pub fn dispatch(&self, chunk: &mut Chunk<'_>, h: &Handoff) {
+        let rules = self.policy.rules().filter(|_| self.nat);
         for (p, cl) in chunk.pkt.iter_mut().zip(&chunk.cl) {
-            if let Some(owner) = cl.flow_tuple().map(|t| h.owner(&t)) {
-                if owner != h.me() {
-                    p.fate = Fate::Handoff(owner);
-                }
+            let Some(mut t) = cl.flow_tuple() else {
+                continue;
+            };
+            if let Some(r) = rules.filter(|_| !cl.is_icmp_error()) {
+                let hashed = h.fields().ports(t.proto);
+                t = r.steer(p.in_port, &t, hashed).unwrap_or(t);
+            }
+            let owner = h.owner(&t);
+            if owner != h.me() {
+                p.fate = Fate::Handoff(owner);
             }
         }
     }
@@ -370,12 +413,85 @@ impl<P: Policy> Stages<P> {
             let Some(v) = self.verdicts[i].as_mut().filter(|_| p.live()) else {
                 continue;
             };
-            if let Action::Drop(r) = self.policy.tracked(p.in_port, chunk.cl[i].tuple(), v) {
+            let seen = match v.conn.filter(|_| v.translated()) {
+                Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
+                None => *chunk.cl[i].tuple(),
+            };
+            if let Action::Drop(r) = self.policy.tracked(p.in_port, &seen, v) {
                 if let Some(u) = v.unconfirmed.take() {
                     self.shard.discard(u);
                 }
                 p.fate = Fate::Drop;
                 self.drops[r as usize] += 1;
+            }
+        }
+    }
+
+    /// `dnat` (PREROUTING's nat chain) and `snat` (POSTROUTING's): the
+    /// first NAT rule of kind `manip` that matches a connection's first
+    /// packet binds its mapping; `snat` sees the tuple after `dnat`. A
+    /// mapping that cannot be made drops the packet and its connection,
+    /// counted by reason and by rule.
+    #[inline]
+    pub fn nat(&mut self, chunk: &mut Chunk<'_>, part: std::ops::Range<usize>, manip: Manip) {
+        let Some(rules) = self.policy.rules() else {
+            return;
+        };
+        if !rules.has_nat(manip) {
+            return;
+        }
+        for i in part {
+            let p = &mut chunk.pkt[i];
+            let Some(v) = self.verdicts[i]
+                .as_mut()
+                .filter(|v| p.live() && v.unconfirmed.is_some())
+            else {
+                continue;
+            };
+            let t = match v.conn.filter(|_| v.translated()) {
+                Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
+                None => *chunk.cl[i].tuple(),
+            };
+            let Some(m) = rules.nat(manip, p.in_port, &t, v.ctinfo, v.status) else {
+                continue;
+            };
+            if self.shard.nat(v, manip, m.range).is_err() {
+                if let Some(u) = v.unconfirmed.take() {
+                    self.shard.discard(u);
+                }
+                p.fate = Fate::Drop;
+                self.drops[DropReason::Nat as usize] += 1;
+                self.nat_exhausted[m.index] += 1;
+            }
+        }
+    }
+
+    /// `rewrite`: notes each passing packet of a translated connection
+    /// with the tuple it must leave with (`nf_nat_packet`); the engine
+    /// writes it into the packet.
+    #[inline]
+    pub fn rewrite(&mut self, chunk: &Chunk<'_>, part: std::ops::Range<usize>) {
+        for i in part {
+            let p = &chunk.pkt[i];
+            let Some(v) = self.verdicts[i]
+                .as_ref()
+                .filter(|v| p.live() && v.translated())
+            else {
+                continue;
+            };
+            let cl = &chunk.cl[i];
+            if cl.is_icmp_error() {
+                continue;
+            }
+            if let Some(to) = v.conn.and_then(|r| self.shard.nat_target(r, v.dir())) {
+                if to != *cl.tuple() {
+                    self.rewrites.push(Rewrite {
+                        at: p.at,
+                        l3: p.l3,
+                        from: *cl.tuple(),
+                        to,
+                    });
+                }
             }
         }
     }
@@ -398,18 +514,26 @@ impl<P: Policy> Stages<P> {
         }
     }
 
-    /// `ct_in`, `filter` and `confirm` over a chunk.
+    /// `ct_in`, `dnat`, `filter`, `snat`, `confirm` and `rewrite` over a
+    /// chunk.
     #[inline]
     pub fn track(&mut self, chunk: &mut Chunk<'_>, now: u64) {
         self.ct_prepare(chunk);
+        self.rewrites.clear();
         let mut done = 0;
         while done < chunk.len() {
             let end = self.ct_in(chunk, done, now);
-            // dnat goes here.
+            if self.nat {
+                self.nat(chunk, done..end, Manip::Dst);
+            }
             self.filter(chunk, done..end);
-            // snat goes here.
+            if self.nat {
+                self.nat(chunk, done..end, Manip::Src);
+            }
             self.confirm(chunk, done..end, now);
-            // rewrite goes here.
+            if self.nat {
+                self.rewrite(chunk, done..end);
+            }
             done = end;
         }
     }
@@ -429,7 +553,27 @@ impl<P: Policy> Stages<P> {
                 CtCounters::add(counter, std::mem::take(n));
             }
         }
+        for (counter, n) in c.nat_exhausted.iter().zip(&mut self.nat_exhausted) {
+            if *n > 0 {
+                CtCounters::add(counter, std::mem::take(n));
+            }
+        }
         self.shard.reap_unconfirmed();
+    }
+}
+
+/// A packet's tuple as the filter sees it: after destination NAT and
+/// before source NAT (Linux rewrites destinations at PREROUTING, sources
+/// at POSTROUTING, either direction), given the tuple it leaves with.
+#[inline]
+fn after_dnat(t: &Tuple, target: Option<Tuple>) -> Tuple {
+    match target {
+        Some(to) => Tuple {
+            dst: to.dst,
+            dport: to.dport,
+            ..*t
+        },
+        None => *t,
     }
 }
 

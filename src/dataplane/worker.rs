@@ -101,7 +101,10 @@ pub struct CtCounters {
     /// RELATED_REPLY, INVALID, UNTRACKED.
     pub ctinfo: [AtomicU64; 7],
     /// Packets a filtering policy dropped, by `DropReason`.
-    pub dropped: [AtomicU64; 5],
+    pub dropped: [AtomicU64; super::policy::DropReason::COUNT],
+    /// New connections each rule (by index) could not map: its range was
+    /// exhausted.
+    pub nat_exhausted: Box<[AtomicU64]>,
     /// IP fragments by what became of them (`DefragStats` order).
     pub defrag: [AtomicU64; crate::conntrack::DefragStats::COUNT],
     pub connections: AtomicU64,

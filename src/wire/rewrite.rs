@@ -49,7 +49,14 @@ pub struct IpPacketMut<'a> {
 impl<'a> IpPacketMut<'a> {
     /// A view of the IP packet at the start of `buf`.
     pub fn new(buf: &'a mut [u8]) -> Result<IpPacketMut<'a>, Error> {
-        let ip = parse_ip(buf, buf.len(), false)?;
+        let len = buf.len();
+        IpPacketMut::spread(buf, len)
+    }
+
+    /// A view of an IP packet of `wire_len` bytes of which `buf` holds the
+    /// start (the first segment of a packet in several), headers included.
+    pub fn spread(buf: &'a mut [u8], wire_len: usize) -> Result<IpPacketMut<'a>, Error> {
+        let ip = parse_ip(buf, wire_len, false)?;
         let (l3, proto, l4_offset) = (ip.l3, ip.proto, ip.l4_offset);
         let present = ip.l4.len();
         let has_l4 = ip.fragment != Fragment::Later;
@@ -74,6 +81,12 @@ impl<'a> IpPacketMut<'a> {
             l4,
             csum,
         })
+    }
+
+    /// Whether the transport header is here to change (not a later
+    /// fragment, nor cut short).
+    pub fn carries_ports(&self) -> bool {
+        self.l4.is_some()
     }
 
     fn word(&self, at: usize) -> u16 {

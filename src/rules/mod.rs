@@ -21,12 +21,23 @@
 //! - `ct state S[,S...]`: the connection state, of `new`, `established`
 //!   (replies too), `related`, `invalid`, `untracked`.
 //!
+//! - `ct status S[,S...]`: a status bit of the connection is set, of
+//!   `expected`, `seen-reply`, `assured`, `confirmed`, `snat`, `dnat`.
+//!
 //! Verdicts: `accept`, `drop`, and `notrack`, which lets the packet
 //! through untracked (nftables' raw-table `notrack`; such rules are
-//! looked at before tracking and may not match `ct state`).
+//! looked at before tracking and may not match `ct state`); and NAT,
+//! `snat to ...` and `dnat to ...` (`nat.rs`), looked at on a connection's
+//! first packet only, as nftables' nat chains: DNAT rules before the
+//! filtering rules (which then see the translated destination), SNAT
+//! rules after them. Ports in a mapping need a `tcp` or `udp` match, as
+//! nftables requires.
 
-use crate::conntrack::{CtInfo, Tuple};
+mod nat;
+
+use crate::conntrack::{CtInfo, Manip, NatRange, Status, Tuple};
 use crate::wire::{Addr, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+pub use nat::NatTarget;
 
 /// What a rule decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +45,15 @@ pub enum RuleAction {
     Accept,
     Drop,
     NoTrack,
+    Snat(NatTarget),
+    Dnat(NatTarget),
+}
+
+impl RuleAction {
+    /// Whether a filtering verdict (`accept`, `drop`).
+    fn filters(&self) -> bool {
+        matches!(self, RuleAction::Accept | RuleAction::Drop)
+    }
 }
 
 /// An address prefix of one family.
@@ -73,6 +93,8 @@ pub struct Rule {
     dport: Option<(u16, u16)>,
     /// Bit per `CtInfo` variant.
     ct_states: Option<u8>,
+    /// Status bits, any of which must be set.
+    ct_status: Option<u32>,
     action: Option<RuleAction>,
 }
 
@@ -82,8 +104,9 @@ impl Rule {
     }
 
     /// Whether the rule matches a packet. `ctinfo` is `None` before
-    /// tracking (only `notrack` rules are asked then).
-    fn matches(&self, in_port: u16, t: &Tuple, ctinfo: Option<CtInfo>) -> bool {
+    /// tracking (only `notrack` rules are asked then, and NAT rules while
+    /// steering packets to their worker); `status` is the connection's.
+    fn matches(&self, in_port: u16, t: &Tuple, ctinfo: Option<CtInfo>, status: Status) -> bool {
         let l3 = t.l3();
         let port_in = |r: Option<(u16, u16)>, p: u16| r.is_none_or(|(a, b)| (a..=b).contains(&p));
         self.in_port.is_none_or(|p| p == in_port)
@@ -96,6 +119,17 @@ impl Rule {
             && self
                 .ct_states
                 .is_none_or(|m| ctinfo.is_some_and(|c| m & state_bit(c) != 0))
+            && self.ct_status.is_none_or(|m| status.0 & m != 0)
+    }
+
+    /// The mapping of a NAT rule of kind `manip`.
+    fn nat(&self, manip: Manip) -> Option<&NatTarget> {
+        match (&self.action, manip) {
+            (Some(RuleAction::Snat(t)), Manip::Src) | (Some(RuleAction::Dnat(t)), Manip::Dst) => {
+                Some(t)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -113,7 +147,20 @@ fn state_bit(c: CtInfo) -> u8 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// The line each rule came from.
+    lines: Vec<usize>,
     has_notrack: bool,
+    has_snat: bool,
+    has_dnat: bool,
+}
+
+/// A NAT rule that applies to a packet: its index (for counting), its
+/// line in the file and its mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatMatch<'a> {
+    pub index: usize,
+    pub line: usize,
+    pub range: &'a NatRange,
 }
 
 impl RuleSet {
@@ -134,18 +181,110 @@ impl RuleSet {
                 .rules
                 .iter()
                 .filter(|r| r.action() == RuleAction::NoTrack)
-                .any(|r| r.matches(in_port, t, None))
+                .any(|r| r.matches(in_port, t, None, Status::default()))
     }
 
     /// The verdict of the first accept/drop rule matching a tracked
-    /// packet, if any.
+    /// packet, if any. `status` is its connection's.
     #[inline]
-    pub fn verdict(&self, in_port: u16, t: &Tuple, ctinfo: CtInfo) -> Option<RuleAction> {
+    pub fn verdict(
+        &self,
+        in_port: u16,
+        t: &Tuple,
+        ctinfo: CtInfo,
+        status: Status,
+    ) -> Option<RuleAction> {
         self.rules
             .iter()
-            .filter(|r| r.action() != RuleAction::NoTrack)
-            .find(|r| r.matches(in_port, t, Some(ctinfo)))
+            .filter(|r| r.action().filters())
+            .find(|r| r.matches(in_port, t, Some(ctinfo), status))
             .map(Rule::action)
+    }
+
+    /// Whether any rule is a NAT rule of kind `manip`.
+    #[inline]
+    pub fn has_nat(&self, manip: Manip) -> bool {
+        match manip {
+            Manip::Src => self.has_snat,
+            Manip::Dst => self.has_dnat,
+        }
+    }
+
+    /// The first NAT rule of kind `manip` matching the first packet of a
+    /// connection (`t` as the packet is at that hook).
+    #[inline]
+    pub fn nat(
+        &self,
+        manip: Manip,
+        in_port: u16,
+        t: &Tuple,
+        ctinfo: CtInfo,
+        status: Status,
+    ) -> Option<NatMatch<'_>> {
+        if !self.has_nat(manip) {
+            return None;
+        }
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.nat(manip).is_some_and(|n| n.l3 == t.l3()))
+            .find(|(_, r)| r.matches(in_port, t, Some(ctinfo), status))
+            .map(|(index, r)| NatMatch {
+                index,
+                line: self.lines[index],
+                range: &r.nat(manip).expect("a NAT rule").range,
+            })
+    }
+
+    /// Whether rule `index` is a NAT rule.
+    pub fn is_nat(&self, index: usize) -> bool {
+        self.rules[index].nat(Manip::Src).is_some() || self.rules[index].nat(Manip::Dst).is_some()
+    }
+
+    /// The line of rule `index`.
+    pub fn line(&self, index: usize) -> usize {
+        self.lines[index]
+    }
+
+    /// Where a packet that would open a connection translated to a single
+    /// tuple belongs: that tuple, when the first DNAT rule it matches maps
+    /// to one address and port (or keeps the port), and for protocols
+    /// without hashed ports the first SNAT rule maps to one address after
+    /// that. Rules that match connection state are left out (there is no
+    /// connection yet). The data plane hands such packets to the worker
+    /// the translated tuple lands on, where replies will arrive.
+    pub fn steer(&self, in_port: u16, t: &Tuple, ports_hashed: bool) -> Option<Tuple> {
+        let single = |manip: Manip| {
+            self.rules
+                .iter()
+                .filter(|r| r.ct_states.is_none() && r.ct_status.is_none())
+                .filter(|r| r.nat(manip).is_some_and(|n| n.l3 == t.l3()))
+                .find(|r| r.matches(in_port, t, None, Status::default()))
+                .and_then(|r| r.nat(manip))
+                .filter(|n| {
+                    n.range.min_addr == n.range.max_addr
+                        && n.range.ports.is_none_or(|(lo, hi)| lo == hi)
+                })
+                .map(|n| n.range)
+        };
+        let mut out = *t;
+        let mut moved = false;
+        if self.has_dnat {
+            if let Some(r) = single(Manip::Dst) {
+                out.dst = r.min_addr;
+                if let Some((p, _)) = r.ports {
+                    out.dport = p;
+                }
+                moved = true;
+            }
+        }
+        if self.has_snat && !ports_hashed {
+            if let Some(r) = single(Manip::Src) {
+                out.src = r.min_addr;
+                moved = true;
+            }
+        }
+        moved.then_some(out)
     }
 
     /// Parses a rule file; an error names the line and the reason.
@@ -158,7 +297,10 @@ impl RuleSet {
             }
             let rule = parse_rule(line).map_err(|e| format!("line {}: {e}", n + 1))?;
             set.has_notrack |= rule.action() == RuleAction::NoTrack;
+            set.has_snat |= rule.nat(Manip::Src).is_some();
+            set.has_dnat |= rule.nat(Manip::Dst).is_some();
             set.rules.push(rule);
+            set.lines.push(n + 1);
         }
         Ok(set)
     }
@@ -181,6 +323,8 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
             "accept" => r.action = Some(RuleAction::Accept),
             "drop" => r.action = Some(RuleAction::Drop),
             "notrack" => r.action = Some(RuleAction::NoTrack),
+            "snat" => r.action = Some(RuleAction::Snat(nat::parse_target(&mut words)?)),
+            "dnat" => r.action = Some(RuleAction::Dnat(nat::parse_target(&mut words)?)),
             "in-port" => {
                 let v = value(&mut words, w)?;
                 r.in_port = Some(
@@ -224,9 +368,27 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
                         .map_err(|_| format!("'{v}' is not a protocol number"))?,
                 );
             }
+            "ct" if words.peek() == Some(&"status") => {
+                words.next();
+                let v = value(&mut words, "ct status")?;
+                let mut mask = 0;
+                for s in v.split(',') {
+                    mask |= match s {
+                        "expected" => Status::EXPECTED,
+                        "seen-reply" => Status::SEEN_REPLY,
+                        "assured" => Status::ASSURED,
+                        "confirmed" => Status::CONFIRMED,
+                        "snat" => Status::SRC_NAT,
+                        "dnat" => Status::DST_NAT,
+                        _ => return Err(format!("unknown ct status '{s}'")),
+                    }
+                    .0;
+                }
+                r.ct_status = Some(mask);
+            }
             "ct" => {
                 if words.next() != Some("state") {
-                    return Err("'ct' must be followed by 'state'".into());
+                    return Err("'ct' must be followed by 'state' or 'status'".into());
                 }
                 let v = value(&mut words, "ct state")?;
                 let mut mask = 0;
@@ -247,10 +409,34 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
     }
     match r.action {
         None => Err("no verdict (accept, drop or notrack) at the end".into()),
-        Some(RuleAction::NoTrack) if r.ct_states.is_some() => {
-            Err("a notrack rule cannot match 'ct state' (it runs before tracking)".into())
+        Some(RuleAction::NoTrack) if r.ct_states.is_some() || r.ct_status.is_some() => Err(
+            "a notrack rule cannot match 'ct state' or 'ct status' (it runs before tracking)"
+                .into(),
+        ),
+        Some(RuleAction::Snat(t) | RuleAction::Dnat(t)) => {
+            if t.range.ports.is_some() && !matches!(r.proto, Some(PROTO_TCP | PROTO_UDP)) {
+                return Err("a port in a NAT mapping needs a 'tcp' or 'udp' match".into());
+            }
+            match r.family {
+                Some(f) if f != t.l3 => Err(format!(
+                    "the mapping is {} but the rule matches {}",
+                    family_name(t.l3),
+                    family_name(f)
+                )),
+                _ => {
+                    r.family = Some(t.l3);
+                    Ok(r)
+                }
+            }
         }
         Some(_) => Ok(r),
+    }
+}
+
+fn family_name(l3: L3) -> &'static str {
+    match l3 {
+        L3::V4 => "IPv4",
+        L3::V6 => "IPv6",
     }
 }
 
@@ -281,7 +467,7 @@ fn parse_prefix(v: &str, l3: L3) -> Result<Prefix, String> {
     Ok(Prefix { l3, addr, len })
 }
 
-fn parse_ports(v: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_ports(v: &str) -> Result<(u16, u16), String> {
     let port = |p: &str| p.parse::<u16>().map_err(|_| format!("'{p}' is not a port"));
     let (a, b) = match v.split_once('-') {
         Some((a, b)) => (port(a)?, port(b)?),
@@ -336,8 +522,12 @@ pub fn run_rule_text(data: &[u8]) -> Result<(), String> {
         CtInfo::Related,
         CtInfo::Invalid,
     ] {
-        let _ = set.verdict(port, &t, ctinfo);
+        let _ = set.verdict(port, &t, ctinfo, Status::default());
+        for manip in [Manip::Src, Manip::Dst] {
+            let _ = set.nat(manip, port, &t, ctinfo, Status(u32::from(b(10))));
+        }
     }
+    let _ = set.steer(port, &t, b(11) & 1 == 0);
     Ok(())
 }
 
@@ -372,10 +562,17 @@ ip6 daddr 2001:db8::/32 tcp dport 8000-8099 accept
         let set = RuleSet::parse(FILE).unwrap();
         assert_eq!(set.len(), 4);
         let ssh = t("203.0.113.5:40000", "198.18.0.10:22", PROTO_TCP);
-        assert_eq!(set.verdict(1, &ssh, CtInfo::New), Some(RuleAction::Accept));
-        assert_eq!(set.verdict(0, &ssh, CtInfo::New), None, "other port");
         assert_eq!(
-            set.verdict(1, &ssh, CtInfo::Established),
+            set.verdict(1, &ssh, CtInfo::New, Status::default()),
+            Some(RuleAction::Accept)
+        );
+        assert_eq!(
+            set.verdict(0, &ssh, CtInfo::New, Status::default()),
+            None,
+            "other port"
+        );
+        assert_eq!(
+            set.verdict(1, &ssh, CtInfo::Established, Status::default()),
             None,
             "other state"
         );
@@ -384,13 +581,19 @@ ip6 daddr 2001:db8::/32 tcp dport 8000-8099 accept
         assert!(!set.untracked(0, &t("198.19.0.1:5555", "198.18.0.1:53", PROTO_UDP)));
         let from_bad = t("198.19.0.77:1", "198.18.0.1:80", PROTO_TCP);
         assert_eq!(
-            set.verdict(1, &from_bad, CtInfo::EstablishedReply),
+            set.verdict(1, &from_bad, CtInfo::EstablishedReply, Status::default()),
             Some(RuleAction::Drop)
         );
         let v6 = t("[2001:db9::1]:1", "[2001:db8:1::1]:8080", PROTO_TCP);
-        assert_eq!(set.verdict(1, &v6, CtInfo::New), Some(RuleAction::Accept));
+        assert_eq!(
+            set.verdict(1, &v6, CtInfo::New, Status::default()),
+            Some(RuleAction::Accept)
+        );
         let v6_out = t("[2001:db9::1]:1", "[2001:db7::1]:8080", PROTO_TCP);
-        assert_eq!(set.verdict(1, &v6_out, CtInfo::New), None);
+        assert_eq!(
+            set.verdict(1, &v6_out, CtInfo::New, Status::default()),
+            None
+        );
     }
 
     #[test]
