@@ -178,3 +178,175 @@ fn bad_nat_rules_are_refused_with_their_line() {
         assert!(stderr(&o).contains(why), "{text}: {}", stderr(&o));
     }
 }
+
+/// Reads a pcap stream (a FIFO that ctfwd's net_pcap port writes), calling
+/// `f` with each frame until the writer closes it.
+fn each_frame(path: &std::path::Path, mut f: impl FnMut(Vec<u8>)) {
+    use std::io::Read;
+    let mut r = std::fs::File::open(path).unwrap();
+    let mut header = [0u8; 24];
+    if r.read_exact(&mut header).is_err() {
+        return;
+    }
+    let mut rec = [0u8; 16];
+    while r.read_exact(&mut rec).is_ok() {
+        let len = u32::from_le_bytes(rec[8..12].try_into().unwrap()) as usize;
+        let mut data = vec![0; len];
+        if r.read_exact(&mut data).is_err() {
+            return;
+        }
+        f(data);
+    }
+}
+
+/// Source NAT with two workers, with input steered as a NIC's RSS would
+/// steer it: each port has a queue per worker and each queue carries the
+/// packets whose connections that worker owns (the software owner table
+/// ctfwd uses on vdevs). The answers depend on the ports ctfwd chooses, so
+/// a reflector reads what port 1 sends (FIFOs), answers each request, and
+/// writes the answer to the queue of port 1 its owner polls. Every
+/// translated reply tuple must land on the worker that made it: nothing is
+/// handed over, and every answer reaches its client.
+#[test]
+fn translated_replies_land_on_their_owner() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use ctfwd::capture::PcapWriter;
+    use ctfwd::conntrack::steering::{HashFields, Owners, Steering};
+    use ctfwd::conntrack::Tuple;
+    use ctfwd::wire::Addr;
+
+    const CLIENTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(
+        p("rules"),
+        "in-port 0 ip saddr 198.18.0.0/16 snat to 198.18.0.100\n",
+    )
+    .unwrap();
+    let steering = Steering::new(Arc::new(Owners::new(None, 2)), HashFields::ALL, 0);
+    let udp = |src: &str, dst: &str| -> Tuple {
+        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+            (src.parse().unwrap(), dst.parse().unwrap());
+        Tuple {
+            src: Addr::from_std(s.ip()),
+            dst: Addr::from_std(d.ip()),
+            sport: s.port(),
+            dport: d.port(),
+            proto: 17,
+            family: 4,
+            zone: 0,
+        }
+    };
+    let mut requests = [Vec::new(), Vec::new()];
+    for i in 0..CLIENTS {
+        let client = format!("198.18.{}.{}:{}", 1 + i / 200, i % 200 + 1, 20_000 + i);
+        let q = steering.owner(&udp(&client, "198.19.0.1:53"));
+        requests[usize::from(q)].push(udp_pkt(&client, "198.19.0.1:53", b"query"));
+    }
+    write_pcap(&p("in0q0.pcap"), &requests[0]);
+    write_pcap(&p("in0q1.pcap"), &requests[1]);
+    for f in ["in1q0", "in1q1", "out1w0", "out1w1"] {
+        let c = std::ffi::CString::new(p(f).to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    // The reflector: the answers' writers open (and block) until ctfwd
+    // opens the FIFOs to read, its readers until ctfwd opens them to write.
+    let writers: Arc<Mutex<Vec<Option<PcapWriter<std::fs::File>>>>> =
+        Arc::new(Mutex::new(vec![None, None]));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for q in 0..2 {
+        let (writers, path) = (Arc::clone(&writers), p(&format!("in1q{q}")));
+        threads.push(std::thread::spawn(move || {
+            let w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+            writers.lock().unwrap()[q] = Some(w);
+        }));
+    }
+    for w in 0..2 {
+        let (writers, answered, steering) = (
+            Arc::clone(&writers),
+            Arc::clone(&answered),
+            steering.clone(),
+        );
+        let path = p(&format!("out1w{w}"));
+        threads.push(std::thread::spawn(move || {
+            each_frame(&path, |f| {
+                // 198.18.0.100:P -> 198.19.0.1:53 becomes the answer.
+                let nat_port = u16::from_be_bytes([f[34], f[35]]);
+                let nat = format!("198.18.0.100:{nat_port}");
+                let q = usize::from(steering.owner(&udp("198.19.0.1:53", &nat)));
+                let answer = udp_pkt("198.19.0.1:53", &nat, b"answer");
+                loop {
+                    let mut ws = writers.lock().unwrap();
+                    if let Some(w) = ws[q].as_mut() {
+                        w.write(0, &answer).unwrap();
+                        break;
+                    }
+                    drop(ws);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            });
+        }));
+    }
+    // Once every request is answered (or after a while, if some never
+    // were), the answers' FIFOs close, which ctfwd reads as their end.
+    let closer = {
+        let (writers, answered) = (Arc::clone(&writers), Arc::clone(&answered));
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while answered.load(Ordering::Relaxed) < CLIENTS && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            writers.lock().unwrap().iter_mut().for_each(|w| *w = None);
+        })
+    };
+    let vdevs = [
+        pcap_vdev(
+            0,
+            &[p("in0q0.pcap"), p("in0q1.pcap")],
+            &[p("out0w0.pcap"), p("out0w1.pcap")],
+        ),
+        pcap_vdev(1, &[p("in1q0"), p("in1q1")], &[p("out1w0"), p("out1w1")]),
+    ];
+    let rules = format!("--rules={}", p("rules").display());
+    let o = run(
+        &eal_args("nat-shard", "0@0,1@0,2@1", &vdevs),
+        &[
+            "--forward-mode=firewall",
+            "--nb-cores=2",
+            "--rxq=2",
+            "--txq=2",
+            "--idle-exit=1",
+            &rules,
+        ],
+    );
+    closer.join().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert!(out.contains("RX P=0/Q=0 -> TX P=1/Q=0"), "{out}");
+    assert!(out.contains("RX P=1/Q=0 -> TX P=0/Q=0"), "{out}");
+    assert!(out.contains("RX P=0/Q=1 -> TX P=1/Q=1"), "{out}");
+    assert_eq!(answered.load(Ordering::Relaxed), CLIENTS, "{out}");
+    assert_eq!(core_sum(&out, "handoff:", "handoff_tx="), 0, "{out}");
+    assert_eq!(core_sum(&out, "dropped:", "new-from-outside="), 0, "{out}");
+    let mut back: Vec<Vec<u8>> = read_pcap(&p("out0w0.pcap"));
+    back.extend(read_pcap(&p("out0w1.pcap")));
+    assert_eq!(back.len(), CLIENTS, "{out}");
+    // Each answer reached the client that asked, untranslated.
+    let mut want: Vec<Vec<u8>> = (0..CLIENTS)
+        .map(|i| {
+            let client = format!("198.18.{}.{}:{}", 1 + i / 200, i % 200 + 1, 20_000 + i);
+            udp_pkt("198.19.0.1:53", &client, b"answer")
+        })
+        .collect();
+    want.sort();
+    back.sort();
+    assert_eq!(back, want);
+}
