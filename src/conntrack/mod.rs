@@ -443,6 +443,7 @@ impl Shard {
             *rng
         };
         let new = nat::Chooser {
+            original: table.get(slot).tuples[0],
             used: &used,
             steering: steering.as_ref(),
             key: nat_key,

@@ -18,9 +18,15 @@
 //! **Replies on the owning worker.** With several workers, the reply tuple
 //! must hash to this worker too, or replies would arrive where nobody
 //! knows the connection. Where the protocol's ports are hashed, every
-//! port tried is one `Steering::owned_ports` computed to land here, so
-//! uniqueness needs only this worker's table: no other worker can pick a
-//! tuple that lands on this one. Where they are not (ICMP, or RSS over
+//! port tried is one `Steering` computed to land here, so uniqueness
+//! needs only this worker's table: no other worker can pick a tuple that
+//! lands on this one. Preferably on the very owner-table entry the
+//! original tuple lands on: the Toeplitz hash is linear, so the two
+//! tuples' hashes then differ by nothing in those bits whatever the
+//! far end's address and port, and every other connection between the
+//! same translated endpoint and the same far host (a TFTP transfer from
+//! the server's new port, an FTP data connection) lands both ways on one
+//! worker too. Where they are not (ICMP, or RSS over
 //! addresses alone), an address of the range that lands here is chosen;
 //! a single address that does not land here cannot be made to, and the
 //! data plane hands such connections' first packets to the worker the
@@ -175,6 +181,8 @@ fn set(t: &mut Tuple, f: KeyField, v: u16) {
 
 /// What the chooser asks of the table and the worker.
 pub(super) struct Chooser<'a> {
+    /// The connection's original tuple as it arrived.
+    pub original: Tuple,
     /// Whether a reply tuple is taken by a connection (either direction).
     pub used: &'a dyn Fn(&Tuple) -> bool,
     pub steering: Option<&'a Steering>,
@@ -188,10 +196,20 @@ impl Chooser<'_> {
         self.steering.is_none_or(|s| s.owns(&invert(t)))
     }
 
+    /// Whether the reply tuple of `t` lands on the owner-table entry of
+    /// the original tuple, where that is this worker's (else, where the
+    /// data plane steered the first packet here, on this worker).
+    fn same_entry(&self, t: &Tuple) -> bool {
+        match self.steering {
+            Some(s) if s.owns(&self.original) => s.entry(&invert(t)) == s.entry(&self.original),
+            _ => self.lands_here(t),
+        }
+    }
+
     /// Whether `t` (original direction) may be used: unused and landing
-    /// here.
+    /// on the original's entry.
     fn usable(&self, t: &Tuple) -> bool {
-        self.lands_here(t) && !(self.used)(&invert(t))
+        self.same_entry(t) && !(self.used)(&invert(t))
     }
 
     /// `get_unique_tuple`: the translated original-direction tuple for a
@@ -227,7 +245,7 @@ impl Chooser<'_> {
         }
         // 3. The port, where the protocol has one.
         let Some(f) = field else {
-            return if self.usable(&t) {
+            return if self.lands_here(&t) && !(self.used)(&invert(&t)) {
                 Ok(t)
             } else {
                 Err(NatError::Exhausted)
@@ -283,14 +301,20 @@ impl Chooser<'_> {
             return from_u128(min + first);
         }
         let mut t = *cur;
-        for i in 0..span.min(MAX_ADDRESS_TRIES) {
-            let a = from_u128(min + (first + i) % span);
-            match manip {
-                Manip::Src => t.src = a,
-                Manip::Dst => t.dst = a,
-            }
-            if self.lands_here(&t) {
-                return a;
+        for strict in [true, false] {
+            for i in 0..span.min(MAX_ADDRESS_TRIES) {
+                let a = from_u128(min + (first + i) % span);
+                match manip {
+                    Manip::Src => t.src = a,
+                    Manip::Dst => t.dst = a,
+                }
+                if if strict {
+                    self.same_entry(&t)
+                } else {
+                    self.lands_here(&t)
+                } {
+                    return a;
+                }
             }
         }
         from_u128(min + first)
@@ -325,12 +349,24 @@ impl Chooser<'_> {
                     let reply = invert(&t);
                     let dst = f == KeyField::Sport && !is_icmp_query(&t);
                     let used = self.used;
-                    s.owned_ports(&reply, dst, lo, hi, start)
-                        .take(attempts)
-                        .find(|&p| {
-                            set(&mut t, f, p);
-                            !used(&invert(&t))
+                    let mut free = |p: u16| {
+                        set(&mut t, f, p);
+                        !used(&invert(&t))
+                    };
+                    let entry = [s.entry(&self.original)];
+                    let same_entry = s
+                        .owns(&self.original)
+                        .then(|| {
+                            s.ports_onto(&reply, dst, lo, hi, start, &entry)
+                                .take(attempts)
+                                .find(|&p| free(p))
                         })
+                        .flatten();
+                    same_entry.or_else(|| {
+                        s.owned_ports(&reply, dst, lo, hi, start)
+                            .take(attempts)
+                            .find(|&p| free(p))
+                    })
                 }
                 None => (0..attempts)
                     .map(|i| lo.wrapping_add(((off + i) % size) as u16))

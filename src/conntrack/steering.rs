@@ -288,18 +288,38 @@ impl Steering {
         self.owner(t) == self.me
     }
 
+    /// The owner-table entry `t` lands on.
+    #[inline]
+    pub fn entry(&self, t: &Tuple) -> u16 {
+        (self.toeplitz.hash_tuple(t, self.fields) & self.owners.mask) as u16
+    }
+
     /// The values of one port field of `t` (`dport` if `dst`, else
     /// `sport`) in `lo..=hi` that make `t` this worker's, starting from
     /// `start`'s place and wrapping round; every such value once. Empty
     /// where the field is not hashed (then it cannot steer).
-    pub fn owned_ports(
-        &self,
+    pub fn owned_ports<'s>(
+        &'s self,
         t: &Tuple,
         dst: bool,
         lo: u16,
         hi: u16,
         start: u16,
-    ) -> impl Iterator<Item = u16> + '_ {
+    ) -> impl Iterator<Item = u16> + 's {
+        self.ports_onto(t, dst, lo, hi, start, &self.mine)
+    }
+
+    /// As `owned_ports`, for the values that make `t` land on one of
+    /// `entries` of the owner table.
+    pub fn ports_onto<'s>(
+        &'s self,
+        t: &Tuple,
+        dst: bool,
+        lo: u16,
+        hi: u16,
+        start: u16,
+        entries: &'s [u16],
+    ) -> impl Iterator<Item = u16> + 's {
         let hashed = self.fields.ports(t.proto);
         let mut base = *t;
         if dst {
@@ -315,7 +335,7 @@ impl Steering {
             .map(move |i| deposit((first + i) % runs, free))
             .flat_map(move |f| {
                 let hf = self.toeplitz.half(f) & self.owners.mask;
-                self.mine
+                entries
                     .iter()
                     .map(move |&e| f | self.solve[(u32::from(e) ^ h0 ^ hf) as usize])
             })
