@@ -52,6 +52,7 @@ use super::conn::{Conn, Status};
 use super::helper::Helper;
 use super::tuple::{HashKey, Tuple};
 use super::SEC;
+use crate::wire::Addr;
 
 /// The connection an expectation belongs to: its shard and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +74,21 @@ pub struct Expectation {
     pub deadline: u64,
     /// When it was made.
     pub created: u64,
+    /// The translation the expected connection gets, where its master is
+    /// translated.
+    pub nat: Option<FollowNat>,
+}
+
+/// NAT for an expected connection that follows its master's
+/// (`nf_nat_follow_master`): the source becomes `src`, the destination
+/// `dst` and, where given, the destination port `dport`. Kept in the
+/// expectation because the connection may start on another worker than
+/// its master's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowNat {
+    pub src: Addr,
+    pub dst: Addr,
+    pub dport: Option<u16>,
 }
 
 impl Expectation {
@@ -96,6 +112,14 @@ impl Expectation {
             | u64::from(self.master.id) << 16
             | helper << 48
             | u64::from(self.any_source_port) << 56;
+        let (src, dst, flags) = match self.nat {
+            Some(n) => (
+                n.src.words(),
+                n.dst.words(),
+                1 | u64::from(n.dport.is_some()) << 1 | u64::from(n.dport.unwrap_or(0)) << 16,
+            ),
+            None => ([0; 2], [0; 2], 0),
+        };
         [
             t[0],
             t[1],
@@ -105,6 +129,11 @@ impl Expectation {
             master,
             self.deadline,
             self.created,
+            src[0],
+            src[1],
+            dst[0],
+            dst[1],
+            flags,
         ]
     }
 
@@ -123,6 +152,11 @@ impl Expectation {
             },
             deadline: w[6],
             created: w[7],
+            nat: (w[12] & 1 == 1).then(|| FollowNat {
+                src: Addr::from_words([w[8], w[9]]),
+                dst: Addr::from_words([w[10], w[11]]),
+                dport: (w[12] >> 1 & 1 == 1).then_some((w[12] >> 16) as u16),
+            }),
         }
     }
 }
@@ -144,7 +178,7 @@ pub struct ExpectStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpectFull;
 
-const WORDS: usize = 8;
+const WORDS: usize = 13;
 const BUCKET: usize = 8;
 /// A sequence word: the state in bits 0-1, the tag in 2-17, and above them
 /// the slot's generation, bumped each time the slot empties, so a stale
@@ -550,6 +584,7 @@ mod tests {
             helper: Helper::Tftp,
             deadline: 100 * SEC,
             created: 0,
+            nat: None,
         }
     }
 

@@ -3,7 +3,9 @@
 //! expect. They return requests as data and never touch a table.
 
 use super::classify::L4;
-use super::{expect, Classified, ConnRef, CtInfo, Dir, Expectation, MasterRef, Tuple};
+use super::{
+    expect, Classified, ConnRef, CtInfo, Dir, Expectation, FollowNat, MasterRef, Status, Tuple,
+};
 use crate::wire::{Addr, L3, PROTO_TCP, PROTO_UDP};
 
 /// A helper, attached to a connection by its reply tuple's source port.
@@ -421,7 +423,22 @@ impl super::Shard {
             _ => None,
         };
         if let Some(tuple) = expected {
+            // The expected connection flows the other way from the
+            // announcement; a translated master's is translated alike:
+            // from where the announcing side sends to, to the announcing
+            // side itself at the port it meant (before NAT changed it).
+            let translated = conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0;
+            let announcer = conn.tuples[dir.index()];
+            let nat = translated.then(|| FollowNat {
+                src: announcer.dst,
+                dst: announcer.src,
+                dport: Some(match helper {
+                    Helper::Tftp => announcer.sport,
+                    Helper::Ftp => tuple.dport,
+                }),
+            });
             let e = Expectation {
+                nat,
                 tuple,
                 any_source_port: true,
                 master: MasterRef {

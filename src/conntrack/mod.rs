@@ -51,7 +51,7 @@ mod udp;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::wire::{L3, PROTO_TCP};
+use crate::wire::{Addr, L3, PROTO_TCP};
 use helper::FtpState;
 
 pub use classify::Classified;
@@ -61,7 +61,9 @@ pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
 use expect::Ledger;
-pub use expect::{ExpectFull, ExpectStats, Expectation, Expectations, MasterRef, MAX_PER_MASTER};
+pub use expect::{
+    ExpectFull, ExpectStats, Expectation, Expectations, FollowNat, MasterRef, MAX_PER_MASTER,
+};
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use nat::{invert, rewrite, Manip, NatError, NatRange};
@@ -417,10 +419,23 @@ impl Shard {
     /// changed. Source NAT after destination NAT composes, as in Linux.
     /// A packet that created no connection is left alone (NAT binds on a
     /// connection's first packet only).
+    /// A manip already bound (an expected connection following its
+    /// master) is left as it is, as Linux's nat hooks skip a connection
+    /// whose manip is done.
     pub fn nat(&mut self, v: &mut Verdict, manip: Manip, range: &NatRange) -> Result<(), NatError> {
         let Some(slot) = v.unconfirmed.as_ref().map(|u| u.slot) else {
             return Ok(());
         };
+        if self.table.get(slot).status.has(nat_done(manip)) {
+            return Ok(());
+        }
+        v.status = self.bind_nat(slot, manip, range)?;
+        Ok(())
+    }
+
+    /// `nf_nat_setup_info` on the unconfirmed connection in `slot`;
+    /// returns its status.
+    fn bind_nat(&mut self, slot: Slot, manip: Manip, range: &NatRange) -> Result<Status, NatError> {
         let Shard {
             table,
             unconfirmed,
@@ -460,15 +475,28 @@ impl Shard {
                 Manip::Dst => Status::DST_NAT,
             });
         }
-        conn.status.set(match manip {
-            Manip::Src => Status::SRC_NAT_DONE,
-            Manip::Dst => Status::DST_NAT_DONE,
-        });
-        v.status = conn.status;
+        conn.status.set(nat_done(manip));
+        let status = conn.status;
         if let Some(e) = unconfirmed.iter_mut().find(|(s, _)| *s == slot) {
             e.1[1] = reply_hash;
         }
-        Ok(())
+        Ok(status)
+    }
+
+    /// An expected connection of a translated master is translated as
+    /// Linux's `nf_nat_follow_master` does: source, then destination (and
+    /// the port the master's side meant). A mapping that cannot be made
+    /// leaves that manip to the rules.
+    fn follow_master(&mut self, slot: Slot, n: &FollowNat) {
+        let single = |a: Addr, port: Option<u16>| NatRange {
+            min_addr: a,
+            max_addr: a,
+            ports: port.map(|p| (p, p)),
+            persistent: false,
+            random: false,
+        };
+        let _ = self.bind_nat(slot, Manip::Src, &single(n.src, None));
+        let _ = self.bind_nat(slot, Manip::Dst, &single(n.dst, n.dport));
     }
 
     /// The tuple a packet of connection `r` in direction `dir` must carry
@@ -730,13 +758,17 @@ impl Shard {
             self.aux.resize(i + 1, Aux::default());
         }
         let mut aux = Aux::default();
-        let conn = self.table.get_mut(slot);
         if !self.expectations.is_empty() {
-            if let Some(e) = self.expectations.take(&conn.tuples[0], now) {
-                conn.status.set(Status::EXPECTED);
+            let original = self.table.get(slot).tuples[0];
+            if let Some(e) = self.expectations.take(&original, now) {
+                self.table.get_mut(slot).status.set(Status::EXPECTED);
                 aux.master = Some(e.master);
+                if let Some(n) = e.nat {
+                    self.follow_master(slot, &n);
+                }
             }
         }
+        let conn = self.table.get_mut(slot);
         if aux.master.is_none() {
             let reply = &conn.tuples[1];
             aux.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
@@ -979,6 +1011,14 @@ impl Shard {
             },
             dir,
         ))
+    }
+}
+
+/// The status bit that says a manip was bound.
+fn nat_done(manip: Manip) -> Status {
+    match manip {
+        Manip::Src => Status::SRC_NAT_DONE,
+        Manip::Dst => Status::DST_NAT_DONE,
     }
 }
 

@@ -369,6 +369,7 @@ fn bench_expect(t: &Templates, packets: u64, hz: u64) {
                     helper: Helper::Tftp,
                     deadline: SETUP_TIME + 300 * SEC,
                     created: SETUP_TIME,
+                    nat: None,
                 };
                 shard.expect(e, 1).expect("room for the expectations");
             }

@@ -328,3 +328,51 @@ fn translated_replies_land_on_the_owner() {
         }
     }
 }
+
+/// TFTP through SNAT: the helper's expectation is for the translated
+/// client endpoint, and the transfer from the server's new port follows
+/// its master's translation back to the client (`nf_nat_follow_master`).
+#[test]
+fn tftp_transfer_follows_its_masters_translation() {
+    let mut h = Harness::new();
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let rrq = udp_frame(
+        "198.18.0.1:5000",
+        "198.18.0.2:69",
+        b"\x00\x01f\x00octet\x00",
+    );
+    let master = h.feed_nat(&rrq, Manip::Src, &r).unwrap();
+    let nat_port = h.reply_tuple(&master).dport;
+    assert_eq!(h.shard.expectations().len(), 1);
+    let data = h.feed(&udp_frame(
+        "198.18.0.2:6000",
+        &format!("198.18.0.100:{nat_port}"),
+        b"\x00\x03\x00\x01x",
+    ));
+    assert_eq!(data.ctinfo, CtInfo::Related);
+    let c = h.conn(&data);
+    assert!(c.status.has(Status::DST_NAT) && !c.status.has(Status::SRC_NAT));
+    let r0 = data.conn.unwrap();
+    assert_eq!(
+        h.shard.nat_target(r0, Dir::Original),
+        Some(tuple_of(&udp_frame(
+            "198.18.0.2:6000",
+            "198.18.0.1:5000",
+            b""
+        )))
+    );
+    let ack = h.feed(&udp_frame(
+        "198.18.0.1:5000",
+        "198.18.0.2:6000",
+        b"\x00\x04\x00\x01",
+    ));
+    assert_eq!((ack.ctinfo, ack.conn), (CtInfo::EstablishedReply, Some(r0)));
+    assert_eq!(
+        h.shard.nat_target(r0, Dir::Reply),
+        Some(tuple_of(&udp_frame(
+            &format!("198.18.0.100:{nat_port}"),
+            "198.18.0.2:6000",
+            b""
+        )))
+    );
+}
