@@ -26,6 +26,29 @@ fn arp() -> Vec<u8> {
     f
 }
 
+/// A port unreachable from `from` to `to`, quoting a whole UDP datagram.
+fn unreachable(from: &str, to: &str, q_src: &str, q_dst: &str, payload: &[u8]) -> Vec<u8> {
+    let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
+        (q_src.parse().unwrap(), q_dst.parse().unwrap());
+    let quoted = ip_packet(
+        s.ip(),
+        d.ip(),
+        17,
+        &[],
+        &ctfwd::synth::udp(s.port(), d.port(), payload),
+    );
+    frame(
+        &ip_packet(
+            from.parse().unwrap(),
+            to.parse().unwrap(),
+            1,
+            &[],
+            &icmp(3, 3, 0, 0, &quoted),
+        ),
+        &[],
+    )
+}
+
 fn echo(src: &str, dst: &str, ty: u8, id: u16) -> Vec<u8> {
     frame(
         &ip_packet(
@@ -72,6 +95,14 @@ fn snat_dnat_and_an_exhausted_range() {
         arp(),
         arp(),
         echo("198.19.0.1", "198.18.0.100", 0, 77),
+        // The server says its port is closed, quoting what it received.
+        unreachable(
+            "198.19.0.1",
+            "198.18.0.100",
+            "198.18.0.100:5000",
+            "198.19.0.1:53",
+            b"query",
+        ),
     ];
     write_pcap(&p("inside.pcap"), &inside);
     write_pcap(&p("outside.pcap"), &outside);
@@ -125,6 +156,14 @@ fn snat_dnat_and_an_exhausted_range() {
             udp_pkt("198.19.0.1:53", "198.18.0.1:5000", b"answer"),
             tcp_pkt("198.19.0.9:40000", "198.18.0.1:80", 1000, 0, SYN, b""),
             echo("198.19.0.1", "198.18.0.1", 0, 77),
+            // ...and the inside host reads it about its own datagram.
+            unreachable(
+                "198.19.0.1",
+                "198.18.0.1",
+                "198.18.0.1:5000",
+                "198.19.0.1:53",
+                b"query"
+            ),
         ],
         "{out}"
     );

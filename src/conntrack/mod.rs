@@ -66,7 +66,7 @@ pub use expect::{
 };
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
-pub use nat::{invert, rewrite, Manip, NatError, NatRange};
+pub use nat::{invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
@@ -497,6 +497,16 @@ impl Shard {
         };
         let _ = self.bind_nat(slot, Manip::Src, &single(n.src, None));
         let _ = self.bind_nat(slot, Manip::Dst, &single(n.dst, n.dport));
+    }
+
+    /// A translated connection's tuples: of direction `dir`, then of the
+    /// other (what an ICMP error about it is rewritten from).
+    pub fn nat_tuples(&self, r: ConnRef, dir: Dir) -> Option<(Tuple, Tuple)> {
+        let c = self.conn(r)?;
+        if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
+            return None;
+        }
+        Some((*c.tuple(dir), *c.tuple(dir.other())))
     }
 
     /// The tuple a packet of connection `r` in direction `dir` must carry

@@ -145,6 +145,57 @@ pub fn rewrite(ip: &mut IpPacketMut<'_>, from: &Tuple, to: &Tuple) -> Result<(),
     Ok(())
 }
 
+/// An ICMP error about a translated connection, travelling in the
+/// direction whose tuple is `this` (`other` is the other direction's),
+/// as Linux's `nf_nat_icmp_reply_translation`: the quoted packet, which
+/// travelled the other way, becomes what it was on this side of the
+/// translation (`other`'s tuple, as sent); the outer header's addresses
+/// that belong to the connection are rewritten as a packet of this
+/// direction's would be (a router's own address stays); then the IPv4
+/// header and ICMP checksums are computed afresh (the ICMP checksum
+/// covers the quoted packet, and ICMPv6's the outer addresses too).
+/// `buf` is the IP packet (of `wire_len` bytes, all in `buf`).
+pub fn rewrite_icmp_error(
+    buf: &mut [u8],
+    wire_len: usize,
+    this: &Tuple,
+    other: &Tuple,
+) -> Result<(), wire::Error> {
+    let outer = wire::parse_ip(buf, wire_len, false)?;
+    let (inner_at, src, dst) = (outer.l4_offset + 8, outer.src, outer.dst);
+    let quoted = buf.get_mut(inner_at..).ok_or(wire::Error::TruncatedIcmp)?;
+    let q = wire::parse_ip(quoted, quoted.len(), true)?;
+    let l4 = q.l4;
+    let word = |at: usize| {
+        l4.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let mut now = Tuple {
+        src: q.src,
+        dst: q.dst,
+        sport: word(0),
+        dport: word(2),
+        proto: q.proto,
+        family: other.family,
+        zone: other.zone,
+    };
+    if is_icmp_query(&now) {
+        now.sport = word(4);
+        now.dport = other.dport;
+    }
+    rewrite(&mut IpPacketMut::quoted(quoted)?, &now, other)?;
+    let to = invert(other);
+    let mut ip = IpPacketMut::spread(buf, wire_len)?;
+    if dst == this.dst {
+        ip.set_dst(to.dst);
+    }
+    if src == this.src {
+        ip.set_src(to.src);
+    }
+    ip.fill_checksums();
+    Ok(())
+}
+
 /// The field a manip's port search changes: TCP and UDP ports, the ICMP
 /// query identifier (the tuple's `sport` in both directions, as Linux's
 /// `src.u.icmp.id`); `None` for other protocols.

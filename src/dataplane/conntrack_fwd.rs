@@ -31,7 +31,7 @@ use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
 use super::stages::Rewrite;
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{rewrite, Defrag, FragHeader, Push, Shard};
+use crate::conntrack::{rewrite, rewrite_icmp_error, Defrag, FragHeader, Push, Shard};
 use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, IpPacketMut, LinkType};
 
 /// Table slots the expiry walk looks at per poll.
@@ -398,6 +398,12 @@ fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool
     let Some(buf) = data.get_mut(l3..) else {
         return false;
     };
+    if rw.icmp_error {
+        // The quoted packet is rewritten and the message's checksum
+        // computed afresh: all of it must be in this segment.
+        return buf.len() >= wire_len - l3
+            && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
+    }
     IpPacketMut::spread(buf, wire_len - l3)
         .ok()
         .is_some_and(|mut ip| rewrite(&mut ip, &rw.from, &rw.to).is_ok())

@@ -139,13 +139,16 @@ pub enum Classify {
 }
 
 /// A packet `rewrite` found translated: burst index `at`, IP header at
-/// `l3`, its tuple `from` to become `to`.
+/// `l3`, its tuple `from` to become `to`; or, for an ICMP error, `from`
+/// and `to` are its connection's tuples, of the error's direction and
+/// of the other.
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrite {
     pub at: u16,
     pub l3: u16,
     pub from: Tuple,
     pub to: Tuple,
+    pub icmp_error: bool,
 }
 
 /// A worker's tracker and policy, and its counts until they are published.
@@ -413,7 +416,11 @@ impl<P: Policy> Stages<P> {
             let Some(v) = self.verdicts[i].as_mut().filter(|_| p.live()) else {
                 continue;
             };
-            let seen = match v.conn.filter(|_| v.translated()) {
+            // An ICMP error's outer header is seen as it is.
+            let seen = match v
+                .conn
+                .filter(|_| v.translated() && !chunk.cl[i].is_icmp_error())
+            {
                 Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
                 None => *chunk.cl[i].tuple(),
             };
@@ -480,16 +487,25 @@ impl<P: Policy> Stages<P> {
                 continue;
             };
             let cl = &chunk.cl[i];
+            let Some(r) = v.conn else { continue };
             if cl.is_icmp_error() {
-                continue;
-            }
-            if let Some(to) = v.conn.and_then(|r| self.shard.nat_target(r, v.dir())) {
+                if let Some((from, to)) = self.shard.nat_tuples(r, v.dir()) {
+                    self.rewrites.push(Rewrite {
+                        at: p.at,
+                        l3: p.l3,
+                        from,
+                        to,
+                        icmp_error: true,
+                    });
+                }
+            } else if let Some(to) = self.shard.nat_target(r, v.dir()) {
                 if to != *cl.tuple() {
                     self.rewrites.push(Rewrite {
                         at: p.at,
                         l3: p.l3,
                         from: *cl.tuple(),
                         to,
+                        icmp_error: false,
                     });
                 }
             }

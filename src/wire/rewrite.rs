@@ -56,20 +56,34 @@ impl<'a> IpPacketMut<'a> {
     /// A view of an IP packet of `wire_len` bytes of which `buf` holds the
     /// start (the first segment of a packet in several), headers included.
     pub fn spread(buf: &'a mut [u8], wire_len: usize) -> Result<IpPacketMut<'a>, Error> {
-        let ip = parse_ip(buf, wire_len, false)?;
+        IpPacketMut::parse(buf, wire_len, false)
+    }
+
+    /// A view of the packet an ICMP error quotes (`buf`, to the end of the
+    /// error): its lengths may promise more than was quoted.
+    pub fn quoted(buf: &'a mut [u8]) -> Result<IpPacketMut<'a>, Error> {
+        let len = buf.len();
+        IpPacketMut::parse(buf, len, true)
+    }
+
+    fn parse(buf: &'a mut [u8], wire_len: usize, lax: bool) -> Result<IpPacketMut<'a>, Error> {
+        let ip = parse_ip(buf, wire_len, lax)?;
         let (l3, proto, l4_offset) = (ip.l3, ip.proto, ip.l4_offset);
         let present = ip.l4.len();
         let has_l4 = ip.fragment != Fragment::Later;
-        // The fields a setter touches must be there: ports (4 bytes) and
-        // the checksum field.
+        // The fields a setter touches must be there: the ports (4 bytes)
+        // or the ICMP identifier (bytes 4-5). The checksum field may be
+        // missing where the transport header is cut short (the quoted
+        // packet of an ICMP error often keeps 8 bytes of a TCP header, as
+        // RFC 792 asks): then the ports change and no checksum is kept.
         let (need, at) = match (proto, l3) {
-            (PROTO_TCP, _) => (18, Some(16)),
-            (PROTO_UDP, _) => (8, Some(6)),
-            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => (8, Some(2)),
-            _ => (0, None),
+            (PROTO_TCP, _) => (4, 16),
+            (PROTO_UDP, _) => (4, 6),
+            (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => (6, 2),
+            _ => (usize::MAX, 0),
         };
-        let l4 = (has_l4 && present >= need && need > 0).then_some(l4_offset);
-        let csum = l4.and(at).map(|at| L4Checksum {
+        let l4 = (has_l4 && present >= need).then_some(l4_offset);
+        let csum = l4.filter(|_| present >= at + 2).map(|_| L4Checksum {
             at: l4_offset + at,
             pseudo: proto != PROTO_ICMP,
             zero_is_none: proto == PROTO_UDP && l3 == L3::V4,
