@@ -429,7 +429,7 @@ impl super::Shard {
             // side itself at the port it meant (before NAT changed it).
             let translated = conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0;
             let announcer = conn.tuples[dir.index()];
-            let nat = translated.then(|| FollowNat {
+            let nat = translated.then_some(FollowNat {
                 src: announcer.dst,
                 dst: announcer.src,
                 dport: Some(match helper {
