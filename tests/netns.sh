@@ -5,7 +5,8 @@
 # firewall mode (port 0 inside, port 1 outside). Real programs from
 # Debian's packages talk through it: ping, curl over HTTP (python3's
 # server), tftp-hpa against tftpd-hpa, curl against vsftpd (passive and
-# active FTP); then the cases the firewall must stop. Each check is judged
+# active FTP); then the cases the firewall must stop; then the same hosts
+# through source and destination NAT (tests/netns/nat.sh), iperf3 too. Each check is judged
 # by its outcome (file checksums, a connection refused or timed out).
 # Everything created is removed on exit, even on failure; only processes
 # this script started are killed, by PID.
@@ -56,7 +57,7 @@ out_ns() { ip netns exec "$ns_out" "$@"; }
 
 # Every program must be there: a "must fail" check that fails because a
 # tool is missing would prove nothing.
-for tool in ip ethtool ping nc curl python3 tcpdump tftp /usr/sbin/in.tftpd /usr/sbin/vsftpd "$ctfwd"; do
+for tool in ip ethtool ping nc curl python3 tcpdump tftp iperf3 /usr/sbin/in.tftpd /usr/sbin/vsftpd "$ctfwd"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "netns: $tool is missing (run scripts/setup)"
     echo "netns: 0 passed, 1 failed"
@@ -135,19 +136,22 @@ ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2
 ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
 udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "$work/udp-received" ]; }
 
-# launch WORKERS OUT PREFIX VDEV...: starts the firewall with WORKERS
-# forwarding cores on the given ports, output to OUT; its PID in $fw.
+# launch WORKERS OUT PREFIX VDEV... [-- FLAG...]: starts the firewall with
+# WORKERS forwarding cores on the given ports (and more application
+# flags), output to OUT; its PID in $fw.
 launch() {
   local workers=$1 out=$2 prefix=$3; shift 3
-  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=()
+  local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=() eal=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do eal+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
   if [ "$workers" -gt 1 ]; then
     lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
     queues=(--nb-cores=2 --rxq=2 --txq=2)
   fi
   : >"$out"
   "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
-    --file-prefix="$prefix" --log-level=lib.eal:warning "$@" \
-    -- --forward-mode=firewall "${queues[@]}" >"$out" 2>&1 &
+    --file-prefix="$prefix" --log-level=lib.eal:warning "${eal[@]}" \
+    -- --forward-mode=firewall "${queues[@]}" "$@" >"$out" 2>&1 &
   fw=$!
   pids+=("$fw")
   for _ in $(seq 50); do grep -q "Forwarding started" "$out" && break; sleep 0.1; done
@@ -278,6 +282,10 @@ frag_round() {
 
 round 1
 round 2
+. tests/netns/nat.sh
+nat_servers
+nat_round 1
+nat_round 2
 frag_round 1
 frag_round 2
 
