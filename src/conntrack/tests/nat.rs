@@ -376,3 +376,99 @@ fn tftp_transfer_follows_its_masters_translation() {
         )))
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A first packet from client `c`, port `p`, to server `s`, of
+        /// protocol `proto` (0 UDP, 1 TCP SYN, 2 ICMP echo), through
+        /// SNAT into a small range or (`dnat`) a port forward; `keep`
+        /// false drops it before egress.
+        Open {
+            c: u8,
+            p: u16,
+            s: u8,
+            proto: u8,
+            dnat: bool,
+            keep: bool,
+        },
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            12 => (0u8..6, 1000u16..1008, 0u8..3, 0u8..3, prop::bool::weighted(0.3), prop::bool::weighted(0.9))
+                .prop_map(|(c, p, s, proto, dnat, keep)| Op::Open { c, p, s, proto, dnat, keep }),
+            1 => (1u64..200).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever opens, times out or is dropped, every translated
+        /// connection is found by both of its tuples, no two connections
+        /// share a tuple, and with several workers every reply tuple
+        /// lands on this one.
+        #[test]
+        fn translated_connections_stay_coherent(ops in prop::collection::vec(op(), 1..120), me in 0u16..2) {
+            let mut h = Harness::new();
+            let steering = Steering::new(Arc::new(Owners::new(None, 2)), HashFields::ALL, me);
+            h.shard.set_steering(steering.clone());
+            let snat = range("198.18.0.100", "198.18.0.101", Some((2000, 2015)));
+            let dnat = range("198.18.0.1", "198.18.0.3", Some((80, 80)));
+            for op in ops {
+                match op {
+                    Op::Advance(s) => {
+                        h.advance(s);
+                        h.shard.gc(h.now, 64);
+                    }
+                    Op::Open { c, p, s, proto, dnat: is_dnat, keep } => {
+                        let (src, dst) = if is_dnat {
+                            (format!("198.19.0.{}:{p}", c + 1), "198.18.0.200:8080".to_string())
+                        } else {
+                            (format!("198.18.0.{}:{p}", c + 1), format!("198.19.0.{}:{}", s + 1, 53 + u16::from(s)))
+                        };
+                        let f = match proto {
+                            0 => udp_frame(&src, &dst, b"q"),
+                            1 => tcp_frame(&src, &dst, 1, 0, TCP_SYN, b""),
+                            _ => {
+                                let (a, b) = (src.split(':').next().unwrap(), dst.split(':').next().unwrap());
+                                frame(&ip_packet(a.parse().unwrap(), b.parse().unwrap(), 1, &[], &icmp(8, 0, p, 1, b"p")), &[])
+                            }
+                        };
+                        let (manip, r) = if is_dnat && proto == 1 { (Manip::Dst, &dnat) } else { (Manip::Src, &snat) };
+                        let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, &f, f.len()).unwrap() else {
+                            unreachable!()
+                        };
+                        let cl = h.shard.classify(ip, 0);
+                        let mut v = h.shard.ingress(&cl, h.now);
+                        if h.shard.nat(&mut v, manip, r).is_err() || !keep {
+                            if let Some(u) = v.unconfirmed.take() {
+                                h.shard.discard(u);
+                            }
+                        } else {
+                            let _ = h.shard.egress(&mut v, &cl, h.now);
+                        }
+                        h.shard.reap_unconfirmed();
+                    }
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (slot, c) in h.shard.table().iter() {
+                    for (d, t) in [(Dir::Original, c.tuples[0]), (Dir::Reply, c.tuples[1])] {
+                        prop_assert!(seen.insert(t), "two connections share {t}");
+                        let (r, dir) = h.shard.find(&t).expect("found by each tuple");
+                        prop_assert_eq!((r.slot, dir), (slot, d));
+                    }
+                    if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0 {
+                        prop_assert!(steering.owns(&c.tuples[1]), "reply {} lands elsewhere", c.tuples[1]);
+                    }
+                }
+            }
+        }
+    }
+}
