@@ -408,3 +408,74 @@ fn not_ip_checksums_and_bad_files() {
         assert!(errs[0].contains(expect), "{args:?}: {}", errs[0]);
     }
 }
+
+/// `--rules` applies a rules file's NAT offline: the SNAT and port forward
+/// of the NAT issue's example, the translated tuple on each line, and the
+/// reply tuple in the listing.
+#[test]
+fn rules_translate_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(
+        &rules,
+        "in-port 0 ip saddr 198.18.0.1 snat to 198.18.0.100\n\
+         in-port 1 ip daddr 198.18.0.200 tcp dport 8080 dnat to 198.18.0.1:80\n\
+         in-port 1 ct status dnat accept\n",
+    )
+    .unwrap();
+    let cap = dir.path().join("nat.pcap");
+    write_pcap(
+        &cap,
+        &[
+            common::udp_pkt("198.18.0.1:5000", "198.19.0.1:53", b"query"),
+            common::udp_pkt("198.19.0.1:53", "198.18.0.100:5000", b"answer"),
+            common::tcp_pkt("198.19.0.9:40000", "198.18.0.200:8080", 1000, 0, 0x02, b""),
+            common::tcp_pkt("198.18.0.1:80", "198.19.0.9:40000", 7000, 1001, 0x12, b""),
+        ],
+    );
+    let (rules_arg, cap_arg) = (
+        format!("--rules={}", rules.display()),
+        cap.display().to_string(),
+    );
+    let (code, lines, err) = trace(&["--json", &rules_arg, "--inside=198.18.0.0/24", &cap_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    let nat: Vec<&str> = lines[..4]
+        .iter()
+        .map(|l| l["nat"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nat,
+        [
+            "udp src=198.18.0.100 dst=198.19.0.1 sport=5000 dport=53",
+            "udp src=198.19.0.1 dst=198.18.0.1 sport=53 dport=5000",
+            "tcp src=198.19.0.9 dst=198.18.0.1 sport=40000 dport=80",
+            "tcp src=198.18.0.200 dst=198.19.0.9 sport=8080 dport=40000",
+        ]
+    );
+    let states: Vec<&str> = lines[..4]
+        .iter()
+        .map(|l| l["ctinfo"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["NEW", "ESTABLISHED_REPLY", "NEW", "ESTABLISHED_REPLY"]
+    );
+    let o = Command::new(CTFWD)
+        .args([
+            "trace",
+            "--list",
+            &rules_arg,
+            "--inside=198.18.0.0/24",
+            &cap_arg,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("src=198.19.0.1 dst=198.18.0.100 sport=53 dport=5000"),
+        "{text}"
+    );
+    let (code, _, err) = trace(&["--rules=/nonexistent", &cap_arg]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--rules: /nonexistent"), "{err}");
+}

@@ -6,9 +6,10 @@ use std::io::{self, BufWriter, Write};
 
 use crate::capture::CaptureReader;
 use crate::conntrack::{
-    proto_name, Config, CtInfo, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment,
-    HelperConfig, Push, Shard, Verdict,
+    after_dnat, proto_name, Config, CtInfo, Defrag, DefragConfig, DefragStats, FragHeader,
+    HeldFragment, HelperConfig, Manip, Push, Shard, Verdict,
 };
+use crate::rules::{Prefix, RuleSet};
 use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
 
 /// Connections the trace's table holds (room for large captures).
@@ -18,8 +19,8 @@ const TRACE_MAX_DATAGRAMS: usize = 1 << 14;
 /// Slots the garbage collector looks at per packet.
 const GC_BUDGET: usize = 32;
 
-const USAGE: &str =
-    "usage: ctfwd trace [--json] [--checksum] [--liberal] [--no-loose] FILE.pcap|FILE.pcapng";
+const USAGE: &str = "usage: ctfwd trace [--json] [--checksum] [--liberal] [--no-loose] \
+     [--rules=FILE [--inside=PREFIX,...]] FILE.pcap|FILE.pcapng";
 
 struct TraceOptions {
     json: bool,
@@ -27,6 +28,20 @@ struct TraceOptions {
     list: bool,
     file: String,
     cfg: Config,
+    /// `--rules`: their NAT rules are applied.
+    rules: Option<RuleSet>,
+    /// `--inside`: a packet from these addresses came in on port 0, any
+    /// other on port 1 (for the rules' `in-port`).
+    inside: Vec<Prefix>,
+}
+
+impl TraceOptions {
+    /// The port a packet from `t`'s source would have arrived on.
+    fn in_port(&self, t: &crate::conntrack::Tuple) -> u16 {
+        let inside =
+            self.inside.is_empty() || self.inside.iter().any(|p| p.contains(t.l3(), &t.src));
+        u16::from(!inside)
+    }
 }
 
 fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
@@ -39,8 +54,23 @@ fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
     let mut json = false;
     let mut list = false;
     let mut file = None;
+    let mut rules = None;
+    let mut inside = Vec::new();
     for a in args {
         match a.as_str() {
+            r if r.starts_with("--rules=") => {
+                let path = &r["--rules=".len()..];
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("trace: --rules: {path}: {e}"))?;
+                rules = Some(
+                    RuleSet::parse(&text).map_err(|e| format!("trace: --rules: {path}: {e}"))?,
+                );
+            }
+            i if i.starts_with("--inside=") => {
+                for p in i["--inside=".len()..].split(',') {
+                    inside.push(Prefix::parse(p).map_err(|e| format!("trace: --inside: {e}"))?);
+                }
+            }
             "-h" | "--help" => return Ok(None),
             "--json" => json = true,
             "--list" => list = true,
@@ -64,6 +94,8 @@ fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
         list,
         file,
         cfg,
+        rules,
+        inside,
     }))
 }
 
@@ -83,7 +115,11 @@ pub fn run(args: &[String]) -> i32 {
                 --liberal and --no-loose set Linux's tcp_be_liberal and tcp_loose=0.\n\
                 --ct-helper=tftp:69,ftp:21,ftp:2121 says which helpers serve which ports\n\
                 (default tftp:69,ftp:21; none turns them off). --ct-ftp-loose accepts FTP\n\
-                announcements of a third address (FTP bounce), as Linux's loose=1."
+                announcements of a third address (FTP bounce), as Linux's loose=1.\n\
+                --rules=FILE applies the NAT rules of a firewall rules file (--rules of\n\
+                the forwarder) and prints each translated packet's new tuple after nat=;\n\
+                --inside=PREFIX,... says which sources came in on port 0 (the others on\n\
+                port 1; without it, all on port 0)."
             );
             return 0;
         }
@@ -171,7 +207,7 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
                     Push::Complete => {
                         let dg = defrag.datagram();
                         let mut line = match parse_ip(dg, dg.len(), false) {
-                            Ok(ip) => track(&mut shard, ip, index, now),
+                            Ok(ip) => track(&mut shard, opts, ip, index, now),
                             Err(e) => {
                                 shard.malformed();
                                 Line::bare(index, CtInfo::Invalid, e.reason())
@@ -182,7 +218,7 @@ fn trace(bytes: &[u8], opts: &TraceOptions, out: &mut impl Write) -> Result<(), 
                     }
                 }
             }
-            Ok(Frame::Ip(ip)) => track(&mut shard, ip, index, now),
+            Ok(Frame::Ip(ip)) => track(&mut shard, opts, ip, index, now),
         };
         line.write(out, opts.json)?;
     }
@@ -246,9 +282,9 @@ impl HeldFragment for TraceFragment<'_> {
     }
 }
 
-/// Runs one whole packet (or reassembled datagram) through ingress and
-/// egress.
-fn track(shard: &mut Shard, ip: IpPacket<'_>, index: usize, now: u64) -> Line {
+/// Runs one whole packet (or reassembled datagram) through ingress, the
+/// rules' NAT and egress.
+fn track(shard: &mut Shard, opts: &TraceOptions, ip: IpPacket<'_>, index: usize, now: u64) -> Line {
     let c = shard.classify(ip, 0);
     let t = c.tuple();
     // A packet rejected before lookup has no complete tuple.
@@ -265,6 +301,26 @@ fn track(shard: &mut Shard, ip: IpPacket<'_>, index: usize, now: u64) -> Line {
     };
     let mut v: Verdict = shard.ingress(&c, now);
     let mut reason = v.reason;
+    if let Some(rules) = &opts.rules {
+        let in_port = opts.in_port(c.tuple());
+        for manip in [Manip::Dst, Manip::Src] {
+            let seen = match v.conn.filter(|_| v.translated()) {
+                Some(r) => after_dnat(c.tuple(), shard.nat_target(r, v.dir())),
+                None => *c.tuple(),
+            };
+            let Some(m) = rules.nat(manip, in_port, &seen, v.ctinfo, v.status) else {
+                continue;
+            };
+            if shard.nat(&mut v, manip, m.range).is_err() {
+                if let Some(u) = v.unconfirmed.take() {
+                    shard.discard(u);
+                }
+                let mut line = Line::bare(index, CtInfo::Invalid, "nat-exhausted");
+                line.tuple = Some(tuple);
+                return line;
+            }
+        }
+    }
     // Egress: confirm, and let the connection's helper look.
     let conn = match shard.egress(&mut v, &c, now) {
         Ok(conn) => conn,
@@ -275,8 +331,14 @@ fn track(shard: &mut Shard, ip: IpPacket<'_>, index: usize, now: u64) -> Line {
         }
     };
     let master = conn.and_then(|r| shard.master(r)).map(|m| m.id);
+    let nat = conn
+        .filter(|_| !c.is_icmp_error())
+        .and_then(|r| shard.nat_target(r, v.dir()))
+        .filter(|to| to != c.tuple())
+        .map(|to| format!("{} {to}", proto_name(to.proto)));
     let c = conn.and_then(|r| shard.conn(r));
     Line {
+        nat,
         index,
         tuple: Some(tuple),
         ctinfo: v.ctinfo.name(),
@@ -301,6 +363,8 @@ struct Line {
     /// For the fragment that completed a datagram: the indices of all its
     /// fragments, in arrival order.
     fragments: Option<Vec<usize>>,
+    /// The tuple a translated packet leaves with.
+    nat: Option<String>,
 }
 
 impl Line {
@@ -314,6 +378,7 @@ impl Line {
             tcp_state: None,
             reason: Some(reason),
             fragments: None,
+            nat: None,
         }
     }
 
@@ -340,7 +405,7 @@ impl Line {
             };
             writeln!(
                 out,
-                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"master\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{}{fragments}}}",
+                "{{\"index\":{},\"ctinfo\":\"{}\",\"conn\":{},\"master\":{},\"tcp_state\":{},\"reason\":{},\"tuple\":{},\"nat\":{}{fragments}}}",
                 self.index,
                 self.ctinfo,
                 n(self.conn),
@@ -348,6 +413,7 @@ impl Line {
                 s(self.tcp_state),
                 s(self.reason),
                 s(self.tuple.as_deref()),
+                s(self.nat.as_deref()),
             )
         } else {
             write!(out, "{:>6} {:<18}", self.index, self.ctinfo)?;
@@ -362,6 +428,9 @@ impl Line {
             }
             if let Some(t) = &self.tuple {
                 write!(out, " {t}")?;
+            }
+            if let Some(n) = &self.nat {
+                write!(out, " nat={n}")?;
             }
             if let Some(r) = self.reason {
                 write!(out, " reason={r}")?;

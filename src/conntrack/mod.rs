@@ -66,7 +66,7 @@ pub use expect::{
 };
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
-pub use nat::{invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
+pub use nat::{after_dnat, invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};

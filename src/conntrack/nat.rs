@@ -145,6 +145,21 @@ pub fn rewrite(ip: &mut IpPacketMut<'_>, from: &Tuple, to: &Tuple) -> Result<(),
     Ok(())
 }
 
+/// A packet's tuple as the filter rules see it: after destination NAT and
+/// before source NAT (Linux rewrites destinations at PREROUTING and
+/// sources at POSTROUTING, either direction), given the tuple the packet
+/// leaves with (`Shard::nat_target`).
+pub fn after_dnat(t: &Tuple, target: Option<Tuple>) -> Tuple {
+    match target {
+        Some(to) => Tuple {
+            dst: to.dst,
+            dport: to.dport,
+            ..*t
+        },
+        None => *t,
+    }
+}
+
 /// An ICMP error about a translated connection, travelling in the
 /// direction whose tuple is `this` (`other` is the other direction's),
 /// as Linux's `nf_nat_icmp_reply_translation`: the quoted packet, which

@@ -27,7 +27,9 @@ use super::handoff::Handoff;
 use super::mbuf::Fate;
 use super::policy::{Action, DropReason, Policy};
 use super::worker::{CtCounters, FirewallSettings};
-use crate::conntrack::{Checked, Classified, CtInfo, Manip, RxChecksum, Shard, Tuple, Verdict};
+use crate::conntrack::{
+    after_dnat, Checked, Classified, CtInfo, Manip, RxChecksum, Shard, Tuple, Verdict,
+};
 use crate::wire::{parse_frame, ChecksumView, Fragment, Frame, IpPacket, LinkType};
 use dpdk_sys::consts::{
     RTE_MBUF_F_RX_IP_CKSUM_BAD, RTE_MBUF_F_RX_IP_CKSUM_GOOD, RTE_MBUF_F_RX_IP_CKSUM_MASK,
@@ -575,21 +577,6 @@ impl<P: Policy> Stages<P> {
             }
         }
         self.shard.reap_unconfirmed();
-    }
-}
-
-/// A packet's tuple as the filter sees it: after destination NAT and
-/// before source NAT (Linux rewrites destinations at PREROUTING, sources
-/// at POSTROUTING, either direction), given the tuple it leaves with.
-#[inline]
-fn after_dnat(t: &Tuple, target: Option<Tuple>) -> Tuple {
-    match target {
-        Some(to) => Tuple {
-            dst: to.dst,
-            dport: to.dport,
-            ..*t
-        },
-        None => *t,
     }
 }
 

@@ -58,14 +58,20 @@ impl RuleAction {
 
 /// An address prefix of one family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Prefix {
+pub struct Prefix {
     l3: L3,
     addr: u128,
     len: u8,
 }
 
 impl Prefix {
-    fn contains(&self, l3: L3, a: &Addr) -> bool {
+    /// `ADDR[/LEN]` of either family.
+    pub fn parse(v: &str) -> Result<Prefix, String> {
+        let l3 = if v.contains(':') { L3::V6 } else { L3::V4 };
+        parse_prefix(v, l3)
+    }
+
+    pub fn contains(&self, l3: L3, a: &Addr) -> bool {
         if self.l3 != l3 {
             return false;
         }
