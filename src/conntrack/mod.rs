@@ -445,11 +445,14 @@ impl Shard {
             ..
         } = self;
         let cur = invert(&table.get(slot).tuples[1]);
+        // `nf_nat_used_tuple`: in the table, or taken by another new
+        // connection of this burst (hashes compared before tuples).
         let used = |reply: &Tuple| {
-            table.lookup(reply, table.hash(reply)).is_some()
-                || unconfirmed
-                    .iter()
-                    .any(|&(s, _)| s != slot && table.get(s).tuples.contains(reply))
+            let h = table.hash(reply);
+            table.lookup(reply, h).is_some()
+                || unconfirmed.iter().any(|&(s, hashes)| {
+                    s != slot && hashes.contains(&h) && table.get(s).tuples.contains(reply)
+                })
         };
         let mut random = || {
             *rng ^= *rng << 13;

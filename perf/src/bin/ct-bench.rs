@@ -9,14 +9,16 @@
 //! hash (see `Tuple::hash`) and as many ordinary ones: the two must cost
 //! the same. The `expect` case opens new connections with and without
 //! 1,000 pending expectations, which every new connection looks through.
+//! The `nat` case opens new connections with and without source NAT to a
+//! range of 64 addresses (the mapping chosen and checked unique).
 //!
 //! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
-//!                 [--cases established,new,mixed,flood,expect]
+//!                 [--cases established,new,mixed,flood,expect,nat]
 
 use std::time::{Duration, Instant};
 
 use ctfwd::conntrack::{
-    Classified, Config, CtInfo, Expectation, Helper, MasterRef, Shard, Tuple, SEC,
+    Classified, Config, CtInfo, Expectation, Helper, Manip, MasterRef, NatRange, Shard, Tuple, SEC,
 };
 use ctfwd::dataplane::cpu::{advise_huge_pages, prefetch, tsc, tsc_hz};
 use ctfwd::synth::{frame, ip_packet, udp, xorshift, Tcp};
@@ -160,6 +162,18 @@ fn run(
     now: u64,
     pkts: &mut impl Iterator<Item = Pkt>,
 ) -> Run {
+    run_nat(shard, t, proto, now, pkts, None)
+}
+
+/// `run`, binding source NAT to `snat` on each new connection.
+fn run_nat(
+    shard: &mut Shard,
+    t: &Templates,
+    proto: Proto,
+    now: u64,
+    pkts: &mut impl Iterator<Item = Pkt>,
+    snat: Option<&NatRange>,
+) -> Run {
     let mut bufs = [[0u8; BUF]; BURST];
     let mut lens = [0usize; BURST];
     let mut r = Run {
@@ -192,6 +206,11 @@ fn run(
         for c in &classified {
             let mut v = shard.ingress(c, now);
             r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
+            if let Some(range) = snat {
+                if shard.nat(&mut v, Manip::Src, range).is_err() {
+                    r.invalid += 1;
+                }
+            }
             r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
             let _ = shard.egress(&mut v, c, now);
         }
@@ -250,7 +269,7 @@ fn report(name: &str, r: &Run, hz: u64) {
 fn main() {
     let mut conns = vec![1_000u32, 100_000, 1_000_000, 4_000_000];
     let mut packets: u64 = 20_000_000;
-    let mut cases = String::from("established,new,mixed,flood,expect");
+    let mut cases = String::from("established,new,mixed,flood,expect,nat");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -264,7 +283,7 @@ fn main() {
             "--packets" => packets = it.next().and_then(|v| v.parse().ok()).unwrap_or(packets),
             "--cases" => cases = it.next().cloned().unwrap_or_default(),
             _ => {
-                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect]");
+                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat]");
                 std::process::exit(2);
             }
         }
@@ -331,6 +350,56 @@ fn main() {
     if cases.contains("expect") {
         bench_expect(&t, packets, hz);
     }
+    if cases.contains("nat") {
+        bench_nat(&t, packets, hz);
+    }
+}
+
+/// New UDP connections without and with source NAT to 64 addresses
+/// (about a quarter of each address's ports in use by the end, so the
+/// client's port is mostly taken and searched past). Alternating rounds,
+/// best of three.
+fn bench_nat(t: &Templates, packets: u64, hz: u64) {
+    const ROUNDS: usize = 3;
+    let n_new = packets.min(1_000_000) as u32;
+    let range = NatRange {
+        min_addr: Addr::v4([198, 19, 255, 1]),
+        max_addr: Addr::v4([198, 19, 255, 64]),
+        ports: None,
+        persistent: false,
+        random: false,
+    };
+    let mut best: [Option<Run>; 2] = [None, None];
+    for _ in 0..ROUNDS {
+        for (k, snat) in [None, Some(&range)].into_iter().enumerate() {
+            let mut shard = Shard::new(Config {
+                max: n_new as usize,
+                advise_memory: Some(advise_huge_pages),
+                ..Config::default()
+            });
+            let mut stream = originals(n_new);
+            let r = run_nat(&mut shard, t, Proto::Udp, SETUP_TIME, &mut stream, snat);
+            assert_eq!((r.new, r.invalid), (u64::from(n_new), 0));
+            keep_best(&mut best[k], r);
+        }
+    }
+    let [Some(plain), Some(nat)] = best else {
+        unreachable!("every round runs both")
+    };
+    report(
+        &format!("new udp connections ({n_new}), no NAT"),
+        &plain,
+        hz,
+    );
+    report(
+        &format!("new udp connections ({n_new}), SNAT to 64 addresses"),
+        &nat,
+        hz,
+    );
+    println!(
+        "with/without source NAT (best of {ROUNDS}): {:.2}",
+        nat.cycles as f64 / plain.cycles as f64
+    );
 }
 
 /// New UDP connections with no expectation pending and with 1,000 (a
