@@ -385,6 +385,7 @@ fn track_one<P: Policy>(
 /// (of `wire_len` bytes in all, if given; a fragment's IP header is found
 /// by parsing); whether it could.
 fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
+    let from_chunk = wire_len.is_some();
     let (l3, wire_len) = match wire_len {
         Some(len) => (usize::from(rw.l3), len),
         None => match parse_frame(LinkType::Ethernet, data, data.len()) {
@@ -404,9 +405,19 @@ fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool
         return buf.len() >= wire_len - l3
             && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
     }
-    IpPacketMut::spread(buf, wire_len - l3)
-        .ok()
-        .is_some_and(|mut ip| rewrite(&mut ip, &rw.from, &rw.to).is_ok())
+    let ip = if from_chunk {
+        // Whole, and parsed by `classify`: its layout is known.
+        IpPacketMut::with_layout(buf, rw.from.l3(), rw.from.proto, usize::from(rw.l4))
+    } else {
+        IpPacketMut::spread(buf, wire_len - l3)
+    };
+    // A whole packet whose transport checksum is not in this segment
+    // cannot be changed and stay right; a later fragment has no transport
+    // header (its datagram's is in the first).
+    ip.ok().is_some_and(|mut ip| {
+        (ip.rewritable() || !from_chunk && !ip.carries_ports())
+            && rewrite(&mut ip, &rw.from, &rw.to).is_ok()
+    })
 }
 
 /// The fate of a packet that could not be parsed, counted.

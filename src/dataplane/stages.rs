@@ -57,6 +57,8 @@ pub struct Pkt {
     pub at: u16,
     /// Where its IP header starts in the first segment.
     pub l3: u16,
+    /// Where its transport header starts, from the IP header.
+    pub l4: u16,
     pub in_port: u16,
     /// `Pass` while the packet is live.
     pub fate: Fate,
@@ -102,6 +104,7 @@ impl<'a> Chunk<'a> {
         self.pkt.push(Pkt {
             at: at as u16,
             l3: l3 as u16,
+            l4: ip.l4_offset as u16,
             in_port,
             fate: Fate::Pass,
             spread,
@@ -148,6 +151,8 @@ pub enum Classify {
 pub struct Rewrite {
     pub at: u16,
     pub l3: u16,
+    /// The transport header's offset from the IP header's, as classified.
+    pub l4: u16,
     pub from: Tuple,
     pub to: Tuple,
     pub icmp_error: bool,
@@ -418,11 +423,12 @@ impl<P: Policy> Stages<P> {
             let Some(v) = self.verdicts[i].as_mut().filter(|_| p.live()) else {
                 continue;
             };
-            // An ICMP error's outer header is seen as it is.
-            let seen = match v
-                .conn
-                .filter(|_| v.translated() && !chunk.cl[i].is_icmp_error())
-            {
+            // An ICMP error's outer header is seen as it is, and the
+            // translated view is only made where filter rules will look.
+            let view = v.translated()
+                && !chunk.cl[i].is_icmp_error()
+                && self.policy.rules().is_some_and(|r| r.has_filter());
+            let seen = match v.conn.filter(|_| view) {
                 Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
                 None => *chunk.cl[i].tuple(),
             };
@@ -495,6 +501,7 @@ impl<P: Policy> Stages<P> {
                     self.rewrites.push(Rewrite {
                         at: p.at,
                         l3: p.l3,
+                        l4: p.l4,
                         from,
                         to,
                         icmp_error: true,
@@ -505,6 +512,7 @@ impl<P: Policy> Stages<P> {
                     self.rewrites.push(Rewrite {
                         at: p.at,
                         l3: p.l3,
+                        l4: p.l4,
                         from: *cl.tuple(),
                         to,
                         icmp_error: false,

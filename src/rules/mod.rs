@@ -156,6 +156,10 @@ pub struct RuleSet {
     /// The line each rule came from.
     lines: Vec<usize>,
     has_notrack: bool,
+    /// Whether any rule is `accept` or `drop` (else `verdict` has nothing
+    /// to look at: the common set of NAT rules alone costs nothing per
+    /// packet).
+    has_filter: bool,
     has_snat: bool,
     has_dnat: bool,
 }
@@ -200,11 +204,20 @@ impl RuleSet {
         ctinfo: CtInfo,
         status: Status,
     ) -> Option<RuleAction> {
+        if !self.has_filter {
+            return None;
+        }
         self.rules
             .iter()
             .filter(|r| r.action().filters())
             .find(|r| r.matches(in_port, t, Some(ctinfo), status))
             .map(Rule::action)
+    }
+
+    /// Whether any rule is `accept` or `drop`.
+    #[inline]
+    pub fn has_filter(&self) -> bool {
+        self.has_filter
     }
 
     /// Whether any rule is a NAT rule of kind `manip`.
@@ -303,6 +316,7 @@ impl RuleSet {
             }
             let rule = parse_rule(line).map_err(|e| format!("line {}: {e}", n + 1))?;
             set.has_notrack |= rule.action() == RuleAction::NoTrack;
+            set.has_filter |= rule.action().filters();
             set.has_snat |= rule.nat(Manip::Src).is_some();
             set.has_dnat |= rule.nat(Manip::Dst).is_some();
             set.rules.push(rule);

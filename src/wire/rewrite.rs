@@ -71,6 +71,49 @@ impl<'a> IpPacketMut<'a> {
         let (l3, proto, l4_offset) = (ip.l3, ip.proto, ip.l4_offset);
         let present = ip.l4.len();
         let has_l4 = ip.fragment != Fragment::Later;
+        Ok(IpPacketMut::with(
+            buf, l3, proto, l4_offset, present, has_l4,
+        ))
+    }
+
+    /// A view of a whole (unfragmented) IP packet whose headers were
+    /// parsed before, as `parse_ip` found them: family `l3`, transport
+    /// protocol `proto` at `l4_offset`. Only the lengths the setters need
+    /// are checked again; the IP length field bounds the transport bytes.
+    pub fn with_layout(
+        buf: &'a mut [u8],
+        l3: L3,
+        proto: u8,
+        l4_offset: usize,
+    ) -> Result<IpPacketMut<'a>, Error> {
+        let ip_len = match l3 {
+            L3::V4 if buf.len() >= 20 => usize::from(u16::from_be_bytes([buf[2], buf[3]])),
+            L3::V6 if buf.len() >= 40 => 40 + usize::from(u16::from_be_bytes([buf[4], buf[5]])),
+            L3::V4 => return Err(Error::TruncatedIp),
+            L3::V6 => return Err(Error::TruncatedIp),
+        };
+        let end = ip_len.min(buf.len());
+        if l4_offset > end {
+            return Err(Error::TruncatedIp);
+        }
+        Ok(IpPacketMut::with(
+            buf,
+            l3,
+            proto,
+            l4_offset,
+            end - l4_offset,
+            true,
+        ))
+    }
+
+    fn with(
+        buf: &'a mut [u8],
+        l3: L3,
+        proto: u8,
+        l4_offset: usize,
+        present: usize,
+        has_l4: bool,
+    ) -> IpPacketMut<'a> {
         // The fields a setter touches must be there: the ports (4 bytes)
         // or the ICMP identifier (bytes 4-5). The checksum field may be
         // missing where the transport header is cut short (the quoted
@@ -88,13 +131,23 @@ impl<'a> IpPacketMut<'a> {
             pseudo: proto != PROTO_ICMP,
             zero_is_none: proto == PROTO_UDP && l3 == L3::V4,
         });
-        Ok(IpPacketMut {
+        IpPacketMut {
             buf,
             l3,
             proto,
             l4,
             csum,
-        })
+        }
+    }
+
+    /// Whether every field NAT may change is here with the checksum that
+    /// covers it: for TCP, UDP and ICMP the transport header as far as its
+    /// checksum; for other protocols the IP header is enough.
+    pub fn rewritable(&self) -> bool {
+        match self.proto {
+            PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6 => self.csum.is_some(),
+            _ => true,
+        }
     }
 
     /// Whether the transport header is here to change (not a later

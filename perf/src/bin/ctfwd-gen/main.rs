@@ -3,11 +3,14 @@
 //!
 //! usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUTSIDE.pcap
 //!        ctfwd-gen --bulk N INSIDE.pcap OUTSIDE.pcap   (N flows, 64-byte frames)
+//!        ctfwd-gen --bulk N --snat-rules RULES INSIDE.pcap OUTSIDE.pcap
+//!                                    (the same through SNAT; see bulk_nat.rs)
 //!        ctfwd-gen --flood KIND [--established N] [--rounds N] [--per N] [--tail N]
 //!                  INSIDE.pcap OUTSIDE.pcap              (see flood.rs)
 //!        ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE
 //!                                                        (one endless stream; see churn.rs)
 
+mod bulk_nat;
 mod churn;
 mod flood;
 
@@ -19,7 +22,7 @@ use ctfwd::capture::PcapWriter;
 use ctfwd::synth::{bulk_flows, sample_conversations};
 
 const USAGE: &str = "usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUTSIDE.pcap
-       ctfwd-gen --bulk N INSIDE.pcap OUTSIDE.pcap
+       ctfwd-gen --bulk N [--snat-rules RULES] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --flood none|syn|udp|expect|frag [--established N] [--rounds N] [--per N]
                  [--tail N] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE";
@@ -45,6 +48,7 @@ fn main() {
         tail: 1000,
     };
     let mut lag = 2000u64;
+    let mut snat_rules: Option<String> = None;
     let mut seconds: Option<f64> = None;
     let mut files = Vec::new();
     let mut it = args.iter();
@@ -70,6 +74,7 @@ fn main() {
             "--per" => sc.per = num("--per", 1000) as u32,
             "--tail" => sc.tail = num("--tail", 1 << 20) as u32,
             "--lag" => lag = num("--lag", 1 << 30),
+            "--snat-rules" => snat_rules = Some(value("--snat-rules")),
             "--seconds" => {
                 seconds = Some(
                     value("--seconds")
@@ -138,8 +143,19 @@ fn main() {
                 fail("give two output files: INSIDE.pcap OUTSIDE.pcap");
             };
             let sample_flows = flows.map_or(16, |f| f.min(65535) as u16);
-            let (inside, outside) = match job {
-                Job::Bulk(n) => bulk_flows(n),
+            let (inside, outside) = match (&job, &snat_rules) {
+                (Job::Bulk(n), Some(path)) => {
+                    if *n > bulk_nat::MAX_FLOWS {
+                        fail(&format!(
+                            "--snat-rules takes at most {} flows",
+                            bulk_nat::MAX_FLOWS
+                        ));
+                    }
+                    let (a, b, rules) = bulk_nat::flows(*n);
+                    std::fs::write(path, rules).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+                    (a, b)
+                }
+                (Job::Bulk(n), None) => bulk_flows(*n),
                 _ => sample_conversations(sample_flows, requests),
             };
             for (path, frames) in [(inside_path, &inside), (outside_path, &outside)] {
