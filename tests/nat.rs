@@ -389,3 +389,53 @@ fn translated_replies_land_on_their_owner() {
     back.sort();
     assert_eq!(back, want);
 }
+
+/// A fragmented datagram of a translated connection: each fragment leaves
+/// with the translated addresses, the first with the translated port and
+/// the datagram's UDP checksum adjusted, as the fragments of the datagram
+/// built translated would be.
+#[test]
+fn fragments_of_a_translated_datagram_are_each_rewritten() {
+    use ctfwd::synth::{fragments, udp};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(
+        p("rules"),
+        "in-port 0 ip saddr 198.18.0.1 snat to 198.18.0.100\n",
+    )
+    .unwrap();
+    let payload: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+    let datagram = |src: &str| {
+        ip_packet(
+            src.parse().unwrap(),
+            "198.19.0.1".parse().unwrap(),
+            17,
+            &[],
+            &udp(5000, 53, &payload),
+        )
+    };
+    let pieces = |src: &str| -> Vec<Vec<u8>> {
+        fragments(&datagram(src), 77, 1000)
+            .iter()
+            .map(|f| frame(f, &[]))
+            .collect()
+    };
+    write_pcap(&p("inside.pcap"), &pieces("198.18.0.1"));
+    write_pcap(&p("outside.pcap"), &[]);
+    let vdevs = [
+        pcap_vdev(0, &[p("inside.pcap")], &[p("to-inside.pcap")]),
+        pcap_vdev(1, &[p("outside.pcap")], &[p("to-outside.pcap")]),
+    ];
+    let rules = format!("--rules={}", p("rules").display());
+    let o = run(
+        &eal_args("nat-frag", "0@0,1@1", &vdevs),
+        &["--forward-mode=firewall", "--idle-exit=0.5", &rules],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(
+        read_pcap(&p("to-outside.pcap")),
+        pieces("198.18.0.100"),
+        "{out}"
+    );
+}

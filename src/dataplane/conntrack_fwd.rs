@@ -265,16 +265,18 @@ impl<P: Policy> Core<P> {
     /// in place and is dropped, counted as `nat`.
     #[cold]
     fn apply_rewrites(&mut self, burst: &mut Burst) {
-        let rewrites = std::mem::take(&mut self.stages.rewrites);
-        for rw in &rewrites {
+        // By index: moving the list out would copy all of it.
+        for k in 0..self.stages.rewrites.len() {
+            let rw = self.stages.rewrites[k];
             let at = usize::from(rw.at);
             let mut p = burst.packet_mut(at);
             let wire_len = p.pkt_len();
-            if !rewrite_frame(p.data_mut(), Some(wire_len), rw) {
+            if !rewrite_frame(p.data_mut(), Some(wire_len), &rw) {
                 self.fates[at] = Fate::Drop;
                 self.stages.count_drop(DropReason::Nat);
             }
         }
+        self.stages.rewrites.clear();
     }
 
     /// `tx`, the usual case: nothing was released, so the burst keeps its

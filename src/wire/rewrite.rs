@@ -10,16 +10,35 @@ use super::Error;
 /// RFC 1624, eqn. 3: the checksum `hc` of data in which the 16-bit words
 /// `old` became `new` (equal, even lengths): HC' = ~(~HC + ~m + m').
 pub fn checksum_adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
+    apply_delta(hc, checksum_delta(old, new))
+}
+
+/// What RFC 1624's eqn. 3 adds to ~HC for a change of `old` to `new`:
+/// ~m + m' over their 16-bit words, folded to 16 bits. Computed once, it
+/// serves every checksum that covers the change.
+#[inline]
+fn checksum_delta(old: &[u8], new: &[u8]) -> u32 {
     debug_assert_eq!(old.len(), new.len());
-    let mut acc = u32::from(!hc);
+    let mut acc = 0u32;
     for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
         acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
         acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
     }
+    fold(acc)
+}
+
+/// HC' = ~(~HC + delta).
+#[inline]
+fn apply_delta(hc: u16, delta: u32) -> u16 {
+    !(fold(u32::from(!hc) + delta) as u16)
+}
+
+#[inline]
+fn fold(mut acc: u32) -> u32 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    !(acc as u16)
+    acc
 }
 
 /// Which checksum covers the transport header, and whether it covers the
@@ -166,8 +185,12 @@ impl<'a> IpPacketMut<'a> {
 
     /// Adjusts the IPv4 header checksum for a change of its bytes.
     fn adjust_header(&mut self, old: &[u8], new: &[u8]) {
+        self.adjust_header_by(checksum_delta(old, new));
+    }
+
+    fn adjust_header_by(&mut self, delta: u32) {
         if self.l3 == L3::V4 {
-            let c = checksum_adjust(self.word(10), old, new);
+            let c = apply_delta(self.word(10), delta);
             self.set_word(10, c);
         }
     }
@@ -175,6 +198,10 @@ impl<'a> IpPacketMut<'a> {
     /// Adjusts the transport checksum for a change of covered bytes
     /// (`pseudo`: the bytes are the pseudo-header's addresses).
     fn adjust_l4(&mut self, old: &[u8], new: &[u8], pseudo: bool) {
+        self.adjust_l4_by(checksum_delta(old, new), pseudo);
+    }
+
+    fn adjust_l4_by(&mut self, delta: u32, pseudo: bool) {
         let Some(c) = self.csum else { return };
         if pseudo && !c.pseudo {
             return;
@@ -183,7 +210,7 @@ impl<'a> IpPacketMut<'a> {
         if hc == 0 && c.zero_is_none {
             return;
         }
-        let mut v = checksum_adjust(hc, old, new);
+        let mut v = apply_delta(hc, delta);
         if v == 0 && self.proto == PROTO_UDP {
             v = 0xffff; // RFC 768: zero would mean "no checksum"
         }
@@ -207,12 +234,12 @@ impl<'a> IpPacketMut<'a> {
             L3::V4 => &octets[12..],
             L3::V6 => &octets,
         };
-        let mut old = [0u8; 16];
-        let old = &mut old[..r.len()];
-        old.copy_from_slice(&self.buf[r.clone()]);
+        // The IPv4 header checksum and the pseudo-header's both cover the
+        // address: one delta serves both.
+        let delta = checksum_delta(&self.buf[r.clone()], new);
         self.buf[r].copy_from_slice(new);
-        self.adjust_header(old, new);
-        self.adjust_l4(old, new, true);
+        self.adjust_header_by(delta);
+        self.adjust_l4_by(delta, true);
     }
 
     /// Computes the IPv4 header checksum and the transport checksum from
