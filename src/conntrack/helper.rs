@@ -379,12 +379,15 @@ impl super::Shard {
             return;
         };
         let Some(helper) = aux.helper else { return };
-        let conn = self.table.get(r.slot);
+        let conn = *self.table.get(r.slot);
         let dir = match ctinfo {
             CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
             _ => Dir::Original,
         };
         let [orig, reply] = conn.tuples;
+        // The port the announcing side meant, which a translated data
+        // connection is sent back to.
+        let mut saved_port = 0;
         let expected = match (helper, &c.l4) {
             // The server answers from a port of its choosing: expect
             // server -> client:port from any source port.
@@ -410,14 +413,36 @@ impl super::Shard {
                         None
                     }
                     // The peer of the announcing side connects to the
-                    // announced address and port, from any port.
-                    FtpOutcome::Expect { addr, port } => Some(Tuple {
-                        src: peer.src,
-                        dst: addr,
-                        sport: 0,
-                        dport: port,
-                        ..orig
-                    }),
+                    // announced address and port, from any port; through
+                    // NAT, to what the peer sees of them.
+                    FtpOutcome::Expect { addr, port } => {
+                        match ftp_nat(&conn, dir, addr, port, self.steering.is_some(), &fseg) {
+                            Ok(None) => Some((addr, port, port)),
+                            Ok(Some((seen, seen_port, edit))) => {
+                                let growth = edit.growth();
+                                if growth != 0 {
+                                    aux.seqadj[dir.index()].set(seg.hdr.seq, growth);
+                                    self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
+                                }
+                                self.edit = Some(edit);
+                                Some((seen, seen_port, port))
+                            }
+                            Err(()) => {
+                                self.stats.helper_refused += 1;
+                                None
+                            }
+                        }
+                        .map(|(addr, seen_port, announced)| {
+                            saved_port = announced;
+                            Tuple {
+                                src: peer.src,
+                                dst: addr,
+                                sport: 0,
+                                dport: seen_port,
+                                ..orig
+                            }
+                        })
+                    }
                 }
             }
             _ => None,
@@ -434,7 +459,7 @@ impl super::Shard {
                 dst: announcer.src,
                 dport: Some(match helper {
                     Helper::Tftp => announcer.sport,
-                    Helper::Ftp => tuple.dport,
+                    Helper::Ftp => saved_port,
                 }),
             });
             let e = Expectation {
@@ -452,6 +477,46 @@ impl super::Shard {
             // A full set is counted there (expect_full); the packet passes.
             let _ = self.expect(e, helper.max_expected());
         }
+    }
+}
+
+/// What NAT makes of an FTP announcement (`nf_nat_ftp`) on a translated
+/// control connection: the address and port the peer must be told, and
+/// the payload change that tells it; `None` if the connection is not
+/// translated or the text stays the same; an error if the announcement
+/// cannot be found again to rewrite.
+///
+/// The peer sees the announcing side at `tuples[!dir].dst`. The port: the
+/// announced one, as Linux starts from (it then moves on only when
+/// another expectation holds it); with several workers, the announced
+/// port XORed with the difference between the control connection's own
+/// port and the port the peer sees, so that, the Toeplitz hash being
+/// linear, the data connection's two sides land on one worker as the
+/// control connection's do.
+fn ftp_nat(
+    conn: &super::Conn,
+    dir: Dir,
+    addr: Addr,
+    port: u16,
+    steered: bool,
+    seg: &FtpSegment<'_>,
+) -> Result<Option<(Addr, u16, super::PayloadEdit)>, ()> {
+    if conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
+        return Ok(None);
+    }
+    let (mine, theirs) = (conn.tuples[dir.index()], conn.tuples[dir.other().index()]);
+    let seen = theirs.dst;
+    let delta = mine.sport ^ theirs.dport;
+    let seen_port = match port ^ delta {
+        p if steered && p != 0 => p,
+        _ => port,
+    };
+    if seen == addr && seen_port == port {
+        return Ok(None);
+    }
+    match super::ftp_nat::rewrite_announcement(seg.payload, seg.dir, seen, seg.l3, seen_port) {
+        Some(edit) => Ok(Some((seen, seen_port, edit))),
+        None => Err(()),
     }
 }
 

@@ -37,10 +37,12 @@ mod classify;
 mod conn;
 mod defrag;
 mod expect;
+mod ftp_nat;
 mod helper;
 mod icmp;
 mod nat;
 mod selfcheck;
+mod seqadj;
 pub mod steering;
 mod table;
 mod tcp;
@@ -64,10 +66,12 @@ use expect::Ledger;
 pub use expect::{
     ExpectFull, ExpectStats, Expectation, Expectations, FollowNat, MasterRef, MAX_PER_MASTER,
 };
+pub use ftp_nat::PayloadEdit;
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use nat::{after_dnat, invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
+pub use seqadj::SeqAdj;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
@@ -348,6 +352,9 @@ struct Aux {
     helper: Option<Helper>,
     master: Option<MasterRef>,
     ftp: FtpState,
+    /// Sequence adjustment per direction, once NAT changed a segment's
+    /// length (SEQ_ADJUST).
+    seqadj: [SeqAdj; 2],
 }
 
 /// The connection tracker of one worker.
@@ -376,6 +383,9 @@ pub struct Shard {
     nat_key: HashKey,
     /// NAT's random port offsets (xorshift64).
     rng: u64,
+    /// A payload change the FTP helper made of the packet egress just saw
+    /// (NAT rewriting an announcement), for the data plane to apply.
+    edit: Option<PayloadEdit>,
 }
 
 impl Shard {
@@ -405,7 +415,26 @@ impl Shard {
             steering: None,
             nat_key: HashKey::random(),
             rng: std::collections::hash_map::RandomState::new().hash_one(id) | 1,
+            edit: None,
         }
+    }
+
+    /// The payload change the helper made of the last packet egress saw
+    /// (an FTP announcement rewritten for NAT): the caller applies it to
+    /// the packet, after the address and sequence rewrites.
+    pub fn take_edit(&mut self) -> Option<PayloadEdit> {
+        self.edit.take()
+    }
+
+    /// A connection's sequence adjustment, by direction, once NAT changed
+    /// the length of one of its segments.
+    #[inline]
+    pub fn seqadj(&self, r: ConnRef) -> Option<[SeqAdj; 2]> {
+        let c = self.table.get(r.slot);
+        if c.id != r.id || !c.status.has(Status::SEQ_ADJUST) {
+            return None;
+        }
+        self.aux.get(r.slot.0 as usize).map(|a| a.seqadj)
     }
 
     /// Tells the shard which tuples land on its worker (several workers).
@@ -819,7 +848,16 @@ impl Shard {
         let timeout = match (&mut conn.proto, l4) {
             (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
                 let assured = conn.status.has(Status::ASSURED);
-                match tcp.packet(dir, seg, seen_reply, assured, &cfg.tcp) {
+                // The peer acknowledges data NAT shifted: its ACK is
+                // taken back to the sender's numbers (`tcp_in_window`'s
+                // receiver_offset).
+                let ack_offset = match self.aux.get(slot.0 as usize) {
+                    Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
+                        a.seqadj[dir.other().index()].offset(seg.hdr.ack.wrapping_sub(1))
+                    }
+                    _ => 0,
+                };
+                match tcp.packet(dir, seg, seen_reply, assured, ack_offset, &cfg.tcp) {
                     TcpVerdict::Accept { timeout, assured } => {
                         if assured {
                             conn.status.set(Status::ASSURED);

@@ -363,13 +363,16 @@ impl TcpConn {
     }
 
     /// `nf_conntrack_tcp_packet`: tracks one segment of this connection.
-    /// `seen_reply` and `assured` are the connection's status bits.
+    /// `seen_reply` and `assured` are the connection's status bits;
+    /// `ack_offset` is how far NAT shifted the data the segment
+    /// acknowledges (0 unless a helper changed a segment's length).
     pub fn packet(
         &mut self,
         dir: Dir,
         seg: &Segment<'_>,
         seen_reply: bool,
         assured: bool,
+        ack_offset: i32,
         cfg: &TcpConfig,
     ) -> TcpVerdict {
         let t = &cfg.timeouts;
@@ -463,7 +466,7 @@ impl TcpConn {
             }
         }
         if check_window {
-            match self.in_window(dir, index, seg, cfg.be_liberal) {
+            match self.in_window(dir, index, seg, ack_offset, cfg.be_liberal) {
                 Window::Accept => {}
                 Window::Ignore => return TcpVerdict::Ignore,
                 Window::Invalid(reason) => {
@@ -629,7 +632,14 @@ impl TcpConn {
 
     /// `tcp_in_window`: checks the segment against what each end has
     /// announced, and learns from it.
-    fn in_window(&mut self, dir: Dir, index: FlagSet, seg: &Segment<'_>, liberal: bool) -> Window {
+    fn in_window(
+        &mut self,
+        dir: Dir,
+        index: FlagSet,
+        seg: &Segment<'_>,
+        ack_offset: i32,
+        liberal: bool,
+    ) -> Window {
         let d = dir.index();
         let state = self.state;
         let h = &seg.hdr;
@@ -649,6 +659,8 @@ impl TcpConn {
         if receiver.flags & SACK_PERM != 0 {
             sack = highest_sack(h, sack);
         }
+        ack = ack.wrapping_sub(ack_offset as u32);
+        sack = sack.wrapping_sub(ack_offset as u32);
 
         if sender.td_maxwin == 0 {
             if h.has(TCP_SYN) {

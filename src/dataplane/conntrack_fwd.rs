@@ -28,11 +28,11 @@ use super::fwd::ForwardEngine;
 use super::handoff::{Handoff, Router};
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
-use super::stages::Rewrite;
+use super::rewrite::{apply_edit, rewrite_frame};
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream, TableDump};
-use crate::conntrack::{rewrite, rewrite_icmp_error, Defrag, FragHeader, Push, Shard};
-use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, IpPacketMut, LinkType};
+use crate::conntrack::{Defrag, FragHeader, Push, Shard};
+use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
 
 /// Table slots the expiry walk looks at per poll.
 const GC_BUDGET: usize = 32;
@@ -205,12 +205,17 @@ impl<P: Policy> Core<P> {
                 self.released_mbufs.extend(self.defrag.take_fragments());
                 if let Some(rw) = rw {
                     // Every fragment carries the addresses; the first the
-                    // ports and the datagram's transport checksum.
+                    // ports and the datagram's transport checksum. (An FTP
+                    // command in fragments, which the helper would have
+                    // rewritten, is not forwarded: its fragments cannot
+                    // change length.)
+                    let edited = !self.stages.edits.is_empty();
                     for m in &mut self.released_mbufs[start..] {
-                        if !rewrite_frame(m.data_mut(), None, &rw) {
+                        if edited || !rewrite_frame(m.data_mut(), None, &rw) {
                             self.stages.count_drop(DropReason::Nat);
                         }
                     }
+                    self.stages.edits.clear();
                 }
                 self.released.push(Released {
                     at,
@@ -271,12 +276,19 @@ impl<P: Policy> Core<P> {
             let at = usize::from(rw.at);
             let mut p = burst.packet_mut(at);
             let wire_len = p.pkt_len();
-            if !rewrite_frame(p.data_mut(), Some(wire_len), &rw) {
+            let mut ok = rewrite_frame(p.data_mut(), Some(wire_len), &rw);
+            // An FTP announcement the helper rewrote, last: it may change
+            // the packet's length, and its checksums are computed afresh.
+            if let Some((_, edit)) = self.stages.edits.iter().find(|(a, _)| *a == rw.at) {
+                ok &= apply_edit(&mut p, usize::from(rw.l3), edit);
+            }
+            if !ok {
                 self.fates[at] = Fate::Drop;
                 self.stages.count_drop(DropReason::Nat);
             }
         }
         self.stages.rewrites.clear();
+        self.stages.edits.clear();
     }
 
     /// `tx`, the usual case: nothing was released, so the burst keeps its
@@ -381,45 +393,6 @@ fn track_one<P: Policy>(
     }
     stages.track(&mut one, now);
     one.pkt[0].fate
-}
-
-/// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
-/// (of `wire_len` bytes in all, if given; a fragment's IP header is found
-/// by parsing); whether it could.
-fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
-    let from_chunk = wire_len.is_some();
-    let (l3, wire_len) = match wire_len {
-        Some(len) => (usize::from(rw.l3), len),
-        None => match parse_frame(LinkType::Ethernet, data, data.len()) {
-            Ok(Frame::Ip(ip)) => (
-                ip.header.as_ptr() as usize - data.as_ptr() as usize,
-                data.len(),
-            ),
-            _ => return false,
-        },
-    };
-    let Some(buf) = data.get_mut(l3..) else {
-        return false;
-    };
-    if rw.icmp_error {
-        // The quoted packet is rewritten and the message's checksum
-        // computed afresh: all of it must be in this segment.
-        return buf.len() >= wire_len - l3
-            && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
-    }
-    let ip = if from_chunk {
-        // Whole, and parsed by `classify`: its layout is known.
-        IpPacketMut::with_layout(buf, rw.from.l3(), rw.from.proto, usize::from(rw.l4))
-    } else {
-        IpPacketMut::spread(buf, wire_len - l3)
-    };
-    // A whole packet whose transport checksum is not in this segment
-    // cannot be changed and stay right; a later fragment has no transport
-    // header (its datagram's is in the first).
-    ip.ok().is_some_and(|mut ip| {
-        (ip.rewritable() || !from_chunk && !ip.carries_ports())
-            && rewrite(&mut ip, &rw.from, &rw.to).is_ok()
-    })
 }
 
 /// The fate of a packet that could not be parsed, counted.

@@ -461,6 +461,29 @@ impl PacketMut<'_> {
         unsafe { first_segment_mut(self.mbuf) }
     }
 
+    /// Makes a one-segment packet `len` bytes long, within its buffer
+    /// (`rte_pktmbuf_append` or `_trim`); whether it could (a packet in
+    /// several segments, or without the tailroom, cannot).
+    pub fn resize(&mut self, len: usize) -> bool {
+        // SAFETY: the mbuf is owned by the borrowed burst; reading its
+        // header fields is sound.
+        let (segs, off, room) = unsafe {
+            let m = &*self.mbuf;
+            (m.nb_segs, usize::from(m.data_off), usize::from(m.buf_len))
+        };
+        if segs != 1 || off + len > room || len > usize::from(u16::MAX) {
+            return false;
+        }
+        // SAFETY: as above, and borrowed mutably: one segment whose data
+        // stays within its buffer (checked above), so data_len and
+        // pkt_len may both be `len`.
+        unsafe {
+            (*self.mbuf).data_len = len as u16;
+            (*self.mbuf).pkt_len = len as u32;
+        }
+        true
+    }
+
     /// The whole packet's length, all segments (`pkt_len`).
     #[inline]
     pub fn pkt_len(&self) -> usize {

@@ -16,6 +16,7 @@ mod mbuf;
 mod mempool;
 mod policy;
 mod port;
+mod rewrite;
 mod ring;
 mod rss;
 mod sharding;

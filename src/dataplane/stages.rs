@@ -28,7 +28,8 @@ use super::mbuf::Fate;
 use super::policy::{Action, DropReason, Policy};
 use super::worker::{CtCounters, FirewallSettings};
 use crate::conntrack::{
-    after_dnat, Checked, Classified, CtInfo, Manip, RxChecksum, Shard, Tuple, Verdict,
+    after_dnat, Checked, Classified, CtInfo, Dir, Manip, PayloadEdit, RxChecksum, SeqAdj, Shard,
+    Tuple, Verdict,
 };
 use crate::wire::{parse_frame, ChecksumView, Fragment, Frame, IpPacket, LinkType};
 use dpdk_sys::consts::{
@@ -156,6 +157,9 @@ pub struct Rewrite {
     pub from: Tuple,
     pub to: Tuple,
     pub icmp_error: bool,
+    /// The packet's direction and its connection's sequence adjustment,
+    /// where NAT changed the length of one of its segments.
+    pub seqadj: Option<(Dir, [SeqAdj; 2])>,
 }
 
 /// A worker's tracker and policy, and its counts until they are published.
@@ -175,6 +179,8 @@ pub struct Stages<P: Policy> {
     nat_exhausted: Vec<u64>,
     /// What `rewrite` decided for the chunk at hand, for the engine.
     pub rewrites: ArrayVec<Rewrite, CHUNK>,
+    /// Payload changes the FTP helper made for NAT, by burst index.
+    pub edits: ArrayVec<(u16, PayloadEdit), CHUNK>,
 }
 
 /// The NIC's checksum verdicts from an mbuf's offload flags. Each of the
@@ -223,6 +229,7 @@ impl<P: Policy> Stages<P> {
             nat,
             nat_exhausted,
             rewrites: ArrayVec::new(),
+            edits: ArrayVec::new(),
         }
     }
 
@@ -505,10 +512,12 @@ impl<P: Policy> Stages<P> {
                         from,
                         to,
                         icmp_error: true,
+                        seqadj: None,
                     });
                 }
             } else if let Some(to) = self.shard.nat_target(r, v.dir()) {
-                if to != *cl.tuple() {
+                let seqadj = self.shard.seqadj(r).map(|a| (v.dir(), a));
+                if to != *cl.tuple() || seqadj.is_some() {
                     self.rewrites.push(Rewrite {
                         at: p.at,
                         l3: p.l3,
@@ -516,6 +525,7 @@ impl<P: Policy> Stages<P> {
                         from: *cl.tuple(),
                         to,
                         icmp_error: false,
+                        seqadj,
                     });
                 }
             }
@@ -537,6 +547,11 @@ impl<P: Policy> Stages<P> {
                 p.fate = Fate::Drop;
                 self.drops[DropReason::Invalid as usize] += 1;
             }
+            if v.helped() {
+                if let Some(e) = self.shard.take_edit() {
+                    self.edits.push((p.at, e));
+                }
+            }
         }
     }
 
@@ -546,6 +561,7 @@ impl<P: Policy> Stages<P> {
     pub fn track(&mut self, chunk: &mut Chunk<'_>, now: u64) {
         self.ct_prepare(chunk);
         self.rewrites.clear();
+        self.edits.clear();
         let mut done = 0;
         while done < chunk.len() {
             let end = self.ct_in(chunk, done, now);

@@ -280,6 +280,78 @@ impl<'a> IpPacketMut<'a> {
         Ok(())
     }
 
+    fn word32(&self, at: usize) -> u32 {
+        u32::from_be_bytes(self.buf[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    /// Sets a 32-bit transport field at `at` (from the IP header).
+    fn set_l4_word32(&mut self, at: usize, v: u32) {
+        let old = self.word32(at).to_be_bytes();
+        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        self.adjust_l4(&old, &v.to_be_bytes(), false);
+    }
+
+    /// Where a whole TCP header is: its offset and length.
+    fn tcp_header(&self) -> Option<(usize, usize)> {
+        let l4 = self
+            .l4
+            .filter(|_| self.proto == PROTO_TCP && self.csum.is_some())?;
+        let hl = usize::from(self.buf.get(l4 + 12)? >> 4) * 4;
+        (hl >= 20 && l4 + hl <= self.buf.len()).then_some((l4, hl))
+    }
+
+    /// Where a TCP segment's payload starts, from the IP header.
+    pub fn tcp_payload_offset(&self) -> Option<usize> {
+        self.tcp_header().map(|(l4, hl)| l4 + hl)
+    }
+
+    /// A TCP segment's sequence and acknowledgement numbers.
+    pub fn tcp_seq_ack(&self) -> Option<(u32, u32)> {
+        let (l4, _) = self.tcp_header()?;
+        Some((self.word32(l4 + 4), self.word32(l4 + 8)))
+    }
+
+    /// Sets a TCP segment's sequence and acknowledgement numbers and maps
+    /// the edges of its SACK blocks through `sack` (sequence adjustment
+    /// after NAT changed a segment's length), the checksum kept right.
+    pub fn shift_tcp(
+        &mut self,
+        seq: u32,
+        ack: u32,
+        sack: impl Fn(u32) -> u32,
+    ) -> Result<(), Error> {
+        let (l4, hl) = self.tcp_header().ok_or(Error::TruncatedTcp)?;
+        self.set_l4_word32(l4 + 4, seq);
+        self.set_l4_word32(l4 + 8, ack);
+        // Options: End (0), No-Op (1), else kind, length, data.
+        let mut at = l4 + 20;
+        while at < l4 + hl {
+            let kind = self.buf[at];
+            if kind == 0 {
+                break;
+            }
+            if kind == 1 {
+                at += 1;
+                continue;
+            }
+            let Some(&len) = self.buf.get(at + 1) else {
+                break;
+            };
+            let len = usize::from(len);
+            if len < 2 || at + len > l4 + hl {
+                break;
+            }
+            if kind == 5 && (len - 2) % 8 == 0 {
+                for edge in (at + 2..at + len).step_by(4) {
+                    let v = sack(self.word32(edge));
+                    self.set_l4_word32(edge, v);
+                }
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
     fn ports(&self) -> Result<(), Error> {
         match self.proto {
             PROTO_TCP | PROTO_UDP => Ok(()),
@@ -423,5 +495,42 @@ mod tests {
         m.set_src(Addr::v4([198, 18, 0, 7]));
         let ip = parse_ip(&f, f.len(), false).unwrap();
         assert!(ip_header_ok(&ip));
+    }
+
+    /// Sequence, acknowledgement and SACK edges shifted in place equal the
+    /// segment built with the shifted numbers, checksum included.
+    #[test]
+    fn shifting_a_segment_equals_building_it_shifted() {
+        let sack = |a: u32, b: u32, c: u32, d: u32| {
+            let mut o = vec![1, 1, 5, 18];
+            for v in [a, b, c, d] {
+                o.extend_from_slice(&v.to_be_bytes());
+            }
+            o
+        };
+        let seg = |seq: u32, ack: u32, opts: &[u8]| {
+            let t = Tcp {
+                sport: 21,
+                dport: 40000,
+                seq,
+                ack,
+                flags: 0x10,
+                window: 1000,
+                options: opts,
+            };
+            ip_packet(
+                "198.19.0.1".parse().unwrap(),
+                "198.18.0.100".parse().unwrap(),
+                6,
+                &[],
+                &t.bytes(b"data"),
+            )
+        };
+        let mut p = seg(5000, u32::MAX - 1, &sack(100, 200, u32::MAX, 7));
+        let mut ip = IpPacketMut::new(&mut p).unwrap();
+        assert_eq!(ip.tcp_seq_ack(), Some((5000, u32::MAX - 1)));
+        ip.shift_tcp(5002, 1, |e| e.wrapping_sub(2)).unwrap();
+        assert_eq!(p, seg(5002, 1, &sack(98, 198, u32::MAX - 2, 5)));
+        assert!(sums_ok(&p));
     }
 }

@@ -65,6 +65,7 @@ nat_round() {
   check "ping through SNAT (echo identifier translated)$tag" in_ns ping -c 2 -W 2 198.18.0.2
   check "TFTP through SNAT: the transfer follows its master's translation$tag" tftp_get
   check "FTP passive through SNAT$tag" ftp_passive
+  check "FTP active through SNAT: PORT rewritten, sequences adjusted$tag" ftp_active
   check "iperf3 through SNAT$tag" in_ns iperf3 -c 198.18.0.2 -p 5201 -t 2 -J --logfile "$work/iperf-$workers.json"
   python3 -c "import json, sys; r = json.load(open(sys.argv[1])); \
 print('       iperf3 through SNAT: %.2f Gbit/s received' % (r['end']['sum_received']['bits_per_second'] / 1e9))" \
@@ -77,6 +78,7 @@ print('       iperf3 through SNAT: %.2f Gbit/s received' % (r['end']['sum_receiv
   check "ctfwd exits 0 with every mbuf back$tag" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$out'"
   check "conntrack -L shows translated reply tuples$tag" grep -q 'dst=198.18.0.100 sport=' "$out"
   check "no NAT range ran out$tag" grep -q 'NAT rules: line 1 exhausted=0, line 2 exhausted=0' "$out"
+  check "nothing was dropped for NAT$tag" grep -Eq 'dropped: .* nat=0' "$out"
   if [ "$failed" -gt 0 ]; then
     echo "--- ctfwd output$tag"; cat "$out"
   fi

@@ -495,3 +495,141 @@ fn ipv6_snat_binds_and_rewrites() {
     rewrite(&mut ip, &tuple_of(&req), &to).unwrap();
     assert_eq!(out, want);
 }
+
+/// Active FTP through SNAT (`nf_nat_ftp` with `nf_conntrack_seqadj`): the
+/// PORT command is rewritten to the translated address, two bytes longer;
+/// the server's acknowledgements of the longer stream are tracked, later
+/// segments are shifted and acknowledgements shifted back, and the
+/// server's data connection reaches the client's announced port.
+#[test]
+fn active_ftp_through_snat_rewrites_port_and_adjusts_sequences() {
+    let (c, s) = ("198.18.0.1:40000", "198.19.0.1:21");
+    let mut h = Harness::new();
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let syn = tcp_frame(c, s, 1000, 0, TCP_SYN, b"");
+    let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
+    let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
+    h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+    h.feed(&tcp_frame(c, s, 1001, 5001, TCP_ACK, b""));
+    h.feed(&tcp_frame(
+        s,
+        &nat,
+        5001,
+        1001,
+        TCP_ACK | TCP_PSH,
+        b"220 ok\r\n",
+    ));
+    h.feed(&tcp_frame(
+        c,
+        s,
+        1001,
+        5009,
+        TCP_ACK | TCP_PSH,
+        b"USER a\r\n",
+    ));
+    h.feed(&tcp_frame(s, &nat, 5009, 1009, TCP_ACK, b""));
+    assert_eq!(h.shard.take_edit(), None);
+    let port = h.feed(&tcp_frame(
+        c,
+        s,
+        1009,
+        5009,
+        TCP_ACK | TCP_PSH,
+        b"PORT 198,18,0,1,4,1\r\n",
+    ));
+    assert_eq!(port.ctinfo, CtInfo::Established);
+    let edit = h.shard.take_edit().expect("the PORT command is rewritten");
+    assert_eq!(
+        (edit.at, edit.len, &edit.text[..]),
+        (5, 14, &b"198,18,0,100,4,1"[..])
+    );
+    let r0 = port.conn.unwrap();
+    let [out, back] = h.shard.seqadj(r0).expect("SEQ_ADJUST");
+    // The server saw the command 2 bytes longer and acknowledges 1032.
+    let ack = h.feed(&tcp_frame(s, &nat, 5009, 1032, TCP_ACK, b""));
+    assert_eq!((ack.ctinfo, ack.reason), (CtInfo::EstablishedReply, None));
+    assert_eq!(out.unshift_ack(1032), 1030, "the client is told 1030");
+    let list = h.feed(&tcp_frame(c, s, 1030, 5009, TCP_ACK | TCP_PSH, b"LIST\r\n"));
+    assert_eq!((list.ctinfo, list.reason), (CtInfo::Established, None));
+    assert_eq!(out.seq(1030), 1032, "the next command is shifted");
+    assert_eq!((back.seq(5009), back.unshift_ack(5009)), (5009, 5009));
+    // The server connects back to the translated address and port; the
+    // connection goes to the client's port 1025.
+    let data = h.feed(&tcp_frame(
+        "198.19.0.1:20",
+        "198.18.0.100:1025",
+        1,
+        0,
+        TCP_SYN,
+        b"",
+    ));
+    assert_eq!(data.ctinfo, CtInfo::Related);
+    assert_eq!(
+        h.shard.nat_target(data.conn.unwrap(), Dir::Original),
+        Some(tuple_of(&tcp_frame(
+            "198.19.0.1:20",
+            "198.18.0.1:1025",
+            1,
+            0,
+            TCP_SYN,
+            b""
+        )))
+    );
+}
+
+/// Passive FTP to a server behind DNAT: its 227 reply names its own
+/// address, which is rewritten to the forwarded one; the client's data
+/// connection to it is translated back to the server.
+#[test]
+fn passive_ftp_to_a_forwarded_server_rewrites_227() {
+    let (c, public) = ("198.19.0.9:40000", "198.18.0.200:21");
+    let mut h = Harness::new();
+    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
+    let syn = tcp_frame(c, public, 1000, 0, TCP_SYN, b"");
+    h.feed_nat(&syn, Manip::Dst, &r).unwrap();
+    let s = "198.18.0.1:21";
+    h.feed(&tcp_frame(s, c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+    h.feed(&tcp_frame(c, public, 1001, 5001, TCP_ACK, b""));
+    h.feed(&tcp_frame(
+        s,
+        c,
+        5001,
+        1001,
+        TCP_ACK | TCP_PSH,
+        b"220 ok\r\n",
+    ));
+    h.feed(&tcp_frame(
+        c,
+        public,
+        1001,
+        5009,
+        TCP_ACK | TCP_PSH,
+        b"PASV\r\n",
+    ));
+    let reply = b"227 Entering Passive Mode (198,18,0,1,117,48).\r\n";
+    let r227 = h.feed(&tcp_frame(s, c, 5009, 1007, TCP_ACK | TCP_PSH, reply));
+    assert_eq!(r227.ctinfo, CtInfo::EstablishedReply);
+    let edit = h.shard.take_edit().expect("the 227 reply is rewritten");
+    assert_eq!(&edit.text[..], b"198,18,0,200,117,48");
+    assert_eq!(edit.growth(), 2);
+    let data = h.feed(&tcp_frame(
+        "198.19.0.9:40001",
+        "198.18.0.200:30000",
+        1,
+        0,
+        TCP_SYN,
+        b"",
+    ));
+    assert_eq!(data.ctinfo, CtInfo::Related);
+    assert_eq!(
+        h.shard.nat_target(data.conn.unwrap(), Dir::Original),
+        Some(tuple_of(&tcp_frame(
+            "198.19.0.9:40001",
+            "198.18.0.1:30000",
+            1,
+            0,
+            TCP_SYN,
+            b""
+        )))
+    );
+}

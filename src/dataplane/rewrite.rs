@@ -1,0 +1,119 @@
+//! NAT's changes to a packet in its mbuf: addresses, ports and checksums
+//! (`conntrack::rewrite`), ICMP errors (`conntrack::rewrite_icmp_error`),
+//! TCP sequence adjustment (`conntrack::SeqAdj`) and an FTP announcement
+//! rewritten to another length (`conntrack::PayloadEdit`).
+
+use super::mbuf::PacketMut;
+use super::stages::Rewrite;
+use crate::conntrack::{rewrite, rewrite_icmp_error, Dir, PayloadEdit};
+use crate::wire::{parse_frame, Frame, IpPacketMut, LinkType, L3};
+
+/// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
+/// (of `wire_len` bytes in all, if given; a fragment's IP header is found
+/// by parsing); whether it could.
+pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
+    let from_chunk = wire_len.is_some();
+    let (l3, wire_len) = match wire_len {
+        Some(len) => (usize::from(rw.l3), len),
+        None => match parse_frame(LinkType::Ethernet, data, data.len()) {
+            Ok(Frame::Ip(ip)) => (
+                ip.header.as_ptr() as usize - data.as_ptr() as usize,
+                data.len(),
+            ),
+            _ => return false,
+        },
+    };
+    let Some(buf) = data.get_mut(l3..) else {
+        return false;
+    };
+    if rw.icmp_error {
+        // The quoted packet is rewritten and the message's checksum
+        // computed afresh: all of it must be in this segment.
+        return buf.len() >= wire_len - l3
+            && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
+    }
+    let ip = if from_chunk {
+        // Whole, and parsed by `classify`: its layout is known.
+        IpPacketMut::with_layout(buf, rw.from.l3(), rw.from.proto, usize::from(rw.l4))
+    } else {
+        IpPacketMut::spread(buf, wire_len - l3)
+    };
+    // A whole packet whose transport checksum is not in this segment
+    // cannot be changed and stay right; a later fragment has no transport
+    // header (its datagram's is in the first).
+    let Ok(mut ip) = ip else { return false };
+    if !(ip.rewritable() || !from_chunk && !ip.carries_ports()) {
+        return false;
+    }
+    if rewrite(&mut ip, &rw.from, &rw.to).is_err() {
+        return false;
+    }
+    match rw.seqadj {
+        Some((dir, adj)) => shift(&mut ip, dir, &adj),
+        None => true,
+    }
+}
+
+/// `nf_ct_seq_adjust`: the segment's sequence number shifted by its own
+/// direction's changes, its acknowledgement and SACK edges shifted back by
+/// the other's.
+fn shift(ip: &mut IpPacketMut<'_>, dir: Dir, adj: &[crate::conntrack::SeqAdj; 2]) -> bool {
+    let Some((seq, ack)) = ip.tcp_seq_ack() else {
+        return false;
+    };
+    let (this, other) = (adj[dir.index()], adj[dir.other().index()]);
+    ip.shift_tcp(this.seq(seq), other.unshift_ack(ack), |edge| {
+        other.unshift_ack(edge)
+    })
+    .is_ok()
+}
+
+/// Replaces `edit.len` bytes at `edit.at` of the TCP payload of the packet
+/// whose IP header is at `l3` with `edit.text`, moving what follows and
+/// resizing the mbuf; sets the IP length and computes the IPv4 header and
+/// TCP checksums afresh. Whether it could (one segment, with room).
+pub(super) fn apply_edit(p: &mut PacketMut<'_>, l3: usize, edit: &PayloadEdit) -> bool {
+    let data = p.data_mut();
+    let Some(ip) = data.get(l3..) else {
+        return false;
+    };
+    let (l3kind, ip_len) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => (L3::V4, usize::from(u16::from_be_bytes([ip[2], ip[3]]))),
+        Some(6) if ip.len() >= 40 => (L3::V6, 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]))),
+        _ => return false,
+    };
+    let Ok(view) = IpPacketMut::spread(&mut data[l3..], ip_len) else {
+        return false;
+    };
+    let Some(payload) = view.tcp_payload_offset() else {
+        return false;
+    };
+    let (at, old_end) = (
+        payload + usize::from(edit.at),
+        payload + usize::from(edit.at + edit.len),
+    );
+    let new_len = (ip_len as isize + edit.growth() as isize) as usize;
+    if old_end > ip_len || l3 + ip_len > data.len() || new_len > usize::from(u16::MAX) {
+        return false;
+    }
+    let frame_len = l3 + new_len;
+    if frame_len > data.len() && !p.resize(frame_len) {
+        return false;
+    }
+    let data = p.data_mut();
+    let ip = &mut data[l3..];
+    ip.copy_within(old_end..ip_len, at + edit.text.len());
+    ip[at..at + edit.text.len()].copy_from_slice(&edit.text);
+    match l3kind {
+        L3::V4 => ip[2..4].copy_from_slice(&(new_len as u16).to_be_bytes()),
+        L3::V6 => ip[4..6].copy_from_slice(&((new_len - 40) as u16).to_be_bytes()),
+    }
+    if frame_len < data.len() && !p.resize(frame_len) {
+        return false;
+    }
+    let data = p.data_mut();
+    IpPacketMut::new(&mut data[l3..l3 + new_len]).is_ok_and(|mut ip| {
+        ip.fill_checksums();
+        true
+    })
+}
