@@ -254,7 +254,6 @@ fn translated_replies_land_on_their_owner() {
     use ctfwd::capture::PcapWriter;
     use ctfwd::conntrack::steering::{HashFields, Owners, Steering};
     use ctfwd::conntrack::Tuple;
-    use ctfwd::wire::Addr;
 
     const CLIENTS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -265,19 +264,7 @@ fn translated_replies_land_on_their_owner() {
     )
     .unwrap();
     let steering = Steering::new(Arc::new(Owners::new(None, 2)), HashFields::ALL, 0);
-    let udp = |src: &str, dst: &str| -> Tuple {
-        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-            (src.parse().unwrap(), dst.parse().unwrap());
-        Tuple {
-            src: Addr::from_std(s.ip()),
-            dst: Addr::from_std(d.ip()),
-            sport: s.port(),
-            dport: d.port(),
-            proto: 17,
-            family: 4,
-            zone: 0,
-        }
-    };
+    let udp = |src: &str, dst: &str| Tuple::between(src.parse().unwrap(), dst.parse().unwrap(), 17);
     let mut requests = [Vec::new(), Vec::new()];
     for i in 0..CLIENTS {
         let client = format!("198.18.{}.{}:{}", 1 + i / 200, i % 200 + 1, 20_000 + i);

@@ -57,6 +57,19 @@ impl Tuple {
         zone: 0,
     };
 
+    /// The tuple of protocol `proto` from `src` to `dst`.
+    pub fn between(src: std::net::SocketAddr, dst: std::net::SocketAddr, proto: u8) -> Tuple {
+        Tuple {
+            src: Addr::from_std(src.ip()),
+            dst: Addr::from_std(dst.ip()),
+            sport: src.port(),
+            dport: dst.port(),
+            proto,
+            family: if src.is_ipv4() { 4 } else { 6 },
+            zone: 0,
+        }
+    }
+
     pub fn l3(&self) -> L3 {
         if self.family == 6 {
             L3::V6

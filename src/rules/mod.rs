@@ -556,17 +556,7 @@ mod tests {
     use super::*;
 
     fn t(src: &str, dst: &str, proto: u8) -> Tuple {
-        let (s, d): (std::net::SocketAddr, std::net::SocketAddr) =
-            (src.parse().unwrap(), dst.parse().unwrap());
-        Tuple {
-            src: Addr::from_std(s.ip()),
-            dst: Addr::from_std(d.ip()),
-            sport: s.port(),
-            dport: d.port(),
-            proto,
-            family: if s.is_ipv4() { 4 } else { 6 },
-            zone: 0,
-        }
+        Tuple::between(src.parse().unwrap(), dst.parse().unwrap(), proto)
     }
 
     const FILE: &str = "\

@@ -555,25 +555,11 @@ fn active_ftp_through_snat_rewrites_port_and_adjusts_sequences() {
     assert_eq!((back.seq(5009), back.unshift_ack(5009)), (5009, 5009));
     // The server connects back to the translated address and port; the
     // connection goes to the client's port 1025.
-    let data = h.feed(&tcp_frame(
+    assert_data_goes_to(
+        &mut h,
         "198.19.0.1:20",
         "198.18.0.100:1025",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
-    assert_eq!(data.ctinfo, CtInfo::Related);
-    assert_eq!(
-        h.shard.nat_target(data.conn.unwrap(), Dir::Original),
-        Some(tuple_of(&tcp_frame(
-            "198.19.0.1:20",
-            "198.18.0.1:1025",
-            1,
-            0,
-            TCP_SYN,
-            b""
-        )))
+        "198.18.0.1:1025",
     );
 }
 
@@ -612,24 +598,21 @@ fn passive_ftp_to_a_forwarded_server_rewrites_227() {
     let edit = h.shard.take_edit().expect("the 227 reply is rewritten");
     assert_eq!(&edit.text[..], b"198,18,0,200,117,48");
     assert_eq!(edit.growth(), 2);
-    let data = h.feed(&tcp_frame(
+    assert_data_goes_to(
+        &mut h,
         "198.19.0.9:40001",
         "198.18.0.200:30000",
-        1,
-        0,
-        TCP_SYN,
-        b"",
-    ));
+        "198.18.0.1:30000",
+    );
+}
+
+/// A data connection's first packet, from `from` to what the peer was
+/// told (`seen`): RELATED, and translated to `real`.
+fn assert_data_goes_to(h: &mut Harness, from: &str, seen: &str, real: &str) {
+    let data = h.feed(&tcp_frame(from, seen, 1, 0, TCP_SYN, b""));
     assert_eq!(data.ctinfo, CtInfo::Related);
     assert_eq!(
         h.shard.nat_target(data.conn.unwrap(), Dir::Original),
-        Some(tuple_of(&tcp_frame(
-            "198.19.0.9:40001",
-            "198.18.0.1:30000",
-            1,
-            0,
-            TCP_SYN,
-            b""
-        )))
+        Some(tuple_of(&tcp_frame(from, real, 1, 0, TCP_SYN, b"")))
     );
 }
