@@ -270,13 +270,14 @@ impl<P: Policy> Core<P> {
     /// in place and is dropped, counted as `nat`.
     #[cold]
     fn apply_rewrites(&mut self, burst: &mut Burst) {
-        // By index: moving the list out would copy all of it.
-        for k in 0..self.stages.rewrites.len() {
-            let rw = self.stages.rewrites[k];
+        // Read in place (moving the list out, or each record, would copy
+        // them); failures are counted afterwards.
+        let mut failed = 0;
+        for rw in &self.stages.rewrites {
             let at = usize::from(rw.at);
             let mut p = burst.packet_mut(at);
             let wire_len = p.pkt_len();
-            let mut ok = rewrite_frame(p.data_mut(), Some(wire_len), &rw);
+            let mut ok = rewrite_frame(p.data_mut(), Some(wire_len), rw);
             // An FTP announcement the helper rewrote, last: it may change
             // the packet's length, and its checksums are computed afresh.
             if let Some((_, edit)) = self.stages.edits.iter().find(|(a, _)| *a == rw.at) {
@@ -284,8 +285,11 @@ impl<P: Policy> Core<P> {
             }
             if !ok {
                 self.fates[at] = Fate::Drop;
-                self.stages.count_drop(DropReason::Nat);
+                failed += 1;
             }
+        }
+        for _ in 0..failed {
+            self.stages.count_drop(DropReason::Nat);
         }
         self.stages.rewrites.clear();
         self.stages.edits.clear();

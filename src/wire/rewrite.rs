@@ -229,10 +229,16 @@ impl<'a> IpPacketMut<'a> {
 
     fn set_addr(&mut self, dst: bool, a: Addr) {
         let r = self.addr_range(dst);
-        let octets = a.octets();
+        let (v4, v6);
         let new: &[u8] = match self.l3 {
-            L3::V4 => &octets[12..],
-            L3::V6 => &octets,
+            L3::V4 => {
+                v4 = (a.words()[1] as u32).to_be_bytes();
+                &v4
+            }
+            L3::V6 => {
+                v6 = a.octets();
+                &v6
+            }
         };
         // The IPv4 header checksum and the pseudo-header's both cover the
         // address: one delta serves both.
