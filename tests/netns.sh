@@ -134,6 +134,10 @@ http_get() { in_ns curl -s --max-time 20 -o "$work/http.bin" http://198.18.0.2:8
 tftp_get() { (cd "$work" && in_ns tftp -m binary 198.18.0.2 -c get data.bin tftp.bin) && same "$work/tftp.bin"; }
 ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2/data.bin && same "$work/pasv.bin"; }
 ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
+tftp_get_within() { # SECONDS
+  (cd "$work" && timeout "$1" ip netns exec "$ns_in" tftp -m binary 198.18.0.2 -c get data.bin tftp.bin) &&
+    same "$work/tftp.bin"
+}
 udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "$work/udp-received" ]; }
 
 # launch WORKERS OUT PREFIX VDEV... [-- FLAG...]: starts the firewall with
@@ -142,12 +146,14 @@ udp_in() { echo unsolicited | out_ns nc -u -w 1 198.18.0.1 5353; sleep 1; [ -s "
 launch() {
   local workers=$1 out=$2 prefix=$3; shift 3
   local lcores="0@0,1@$(( $(nproc) - 1 ))" queues=() eal=()
+  # LCORES=... places the lcores otherwise (two workers on one CPU).
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do eal+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   if [ "$workers" -gt 1 ]; then
     lcores="0@0,1@0,2@$(( $(nproc) - 1 ))"
     queues=(--nb-cores=2 --rxq=2 --txq=2)
   fi
+  lcores=${LCORES:-$lcores}
   : >"$out"
   "$ctfwd" --lcores="$lcores" --no-huge -m 256 --no-pci --no-shconf \
     --file-prefix="$prefix" --log-level=lib.eal:warning "${eal[@]}" \
@@ -280,8 +286,30 @@ frag_round() {
   fi
 }
 
+# Two workers on one CPU take turns by the scheduler's slices when both
+# poll without pause (a lock-step TFTP transfer stalls); with idle sleep
+# an idle worker gives the CPU up at once.
+shared_cpu_round() {
+  local tag=" (2 workers on one CPU, --sleep-max=100)"
+  local out="$work/ctfwd-shared.out"
+  LCORES="0@0,1@$(( $(nproc) - 1 )),2@$(( $(nproc) - 1 ))" launch 2 "$out" "netns-shared-$id" \
+    --vdev="net_af_packet0,iface=$vin,qpairs=2" --vdev="net_af_packet1,iface=$vout,qpairs=2" \
+    -- --sleep-max=100 --stats-period=1
+  local t0=$SECONDS
+  check "TFTP download within 30 s$tag" tftp_get_within 30
+  echo "       TFTP download of 3 MB took $(( SECONDS - t0 )) s$tag"
+  check "TCP (HTTP) download$tag" http_get
+  kill -TERM "$fw"; wait "$fw"; status=$?
+  check "ctfwd exits 0 with every mbuf back$tag" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$out'"
+  check "the workers slept while idle$tag" grep -q 'slept: ' "$out"
+  if [ "$failed" -gt 0 ]; then
+    echo "--- ctfwd output$tag"; cat "$out"
+  fi
+}
+
 round 1
 round 2
+shared_cpu_round
 . tests/netns/nat.sh
 nat_servers
 nat_round 1

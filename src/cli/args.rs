@@ -137,6 +137,11 @@ const FLAGS: &[Flag] = &[
         help: "measure TSC cycles per packet on each forwarding core",
     },
     Flag {
+        name: "sleep-max",
+        value: Some("US"),
+        help: "an idle core sleeps, doubling from 1 us up to US microseconds (default 0: pure polling; OVS's pmd-sleep-max)",
+    },
+    Flag {
         name: "idle-exit",
         value: Some("SECONDS"),
         help: "stop once no packet has arrived for SECONDS (for pcap replays)",
@@ -260,6 +265,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             topology: Topology::Paired,
             eth_peers: Vec::new(),
             record_core_cycles: false,
+            sleep_max_us: 0,
             conntrack: crate::conntrack::Config {
                 max: 262_144,
                 // Linux's nf_conntrack_checksum defaults to 1.
@@ -450,6 +456,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "auto-start" => {}
             "record-core-cycles" => o.fwd.record_core_cycles = true,
+            "sleep-max" => o.fwd.sleep_max_us = number(name, v, 0, 1_000_000)? as u32,
             "idle-exit" => {
                 let secs: f64 = v
                     .parse()
@@ -558,6 +565,7 @@ mod tests {
             &["--idle-exit=-1"],
             &["--ct-max=0"],
             &["--ct-expect-max=0"],
+            &["--sleep-max=2000000"],
             &["--ct-helper=gopher:70"],
             &["--ct-liberal=yes"],
             &["--inside-ports=0,x"],

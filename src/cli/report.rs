@@ -122,17 +122,36 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
             "  ############################################################################"
         );
     }
+    let cycles = secs * fwd.tsc_hz() as f64;
     for core in fwd.cores() {
-        let sum = |snap: &Snapshot| -> (u64, u64, u64) {
+        let sum = |snap: &Snapshot| -> [u64; 5] {
             snap.streams[core.streams.clone()]
                 .iter()
-                .fold((0, 0, 0), |a, c| (a.0 + c.rx, a.1 + c.tx, a.2 + c.dropped))
+                .fold([0; 5], |a, c| {
+                    [
+                        a[0] + c.rx,
+                        a[1] + c.tx,
+                        a[2] + c.dropped,
+                        a[3] + c.busy_cycles,
+                        a[4] + c.slept_cycles,
+                    ]
+                })
         };
-        let (rx0, _, _) = sum(prev);
-        let (rx, tx, dropped) = sum(now);
+        let [rx0, _, _, busy0, slept0] = sum(prev);
+        let [rx, tx, dropped, busy, slept] = sum(now);
+        // The share of the interval the core spent on packets (with
+        // --record-core-cycles) and asleep (with --sleep-max).
+        let share = |a: u64, b: u64| 100.0 * b.saturating_sub(a) as f64 / cycles;
+        let mut shares = String::new();
+        if busy > 0 {
+            let _ = write!(shares, " busy: {:.1}%", share(busy0, busy));
+        }
+        if slept > 0 {
+            let _ = write!(shares, " slept: {:.1}%", share(slept0, slept));
+        }
         let _ = writeln!(
             s,
-            "  Core {}: RX-packets: {rx:<12} TX-packets: {tx:<12} TX-dropped: {dropped:<8} Mpps: {:.3}",
+            "  Core {}: RX-packets: {rx:<12} TX-packets: {tx:<12} TX-dropped: {dropped:<8} Mpps: {:.3}{shares}",
             core.lcore,
             rate(rx0, rx) as f64 / 1e6
         );

@@ -106,6 +106,8 @@ pub struct FwdConfig {
     pub topology: Topology,
     pub eth_peers: Vec<(u16, MacAddr)>,
     pub record_core_cycles: bool,
+    /// Longest idle sleep of a forwarding core, in microseconds (0: none).
+    pub sleep_max_us: u32,
     /// The tracker of each worker (conntrack mode); `max` is per worker.
     pub conntrack: crate::conntrack::Config,
     /// Each tracking worker's IP reassembly (`--frag-max`, `--frag-timeout`).
@@ -250,6 +252,7 @@ impl<'eal> Forwarding<'eal> {
                 counters: Arc::clone(&self.counters),
                 burst: cfg.burst,
                 record_cycles: cfg.record_core_cycles,
+                sleep_max_us: cfg.sleep_max_us,
                 stop: Arc::clone(&self.stop),
                 engine: EngineContext {
                     worker: index as u16,
@@ -333,6 +336,11 @@ impl<'eal> Forwarding<'eal> {
             .sum()
     }
 
+    /// The TSC's frequency.
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+
     /// Reads every counter now.
     pub fn snapshot(&self) -> Snapshot {
         let streams: Vec<StreamSnapshot> = self
@@ -343,6 +351,7 @@ impl<'eal> Forwarding<'eal> {
                 tx: c.tx.load(Ordering::Relaxed),
                 dropped: c.dropped.load(Ordering::Relaxed),
                 busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
+                slept_cycles: c.slept_cycles.load(Ordering::Relaxed),
             })
             .collect();
         let ports = self
@@ -465,6 +474,7 @@ pub struct StreamSnapshot {
     pub tx: u64,
     pub dropped: u64,
     pub busy_cycles: u64,
+    pub slept_cycles: u64,
 }
 
 /// A worker's conntrack counters at one instant (all zero in other modes).

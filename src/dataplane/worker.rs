@@ -35,6 +35,9 @@ pub struct StreamCounters {
     /// TSC cycles spent on bursts that received packets (testpmd's
     /// `--record-core-cycles` "busy cycles").
     pub busy_cycles: AtomicU64,
+    /// TSC cycles the core slept, idle (`--sleep-max`; counted on the
+    /// core's first stream).
+    pub slept_cycles: AtomicU64,
 }
 
 impl StreamCounters {
@@ -146,6 +149,8 @@ pub struct Worker {
     pub(crate) counters: Arc<[StreamCounters]>,
     pub(crate) burst: u16,
     pub(crate) record_cycles: bool,
+    /// Longest idle sleep in microseconds (`--sleep-max`; 0: never sleep).
+    pub(crate) sleep_max_us: u32,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) engine: EngineContext,
     /// The pool, for the `pool-drain` fault.
@@ -161,6 +166,7 @@ impl Worker {
             counters,
             burst: max,
             record_cycles,
+            sleep_max_us,
             stop,
             engine: mut ctx,
             #[cfg(feature = "fault-injection")]
@@ -170,15 +176,18 @@ impl Worker {
         let mut burst = Burst::default();
         #[cfg(feature = "fault-injection")]
         let mut faults = super::fault::Faults::from_env(pool, ctx.tsc_hz);
+        let mut idle = IdleSleep::new(sleep_max_us);
         while !stop.load(Ordering::Relaxed) {
             #[cfg(feature = "fault-injection")]
             faults.poll();
+            let mut got = 0;
             for (stream, idx) in &streams {
                 let start = if record_cycles { tsc() } else { 0 };
                 let n = burst.rx(stream.rx_port, stream.rx_queue, max);
                 if n == 0 {
                     continue;
                 }
+                got += n;
                 #[cfg(feature = "fault-injection")]
                 faults.received(n);
                 engine.forward(stream, &mut burst);
@@ -194,7 +203,8 @@ impl Worker {
                 }
             }
             let start = if record_cycles { tsc() } else { 0 };
-            if engine.housekeeping() > 0 && record_cycles {
+            let handed = engine.housekeeping();
+            if handed > 0 && record_cycles {
                 // Packets handed over by other workers: their cycles count
                 // as this core's busy time (they were counted as received
                 // where they arrived).
@@ -202,6 +212,44 @@ impl Worker {
                     StreamCounters::add(&counters[*idx].busy_cycles, tsc() - start);
                 }
             }
+            if let Some(slept) = idle.after_poll(got + handed) {
+                if let Some((_, idx)) = streams.first() {
+                    StreamCounters::add(&counters[*idx].slept_cycles, slept);
+                }
+            }
         }
+    }
+}
+
+/// Idle sleep, as OVS's `pmd-sleep-max`: a poll that found nothing is
+/// followed by a sleep that doubles from 1 microsecond on each empty poll
+/// up to the maximum, and the first packet ends it. With a maximum of 0
+/// the core polls without pause, as testpmd's do. A sleep is a system
+/// call on an idle core, never on the packet path.
+struct IdleSleep {
+    max_us: u32,
+    next_us: u32,
+}
+
+impl IdleSleep {
+    fn new(max_us: u32) -> IdleSleep {
+        IdleSleep { max_us, next_us: 0 }
+    }
+
+    /// After a poll that found `got` packets: sleeps if it found none;
+    /// returns the TSC cycles slept.
+    #[inline]
+    fn after_poll(&mut self, got: usize) -> Option<u64> {
+        if self.max_us == 0 {
+            return None;
+        }
+        if got > 0 {
+            self.next_us = 0;
+            return None;
+        }
+        self.next_us = (self.next_us * 2).clamp(1, self.max_us);
+        let t0 = tsc();
+        std::thread::sleep(std::time::Duration::from_micros(u64::from(self.next_us)));
+        Some(tsc() - t0)
     }
 }
