@@ -9,9 +9,12 @@
 //!                  INSIDE.pcap OUTSIDE.pcap              (see flood.rs)
 //!        ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE
 //!                                                        (one endless stream; see churn.rs)
+//!        ctfwd-gen --demo INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES
+//!                                                        (the demo's traffic; see demo.rs)
 
 mod bulk_nat;
 mod churn;
+mod demo;
 mod flood;
 
 use std::fs::File;
@@ -25,7 +28,8 @@ const USAGE: &str = "usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUT
        ctfwd-gen --bulk N [--snat-rules RULES] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --flood none|syn|udp|expect|frag [--established N] [--rounds N] [--per N]
                  [--tail N] INSIDE.pcap OUTSIDE.pcap
-       ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE";
+       ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE
+       ctfwd-gen --demo INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES";
 
 /// What to write.
 enum Job {
@@ -33,6 +37,7 @@ enum Job {
     Bulk(u32),
     Flood(flood::Kind),
     Churn(churn::Side),
+    Demo,
 }
 
 fn main() {
@@ -75,6 +80,7 @@ fn main() {
             "--tail" => sc.tail = num("--tail", 1 << 20) as u32,
             "--lag" => lag = num("--lag", 1 << 30),
             "--snat-rules" => snat_rules = Some(value("--snat-rules")),
+            "--demo" => job = Job::Demo,
             "--seconds" => {
                 seconds = Some(
                     value("--seconds")
@@ -108,6 +114,22 @@ fn main() {
         }
     }
     match job {
+        Job::Demo => {
+            let [inside, outside, wire, rules] = files.as_slice() else {
+                fail("--demo writes INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES");
+            };
+            let (a, b, w) = demo::traffic();
+            for (path, frames) in [(inside, &a), (outside, &b), (wire, &w)] {
+                let mut out = writer(path);
+                for (i, f) in frames.iter().enumerate() {
+                    out.write(1_700_000_000_000_000_000 + i as u64 * 1_000_000, f)
+                        .unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+                }
+                out.finish()
+                    .unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+            }
+            std::fs::write(rules, demo::RULES).unwrap_or_else(|e| fail(&format!("{rules}: {e}")));
+        }
         Job::Churn(side) => {
             let [path] = files.as_slice() else {
                 fail("--churn writes one file (a FIFO)");
