@@ -43,8 +43,11 @@ fn arp() -> Vec<u8> {
     f
 }
 
+/// Frames, each a byte vector.
+type Frames = Vec<Vec<u8>>;
+
 /// (frames entering port 0, entering port 1, all of them in wire order).
-pub fn traffic() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub fn traffic() -> (Frames, Frames, Frames) {
     let (c, s) = ("198.18.0.1:40000", "198.19.0.1:80");
     let steps: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
         // DNS-like UDP: asked from inside, answered from outside.
