@@ -49,7 +49,9 @@ type Frames = Vec<Vec<u8>>;
 /// (frames entering port 0, entering port 1, all of them in wire order).
 pub fn traffic() -> (Frames, Frames, Frames) {
     let (c, s) = ("198.18.0.1:40000", "198.19.0.1:80");
-    let steps: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    // (what port 0 reads, what port 1 reads) in one poll round.
+    type Step = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let steps: Vec<Step> = vec![
         // DNS-like UDP: asked from inside, answered from outside.
         (
             Some(udp("198.18.0.1:5353", "198.19.0.1:53", b"query")),
