@@ -199,3 +199,65 @@ fn bad_checksums_are_invalid_unless_off() {
         assert_eq!(out.len(), usize::from(passed), "{flag}: {}", stdout(&o));
     }
 }
+
+/// `--ct-events=FILE`: a line per connection created and destroyed, as
+/// `conntrack -E -o timestamp` writes them, the destroyed ones (here by
+/// their 1 s timeout) with both directions' counters.
+#[test]
+fn connection_events_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (inside, outside) = ctfwd::synth::sample_conversations(3, 2);
+    write_pcap(&p("inside.pcap"), &inside);
+    write_pcap(&p("outside.pcap"), &outside);
+    let vdevs = [
+        pcap_vdev(0, &[p("inside.pcap")], &[p("to-inside.pcap")]),
+        pcap_vdev(1, &[p("outside.pcap")], &[p("to-outside.pcap")]),
+    ];
+    let events = format!("--ct-events={}", p("events").display());
+    let o = run(
+        &eal_args("events", "0@0,1@1", &vdevs),
+        &[
+            "--forward-mode=firewall",
+            "--idle-exit=2.5",
+            "--ct-timeout-udp=1",
+            &events,
+        ],
+    );
+    assert_clean_exit(&o);
+    let text = std::fs::read_to_string(p("events")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for (i, l) in lines.iter().enumerate() {
+        let (stamp, rest) = l.split_once('\t').unwrap();
+        assert!(
+            stamp.starts_with('[') && stamp.ends_with(']') && stamp.contains('.'),
+            "{l}"
+        );
+        let kind = if i < 3 {
+            "    [NEW] udp "
+        } else {
+            "[DESTROY] udp "
+        };
+        assert!(rest.starts_with(kind), "{l}");
+        assert!(rest.contains(&format!("id={}", i % 3 + 1)), "{l}");
+    }
+    // Destroyed, with what each direction carried.
+    assert!(
+        lines[3].contains("packets=2 bytes=") && !lines[3].contains("UNREPLIED"),
+        "{text}"
+    );
+    let bad = run(
+        &eal_args("events-bad", "0@0,1@1", &vdevs),
+        &[
+            "--forward-mode=firewall",
+            "--ct-events=/nonexistent/dir/events",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--ct-events: /nonexistent/dir/events"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -17,6 +17,8 @@ pub struct Options {
     pub stats_period: u64,
     /// Stop once no packet has been received for this long.
     pub idle_exit: Option<Duration>,
+    /// `--ct-events=FILE`: where connection events are written.
+    pub ct_events: Option<String>,
 }
 
 /// The outcome of parsing: run, or print help.
@@ -167,6 +169,11 @@ const FLAGS: &[Flag] = &[
         help: "expectations pending at once, all workers together (default 4096; Linux's nf_conntrack_expect_max)",
     },
     Flag {
+        name: "ct-events",
+        value: Some("FILE"),
+        help: "write connection events (created, destroyed) to FILE as conntrack -E -o timestamp does",
+    },
+    Flag {
         name: "ct-helper",
         value: Some("LIST"),
         help: "helpers and their ports, e.g. tftp:69,ftp:21,ftp:2121, or none (default tftp:69,ftp:21)",
@@ -266,6 +273,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             eth_peers: Vec::new(),
             record_core_cycles: false,
             sleep_max_us: 0,
+            ct_events: false,
             conntrack: crate::conntrack::Config {
                 max: 262_144,
                 // Linux's nf_conntrack_checksum defaults to 1.
@@ -278,6 +286,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         },
         stats_period: 0,
         idle_exit: None,
+        ct_events: None,
     };
     let mut rss_chosen = false;
     let mut i = 0;
@@ -457,6 +466,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "auto-start" => {}
             "record-core-cycles" => o.fwd.record_core_cycles = true,
             "sleep-max" => o.fwd.sleep_max_us = number(name, v, 0, 1_000_000)? as u32,
+            "ct-events" => {
+                if v.is_empty() {
+                    return Err("--ct-events needs a file".into());
+                }
+                o.ct_events = Some(v.to_string());
+                o.fwd.ct_events = true;
+            }
             "idle-exit" => {
                 let secs: f64 = v
                     .parse()

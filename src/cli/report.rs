@@ -206,6 +206,9 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
             c.table_full
         );
         let _ = writeln!(s, "  Core {lcore} dropped: {}", drops.join(" "));
+        if c.events_lost > 0 {
+            let _ = writeln!(s, "  Core {lcore} events: lost={}", c.events_lost);
+        }
         let frags: Vec<String> = DefragStats::NAMES
             .iter()
             .zip(c.defrag)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::args::{parse, usage, Options, Parsed};
 use super::report;
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
-use crate::dataplane::{dpdk_version, Eal, Forwarding};
+use crate::dataplane::{dpdk_version, Eal, EventQueue, Forwarding};
 
 /// `ctfwd [EAL options] -- [options]`: returns the exit status.
 pub fn main(argv: Vec<String>) -> i32 {
@@ -72,12 +72,22 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
             return EXIT_FAILURE;
         }
     }
+    let events = match opts
+        .ct_events
+        .as_deref()
+        .map(EventWriter::create)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => return usage_error(&e),
+    };
     let fwd = match Forwarding::start(eal, &opts.fwd) {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
     print!("{}", report::banner(&fwd, opts.fwd.mode.name));
     println!("Forwarding started. Press Ctrl-C to stop.");
+    let mut events = events.map(|w| w.with(fwd.event_queues()));
 
     let mut shown = fwd.snapshot();
     let mut failed = false;
@@ -87,6 +97,9 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
         if list.swap(false, Ordering::Relaxed) {
             print_connections(&fwd);
+        }
+        if let Some(w) = events.as_mut() {
+            w.drain();
         }
         // A worker that died leaves its queues unpolled and its handoff
         // rings filling: stop everything, in order, and fail.
@@ -115,6 +128,10 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
     }
     println!("\nTelling cores to stop...\nWaiting for lcores to finish...");
     let report = fwd.stop();
+    // What the workers published last.
+    if let Some(w) = events.as_mut() {
+        w.drain();
+    }
     print!(
         "{}",
         report::final_report(&report, opts.fwd.record_core_cycles)
@@ -124,5 +141,55 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         EXIT_FAILURE
     } else {
         EXIT_OK
+    }
+}
+
+/// Writes the workers' connection events to a file, as `conntrack -E -o
+/// timestamp` prints them.
+struct EventWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    path: String,
+    queues: Vec<Arc<EventQueue>>,
+    /// The wall clock when the workers' clocks read 0 (they count from
+    /// their start, within milliseconds of this).
+    epoch: f64,
+}
+
+impl EventWriter {
+    fn create(path: &str) -> Result<EventWriter, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("--ct-events: {path}: {e}"))?;
+        Ok(EventWriter {
+            out: std::io::BufWriter::new(file),
+            path: path.to_string(),
+            queues: Vec::new(),
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        })
+    }
+
+    fn with(mut self, queues: Vec<Arc<EventQueue>>) -> EventWriter {
+        self.queues = queues;
+        self
+    }
+
+    /// Writes every event waiting; a write error is said once per call.
+    fn drain(&mut self) {
+        use std::io::Write;
+        let mut result = Ok(());
+        for q in &self.queues {
+            while let Some(e) = q.pop() {
+                let line = crate::conntrack::EventLine {
+                    event: &e,
+                    time: self.epoch + e.at as f64 / 1e9,
+                };
+                if result.is_ok() {
+                    result = writeln!(self.out, "{line}");
+                }
+            }
+        }
+        if let Err(e) = result.and_then(|()| self.out.flush()) {
+            eprintln!("ctfwd: error: --ct-events: {}: {e}", self.path);
+        }
     }
 }

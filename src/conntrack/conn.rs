@@ -114,26 +114,60 @@ pub struct ConnLine<'a> {
 
 impl std::fmt::Display for ConnLine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let c = self.conn;
-        let [orig, reply] = &c.tuples;
-        write!(
-            f,
-            "{:<8} {} {}",
-            super::tuple::proto_name(orig.proto),
-            orig.proto,
-            c.seconds_left(self.now)
-        )?;
+        write_conn(f, self.conn, Some(self.now))
+    }
+}
+
+/// A connection event as one line of `conntrack -E -o timestamp`: the
+/// time in seconds, then `[NEW]` with the connection as `conntrack -L`
+/// shows it, or `[DESTROY]` with its tuples and counters (no timeout, no
+/// state: it is gone).
+pub struct EventLine<'a> {
+    pub event: &'a super::CtEvent,
+    /// When the event happened, in seconds since the epoch.
+    pub time: f64,
+}
+
+impl std::fmt::Display for EventLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.event;
+        write!(f, "[{:.6}]\t", self.time)?;
+        match e.kind {
+            super::CtEventKind::New => {
+                f.write_str("    [NEW] ")?;
+                write_conn(f, &e.conn, Some(e.at))
+            }
+            super::CtEventKind::Destroy => {
+                f.write_str("[DESTROY] ")?;
+                write_conn(f, &e.conn, None)
+            }
+        }
+    }
+}
+
+/// A connection as `conntrack` prints it; with `now`, its timeout and
+/// TCP state too.
+fn write_conn(f: &mut std::fmt::Formatter<'_>, c: &Conn, now: Option<u64>) -> std::fmt::Result {
+    let [orig, reply] = &c.tuples;
+    write!(
+        f,
+        "{:<8} {}",
+        super::tuple::proto_name(orig.proto),
+        orig.proto
+    )?;
+    if let Some(now) = now {
+        write!(f, " {}", c.seconds_left(now))?;
         if let Some(t) = c.tcp() {
             write!(f, " {}", t.state.name())?;
         }
-        write!(f, " {orig} packets={} bytes={}", c.packets[0], c.bytes[0])?;
-        if !c.status.has(Status::SEEN_REPLY) {
-            f.write_str(" [UNREPLIED]")?;
-        }
-        write!(f, " {reply} packets={} bytes={}", c.packets[1], c.bytes[1])?;
-        if c.status.has(Status::ASSURED) {
-            f.write_str(" [ASSURED]")?;
-        }
-        write!(f, " mark=0 zone={} use=1 id={}", orig.zone, c.id)
     }
+    write!(f, " {orig} packets={} bytes={}", c.packets[0], c.bytes[0])?;
+    if !c.status.has(Status::SEEN_REPLY) {
+        f.write_str(" [UNREPLIED]")?;
+    }
+    write!(f, " {reply} packets={} bytes={}", c.packets[1], c.bytes[1])?;
+    if c.status.has(Status::ASSURED) {
+        f.write_str(" [ASSURED]")?;
+    }
+    write!(f, " mark=0 zone={} use=1 id={}", orig.zone, c.id)
 }

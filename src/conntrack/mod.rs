@@ -58,7 +58,7 @@ use helper::FtpState;
 
 pub use classify::Classified;
 use classify::{Early, L4};
-pub use conn::{Conn, ConnLine, ProtoState, Status};
+pub use conn::{Conn, ConnLine, EventLine, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
@@ -386,6 +386,52 @@ pub struct Shard {
     /// A payload change the FTP helper made of the packet egress just saw
     /// (NAT rewriting an announcement), for the data plane to apply.
     edit: Option<PayloadEdit>,
+    /// Connection events, when asked for (`enable_events`).
+    events: Option<EventLog>,
+}
+
+/// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtEventKind {
+    New,
+    Destroy,
+}
+
+/// A connection event: the connection as it was then, and when (the
+/// tracker's clock).
+#[derive(Debug, Clone, Copy)]
+pub struct CtEvent {
+    pub kind: CtEventKind,
+    pub conn: Conn,
+    pub at: u64,
+}
+
+/// Events waiting for the caller, in a buffer reserved once: when it is
+/// full, events are counted as lost rather than kept.
+struct EventLog {
+    buf: Vec<CtEvent>,
+    lost: u64,
+}
+
+impl EventLog {
+    fn push(&mut self, kind: CtEventKind, conn: &Conn, at: u64) {
+        if self.buf.len() < self.buf.capacity() {
+            self.buf.push(CtEvent {
+                kind,
+                conn: *conn,
+                at,
+            });
+        } else {
+            self.lost += 1;
+        }
+    }
+}
+
+/// Notes a connection's end in `events`, if they are kept.
+fn note_destroy(events: &mut Option<EventLog>, conn: &Conn, now: u64) {
+    if let Some(log) = events {
+        log.push(CtEventKind::Destroy, conn, now);
+    }
 }
 
 impl Shard {
@@ -416,7 +462,28 @@ impl Shard {
             nat_key: HashKey::random(),
             rng: std::collections::hash_map::RandomState::new().hash_one(id) | 1,
             edit: None,
+            events: None,
         }
+    }
+
+    /// Keeps connection events (creation at confirm, deletion however it
+    /// happens), up to `capacity` between two `drain_events`; more are
+    /// counted as lost.
+    pub fn enable_events(&mut self, capacity: usize) {
+        self.events = Some(EventLog {
+            buf: Vec::with_capacity(capacity.max(1)),
+            lost: 0,
+        });
+    }
+
+    /// Hands the events kept since the last call to `f`, oldest first;
+    /// returns how many were lost meanwhile (the buffer was full).
+    pub fn drain_events(&mut self, f: impl FnMut(CtEvent)) -> u64 {
+        let Some(log) = self.events.as_mut() else {
+            return 0;
+        };
+        log.buf.drain(..).for_each(f);
+        std::mem::take(&mut log.lost)
     }
 
     /// The payload change the helper made of the last packet egress saw
@@ -588,9 +655,10 @@ impl Shard {
     }
 
     /// Deletes a connection, and with it the expectations it announced.
-    fn delete_conn(&mut self, slot: Slot) {
-        self.ledger
-            .forget_master(&self.expectations, self.table.get(slot));
+    fn delete_conn(&mut self, slot: Slot, now: u64) {
+        let conn = self.table.get(slot);
+        self.ledger.forget_master(&self.expectations, conn);
+        note_destroy(&mut self.events, conn, now);
         self.table.delete(slot);
     }
 
@@ -680,7 +748,7 @@ impl Shard {
                     if self.table.is_unconfirmed(slot) {
                         self.drop_unconfirmed(slot);
                     } else {
-                        self.delete_conn(slot);
+                        self.delete_conn(slot, now);
                     }
                     self.stats.delete += 1;
                     return v;
@@ -695,7 +763,7 @@ impl Shard {
                     return Verdict::invalid("tcp-reopen-unconfirmed");
                 }
                 Track::Reopen => {
-                    self.delete_conn(slot);
+                    self.delete_conn(slot, now);
                     self.stats.search_restart += 1;
                 }
             }
@@ -708,7 +776,7 @@ impl Shard {
     fn lookup(&mut self, t: &Tuple, hash: u64, now: u64) -> Option<(Slot, Dir)> {
         let (slot, dir) = self.table.lookup(t, hash)?;
         if self.table.get(slot).deadline <= now {
-            self.delete_conn(slot);
+            self.delete_conn(slot, now);
             self.stats.expired += 1;
             return None;
         }
@@ -780,11 +848,12 @@ impl Shard {
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
             None => {
-                let (set, ledger) = (&self.expectations, &mut self.ledger);
-                if self
-                    .table
-                    .early_drop(c.hash, now, |c| ledger.forget_master(set, c))
-                {
+                let (set, ledger, events) =
+                    (&self.expectations, &mut self.ledger, &mut self.events);
+                if self.table.early_drop(c.hash, now, |c| {
+                    ledger.forget_master(set, c);
+                    note_destroy(events, c, now);
+                }) {
                     self.stats.early_drop += 1;
                 } else {
                     self.stats.drop += 1;
@@ -991,7 +1060,13 @@ impl Shard {
         now: u64,
     ) -> Result<Option<ConnRef>, ConfirmError> {
         if let Some(u) = v.unconfirmed.take() {
-            v.conn = Some(self.confirm(u)?);
+            let slot = u.slot;
+            let r = self.confirm(u)?;
+            v.conn = Some(r);
+            // Inserted, not joined to a connection confirmed meanwhile.
+            if let (Some(log), true) = (self.events.as_mut(), r.slot == slot) {
+                log.push(CtEventKind::New, self.table.get(slot), now);
+            }
         }
         if let (true, Some(r)) = (v.help, v.conn) {
             self.help(r, v.ctinfo, c, now);
@@ -1039,8 +1114,11 @@ impl Shard {
     /// (`ConnTable::gc`), looking at `budget` slots at most; returns how
     /// many it removed.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
-        let (set, ledger) = (&self.expectations, &mut self.ledger);
-        let swept = self.table.gc(now, budget, |c| ledger.forget_master(set, c));
+        let (set, ledger, events) = (&self.expectations, &mut self.ledger, &mut self.events);
+        let swept = self.table.gc(now, budget, |c| {
+            ledger.forget_master(set, c);
+            note_destroy(events, c, now);
+        });
         self.stats.expired += swept.expired as u64;
         self.stats.early_drop += swept.evicted as u64;
         // Expectations nobody used time out; this shard's own, swept once

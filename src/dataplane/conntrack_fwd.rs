@@ -93,6 +93,8 @@ pub struct Tracking<P: Policy> {
     dump: Arc<TableDump>,
     /// The last dump request answered.
     dumped: u64,
+    /// Where connection events go (`--ct-events`).
+    events: Option<Arc<super::forwarding::EventQueue>>,
 }
 
 /// `--forward-mode=conntrack`.
@@ -468,6 +470,11 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         let worker = usize::from(ctx.worker);
         CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
         let mut shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
+        if t.events.is_some() {
+            // Drained into the queue at every housekeeping: a burst's worth
+            // of events and then some.
+            shard.enable_events(4 * MAX_BURST);
+        }
         if let Some(links) = &t.handoff {
             // NAT picks reply tuples that land on this worker.
             shard.set_steering(links.steering());
@@ -495,6 +502,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
             dump: t.dump,
             dumped: 0,
+            events: t.events,
         }
     }
 
@@ -525,6 +533,18 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         // Timed-out datagrams free their mbufs as they go.
         core.defrag.expire(now);
         core.stages.shard.gc(now, GC_BUDGET);
+        if let Some(q) = &self.events {
+            // A full queue loses the event (counted): a worker never waits.
+            let mut full = 0;
+            let lost = core.stages.shard.drain_events(|e| {
+                if q.push(e).is_err() {
+                    full += 1;
+                }
+            });
+            if lost + full > 0 {
+                CtCounters::add(&core.stages.counters().events_lost, lost + full);
+            }
+        }
         let shard = &core.stages.shard;
         let c = core.stages.counters();
         let st = shard.stats();

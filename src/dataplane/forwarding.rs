@@ -108,6 +108,8 @@ pub struct FwdConfig {
     pub record_core_cycles: bool,
     /// Longest idle sleep of a forwarding core, in microseconds (0: none).
     pub sleep_max_us: u32,
+    /// Whether the trackers report connection events (`--ct-events`).
+    pub ct_events: bool,
     /// The tracker of each worker (conntrack mode); `max` is per worker.
     pub conntrack: crate::conntrack::Config,
     /// Each tracking worker's IP reassembly (`--frag-max`, `--frag-timeout`).
@@ -155,7 +157,16 @@ pub struct Forwarding<'eal> {
     sharding: Option<Sharding>,
     /// `--rules`, for naming NAT rules in the stats.
     rules: Arc<crate::rules::RuleSet>,
+    /// Each worker's connection events (`--ct-events`), for the main loop.
+    events: Vec<Arc<EventQueue>>,
 }
+
+/// A worker's connection events on their way to the main lcore: a bounded
+/// lock-free queue (crossbeam's), which the worker never waits on.
+pub type EventQueue = crossbeam_queue::ArrayQueue<crate::conntrack::CtEvent>;
+
+/// Events a worker's queue holds (each about 200 bytes).
+const EVENT_QUEUE: usize = 16_384;
 
 impl<'eal> Forwarding<'eal> {
     /// Sets up ports, pool and streams, then launches the workers, in the
@@ -228,6 +239,7 @@ impl<'eal> Forwarding<'eal> {
             conntrack_mode: tracking,
             sharding,
             rules: Arc::clone(&cfg.rules),
+            events: shared.events.clone(),
         };
         fwd.launch_workers(eal, cfg, &shared, handoff)?;
         Ok(fwd)
@@ -259,7 +271,11 @@ impl<'eal> Forwarding<'eal> {
                     tsc_hz: self.tsc_hz,
                     burst: cfg.burst,
                     tracking: self.conntrack_mode.then(|| {
-                        shared.tracking_context(cfg, handoff.get_mut(index).and_then(Option::take))
+                        shared.tracking_context(
+                            cfg,
+                            index,
+                            handoff.get_mut(index).and_then(Option::take),
+                        )
                     }),
                 },
                 #[cfg(feature = "fault-injection")]
@@ -336,6 +352,11 @@ impl<'eal> Forwarding<'eal> {
             .sum()
     }
 
+    /// Each worker's connection events, when `--ct-events` asked for them.
+    pub fn event_queues(&self) -> Vec<Arc<EventQueue>> {
+        self.events.clone()
+    }
+
     /// The TSC's frequency.
     pub fn tsc_hz(&self) -> u64 {
         self.tsc_hz
@@ -378,6 +399,7 @@ impl<'eal> Forwarding<'eal> {
                 connections_max: c.connections_max.load(Ordering::Relaxed),
                 expected: c.expected.load(Ordering::Relaxed),
                 expect_full: c.expect_full.load(Ordering::Relaxed),
+                events_lost: c.events_lost.load(Ordering::Relaxed),
                 frag_held: std::array::from_fn(|i| c.frag_held[i].load(Ordering::Relaxed)),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
@@ -488,6 +510,8 @@ pub struct CtSnapshot {
     pub expected: u64,
     /// Expectations refused because the set was full (shared).
     pub expect_full: u64,
+    /// Connection events lost to a full queue (`--ct-events`).
+    pub events_lost: u64,
     pub early_drop: u64,
     /// New connections refused because the table was full.
     pub table_full: u64,
@@ -655,6 +679,8 @@ struct Shared {
     dump: Arc<TableDump>,
     inside_ports: u64,
     defrag: crate::conntrack::DefragConfig,
+    /// Per worker, when events are asked for.
+    events: Vec<Arc<EventQueue>>,
 }
 
 impl Shared {
@@ -679,6 +705,13 @@ impl Shared {
                 replies: (0..cores).map(|_| Default::default()).collect(),
             }),
             inside_ports: inside_mask(cfg.inside_ports.as_deref(), port_ids)?,
+            events: if cfg.ct_events {
+                (0..cores)
+                    .map(|_| Arc::new(EventQueue::new(EVENT_QUEUE)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             defrag: crate::conntrack::DefragConfig {
                 max_held: held_fragments_max(&cfg.defrag, pool_size, cores),
                 ..cfg.defrag
@@ -687,8 +720,14 @@ impl Shared {
     }
 
     /// One tracking worker's context.
-    fn tracking_context(&self, cfg: &FwdConfig, handoff: Option<HandoffLinks>) -> TrackingContext {
+    fn tracking_context(
+        &self,
+        cfg: &FwdConfig,
+        worker: usize,
+        handoff: Option<HandoffLinks>,
+    ) -> TrackingContext {
         TrackingContext {
+            events: self.events.get(worker).cloned(),
             conntrack: cfg.conntrack,
             defrag: self.defrag,
             expectations: Arc::clone(&self.expectations),

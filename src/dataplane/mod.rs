@@ -25,8 +25,9 @@ mod worker;
 
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{
-    assign_streams, CoreAssignment, CtSnapshot, FinalReport, Forwarding, FwdConfig, PortSnapshot,
-    Sharding, Snapshot, StreamSlot, StreamSnapshot, Topology, DROP_REASONS, HANDOFF_COUNTERS,
+    assign_streams, CoreAssignment, CtSnapshot, EventQueue, FinalReport, Forwarding, FwdConfig,
+    PortSnapshot, Sharding, Snapshot, StreamSlot, StreamSnapshot, Topology, DROP_REASONS,
+    HANDOFF_COUNTERS,
 };
 pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
 pub use mbuf::MAX_BURST;

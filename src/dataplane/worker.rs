@@ -85,6 +85,8 @@ pub struct TrackingContext {
     pub handoff: Option<super::handoff::HandoffLinks>,
     /// The firewall mode's policy settings.
     pub firewall: FirewallSettings,
+    /// Where the tracker's connection events go, if they are asked for.
+    pub events: Option<Arc<super::forwarding::EventQueue>>,
 }
 
 /// What only `--forward-mode=firewall` reads.
@@ -118,6 +120,8 @@ pub struct CtCounters {
     pub expect_full: AtomicU64,
     pub early_drop: AtomicU64,
     pub table_full: AtomicU64,
+    /// Connection events lost: the worker's queue was full.
+    pub events_lost: AtomicU64,
     /// Fragments held for reassembly now, at most so far, and the limit.
     pub frag_held: [AtomicU64; 3],
     /// Packets put on a ring to their owner.
