@@ -137,12 +137,15 @@ def ctfwd_events(in_path, trace_path):
     return events, refused
 
 
-def neighbour_discovery(flow):
-    """ICMPv6 neighbour discovery (RFC 4861, types 133-137), which Linux
-    leaves without any conntrack entry (no `ct state` matches, so nothing is
-    logged) and ctfwd calls UNTRACKED: the hosts send it when they please,
-    so it is left out of the comparison."""
-    return re.match(r"58 .* type 13[3-7] ", flow) is not None
+def host_chatter(flow):
+    """ICMPv6 neighbour discovery (RFC 4861, types 133-137) and multicast
+    listener messages (MLD, RFC 2710 and 3810: types 130-132 and 143),
+    which the hosts send when they please (an MLDv2 report can come after
+    the capture that ctfwd traces has stopped, while the router still logs
+    it): neither tracker gives them a connection (Linux leaves ND without
+    any conntrack entry and MLD UNTRACKED; ctfwd calls both UNTRACKED), so
+    they are left out of the comparison."""
+    return re.match(r"58 .* type (13[0-7]|143) ", flow) is not None
 
 
 def main():
@@ -155,9 +158,9 @@ def main():
                 return reason
         return None
 
-    linux = [e for e in linux_events(nflog_path) if not neighbour_discovery(e[0])]
+    linux = [e for e in linux_events(nflog_path) if not host_chatter(e[0])]
     ours, refused = ctfwd_events(in_path, trace_path)
-    ours = [e for e in ours if not neighbour_discovery(e[0])]
+    ours = [e for e in ours if not host_chatter(e[0])]
     matcher = difflib.SequenceMatcher(a=[f for f, _ in linux], b=[f for f, _ in ours], autojunk=False)
     agree, differ, unexpected = 0, [], 0
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
