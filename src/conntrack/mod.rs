@@ -34,15 +34,19 @@
 #![forbid(unsafe_code)]
 
 mod classify;
+mod config;
 mod conn;
 mod defrag;
+mod events;
 mod expect;
 mod ftp_nat;
 mod helper;
 mod icmp;
 mod nat;
+mod nat_bind;
 mod selfcheck;
 mod seqadj;
+mod stats;
 pub mod steering;
 mod table;
 mod tcp;
@@ -58,10 +62,13 @@ use helper::FtpState;
 
 pub use classify::Classified;
 use classify::{Early, L4};
+pub use config::Config;
 pub use conn::{Conn, ConnLine, EventLine, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
+use events::{note_destroy, EventLog};
+pub use events::{CtEvent, CtEventKind};
 use expect::Ledger;
 pub use expect::{
     ExpectFull, ExpectStats, Expectation, Expectations, FollowNat, MasterRef, MAX_PER_MASTER,
@@ -72,6 +79,7 @@ use icmp::{icmp_opens, icmp_reply_type};
 pub use nat::{after_dnat, invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use seqadj::SeqAdj;
+pub use stats::Stats;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
@@ -163,108 +171,6 @@ impl CtInfo {
             CtInfo::Invalid => "INVALID",
             CtInfo::Untracked => "UNTRACKED",
         }
-    }
-}
-
-/// Tracker settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// Connections this shard holds at most (unconfirmed ones included).
-    pub max: usize,
-    pub tcp: TcpConfig,
-    pub timeouts: Timeouts,
-    /// Verify transport checksums (`nf_conntrack_checksum`).
-    pub checksum: bool,
-    /// Touch the memory of the table and its side arrays at construction,
-    /// so page faults happen then and not on the packet path.
-    pub prefault: bool,
-    /// Called with each large region of the table before it is touched, so
-    /// the owner can advise the kernel (huge pages); this module makes no
-    /// system calls itself.
-    pub advise_memory: Option<fn(Region<'_>)>,
-    /// Which helpers serve which ports.
-    pub helpers: HelperConfig,
-    /// Expectations a shard's own set holds at most (`Shard::new`; shards
-    /// made with `Shard::with_expectations` share the caller's set).
-    pub expect_max: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max: 65536,
-            tcp: TcpConfig::default(),
-            timeouts: Timeouts::default(),
-            checksum: false,
-            prefault: true,
-            advise_memory: None,
-            helpers: HelperConfig::default(),
-            expect_max: 4096,
-        }
-    }
-}
-
-/// Counters, named as `conntrack -S` names them. Every packet given to
-/// ingress counts once in exactly one of `found`, `new`, `invalid` and
-/// `ignore`; the others count events.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Packets of an existing connection (RELATED ICMP errors included).
-    pub found: u64,
-    /// Packets that created a connection.
-    pub new: u64,
-    /// Packets marked INVALID.
-    pub invalid: u64,
-    /// Packets not tracked (not IP, or UNTRACKED).
-    pub ignore: u64,
-    /// Connections confirmed into the table.
-    pub insert: u64,
-    /// Confirms refused: the tuple was taken meanwhile (TCP).
-    pub insert_failed: u64,
-    /// New connections refused: table full and nothing to early-drop.
-    pub drop: u64,
-    /// Connections evicted to make room: by a new connection finding the
-    /// table full, or by gc past 95% full (Linux counts only the first
-    /// here; ctfwd counts both, so the counter says what a flood cost).
-    pub early_drop: u64,
-    /// INVALID packets that were malformed (bad headers or checksums).
-    pub error: u64,
-    /// Connections removed on timeout.
-    pub expired: u64,
-    /// Confirms that found the same tuple confirmed meanwhile and joined it.
-    pub clash_resolve: u64,
-    /// TCP connections deleted to be reopened by a new SYN.
-    pub search_restart: u64,
-    /// Connections deleted by their tracker (an RST with no reply).
-    pub delete: u64,
-    /// Unconfirmed connections reclaimed because nobody confirmed or
-    /// discarded them (a caller bug; should stay 0).
-    pub unconfirmed_reaped: u64,
-    /// Helper commands that could not be used (malformed, cut, out of
-    /// range, FTP bounce): no expectation.
-    pub helper_refused: u64,
-}
-
-impl Stats {
-    /// (name, value) pairs in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 15] {
-        [
-            ("found", self.found),
-            ("new", self.new),
-            ("invalid", self.invalid),
-            ("ignore", self.ignore),
-            ("insert", self.insert),
-            ("insert_failed", self.insert_failed),
-            ("drop", self.drop),
-            ("early_drop", self.early_drop),
-            ("error", self.error),
-            ("expired", self.expired),
-            ("clash_resolve", self.clash_resolve),
-            ("search_restart", self.search_restart),
-            ("delete", self.delete),
-            ("unconfirmed_reaped", self.unconfirmed_reaped),
-            ("helper_refused", self.helper_refused),
-        ]
     }
 }
 
@@ -390,50 +296,6 @@ pub struct Shard {
     events: Option<EventLog>,
 }
 
-/// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CtEventKind {
-    New,
-    Destroy,
-}
-
-/// A connection event: the connection as it was then, and when (the
-/// tracker's clock).
-#[derive(Debug, Clone, Copy)]
-pub struct CtEvent {
-    pub kind: CtEventKind,
-    pub conn: Conn,
-    pub at: u64,
-}
-
-/// Events waiting for the caller, in a buffer reserved once: when it is
-/// full, events are counted as lost rather than kept.
-struct EventLog {
-    buf: Vec<CtEvent>,
-    lost: u64,
-}
-
-impl EventLog {
-    fn push(&mut self, kind: CtEventKind, conn: &Conn, at: u64) {
-        if self.buf.len() < self.buf.capacity() {
-            self.buf.push(CtEvent {
-                kind,
-                conn: *conn,
-                at,
-            });
-        } else {
-            self.lost += 1;
-        }
-    }
-}
-
-/// Notes a connection's end in `events`, if they are kept.
-fn note_destroy(events: &mut Option<EventLog>, conn: &Conn, now: u64) {
-    if let Some(log) = events {
-        log.push(CtEventKind::Destroy, conn, now);
-    }
-}
-
 impl Shard {
     /// A shard with its own expectation set.
     pub fn new(cfg: Config) -> Shard {
@@ -464,173 +326,6 @@ impl Shard {
             edit: None,
             events: None,
         }
-    }
-
-    /// Keeps connection events (creation at confirm, deletion however it
-    /// happens), up to `capacity` between two `drain_events`; more are
-    /// counted as lost.
-    pub fn enable_events(&mut self, capacity: usize) {
-        self.events = Some(EventLog {
-            buf: Vec::with_capacity(capacity.max(1)),
-            lost: 0,
-        });
-    }
-
-    /// Hands the events kept since the last call to `f`, oldest first;
-    /// returns how many were lost meanwhile (the buffer was full).
-    pub fn drain_events(&mut self, f: impl FnMut(CtEvent)) -> u64 {
-        let Some(log) = self.events.as_mut() else {
-            return 0;
-        };
-        log.buf.drain(..).for_each(f);
-        std::mem::take(&mut log.lost)
-    }
-
-    /// The payload change the helper made of the last packet egress saw
-    /// (an FTP announcement rewritten for NAT): the caller applies it to
-    /// the packet, after the address and sequence rewrites.
-    pub fn take_edit(&mut self) -> Option<PayloadEdit> {
-        self.edit.take()
-    }
-
-    /// A connection's sequence adjustment, by direction, once NAT changed
-    /// the length of one of its segments.
-    #[inline]
-    pub fn seqadj(&self, r: ConnRef) -> Option<[SeqAdj; 2]> {
-        let c = self.table.get(r.slot);
-        if c.id != r.id || !c.status.has(Status::SEQ_ADJUST) {
-            return None;
-        }
-        self.aux.get(r.slot.0 as usize).map(|a| a.seqadj)
-    }
-
-    /// Tells the shard which tuples land on its worker (several workers).
-    pub fn set_steering(&mut self, s: steering::Steering) {
-        self.steering = Some(s);
-    }
-
-    /// Binds a NAT mapping to the connection the packet of `v` created
-    /// (`nf_nat_setup_info`): its reply tuple becomes the inverse of the
-    /// translated tuple, and SRC_NAT or DST_NAT is set if anything
-    /// changed. Source NAT after destination NAT composes, as in Linux.
-    /// A packet that created no connection is left alone (NAT binds on a
-    /// connection's first packet only).
-    /// A manip already bound (an expected connection following its
-    /// master) is left as it is, as Linux's nat hooks skip a connection
-    /// whose manip is done.
-    pub fn nat(&mut self, v: &mut Verdict, manip: Manip, range: &NatRange) -> Result<(), NatError> {
-        let Some(slot) = v.unconfirmed.as_ref().map(|u| u.slot) else {
-            return Ok(());
-        };
-        if self.table.get(slot).status.has(nat_done(manip)) {
-            return Ok(());
-        }
-        v.status = self.bind_nat(slot, manip, range)?;
-        Ok(())
-    }
-
-    /// `nf_nat_setup_info` on the unconfirmed connection in `slot`;
-    /// returns its status.
-    fn bind_nat(&mut self, slot: Slot, manip: Manip, range: &NatRange) -> Result<Status, NatError> {
-        let Shard {
-            table,
-            unconfirmed,
-            steering,
-            nat_key,
-            rng,
-            ..
-        } = self;
-        let cur = invert(&table.get(slot).tuples[1]);
-        // `nf_nat_used_tuple`: in the table, or taken by another new
-        // connection of this burst (hashes compared before tuples).
-        let used = |reply: &Tuple| {
-            let h = table.hash(reply);
-            table.lookup(reply, h).is_some()
-                || unconfirmed.iter().any(|&(s, hashes)| {
-                    s != slot && hashes.contains(&h) && table.get(s).tuples.contains(reply)
-                })
-        };
-        let mut random = || {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            *rng
-        };
-        let new = nat::Chooser {
-            original: table.get(slot).tuples[0],
-            used: &used,
-            steering: steering.as_ref(),
-            key: nat_key,
-            random: &mut random,
-        }
-        .unique_tuple(&cur, range, manip)?;
-        let reply = invert(&new);
-        let reply_hash = table.hash(&reply);
-        let conn = table.get_mut(slot);
-        conn.tuples[1] = reply;
-        if new != cur {
-            conn.status.set(match manip {
-                Manip::Src => Status::SRC_NAT,
-                Manip::Dst => Status::DST_NAT,
-            });
-        }
-        conn.status.set(nat_done(manip));
-        let status = conn.status;
-        if let Some(e) = unconfirmed.iter_mut().find(|(s, _)| *s == slot) {
-            e.1[1] = reply_hash;
-        }
-        Ok(status)
-    }
-
-    /// An expected connection of a translated master is translated as
-    /// Linux's `nf_nat_follow_master` does: source, then destination (and
-    /// the port the master's side meant). A mapping that cannot be made
-    /// leaves that manip to the rules.
-    fn follow_master(&mut self, slot: Slot, n: &FollowNat) {
-        let single = |a: Addr, port: Option<u16>| NatRange {
-            min_addr: a,
-            max_addr: a,
-            ports: port.map(|p| (p, p)),
-            persistent: false,
-            random: false,
-        };
-        let _ = self.bind_nat(slot, Manip::Src, &single(n.src, None));
-        let _ = self.bind_nat(slot, Manip::Dst, &single(n.dst, n.dport));
-    }
-
-    /// A translated connection's tuples: of direction `dir`, then of the
-    /// other (what an ICMP error about it is rewritten from).
-    pub fn nat_tuples(&self, r: ConnRef, dir: Dir) -> Option<(Tuple, Tuple)> {
-        let c = self.conn(r)?;
-        if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
-            return None;
-        }
-        Some((*c.tuple(dir), *c.tuple(dir.other())))
-    }
-
-    /// The tuple a packet of connection `r` in direction `dir` must carry
-    /// when it leaves (`nf_nat_packet`): the inverse of the other
-    /// direction's; `None` if the connection is not translated.
-    ///
-    /// Meant for the packets of a burst whose ingress gave `r`: it reads
-    /// the slot without the liveness array (one cache line less per
-    /// packet). A connection a later packet of the burst deleted still
-    /// has its tuples there, which are this packet's; a slot reused since
-    /// has another id.
-    #[inline]
-    pub fn nat_target(&self, r: ConnRef, dir: Dir) -> Option<Tuple> {
-        let c = self.table.get(r.slot);
-        if c.id != r.id {
-            return None;
-        }
-        if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
-            return None;
-        }
-        let other = match dir {
-            Dir::Original => Dir::Reply,
-            Dir::Reply => Dir::Original,
-        };
-        Some(invert(c.tuple(other)))
     }
 
     pub fn expectations(&self) -> &Expectations {
@@ -1150,14 +845,6 @@ impl Shard {
             },
             dir,
         ))
-    }
-}
-
-/// The status bit that says a manip was bound.
-fn nat_done(manip: Manip) -> Status {
-    match manip {
-        Manip::Src => Status::SRC_NAT_DONE,
-        Manip::Dst => Status::DST_NAT_DONE,
     }
 }
 

@@ -1,0 +1,71 @@
+//! Connection events (`conntrack -E`): a shard keeps NEW (at confirm)
+//! and DESTROY (however a connection goes) in a buffer reserved once,
+//! which its caller drains between bursts.
+
+use super::{Conn, Shard};
+
+/// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtEventKind {
+    New,
+    Destroy,
+}
+
+/// A connection event: the connection as it was then, and when (the
+/// tracker's clock).
+#[derive(Debug, Clone, Copy)]
+pub struct CtEvent {
+    pub kind: CtEventKind,
+    pub conn: Conn,
+    pub at: u64,
+}
+
+/// Events waiting for the caller, in a buffer reserved once: when it is
+/// full, events are counted as lost rather than kept.
+pub(super) struct EventLog {
+    buf: Vec<CtEvent>,
+    lost: u64,
+}
+
+impl EventLog {
+    pub(super) fn push(&mut self, kind: CtEventKind, conn: &Conn, at: u64) {
+        if self.buf.len() < self.buf.capacity() {
+            self.buf.push(CtEvent {
+                kind,
+                conn: *conn,
+                at,
+            });
+        } else {
+            self.lost += 1;
+        }
+    }
+}
+
+/// Notes a connection's end in `events`, if they are kept.
+pub(super) fn note_destroy(events: &mut Option<EventLog>, conn: &Conn, now: u64) {
+    if let Some(log) = events {
+        log.push(CtEventKind::Destroy, conn, now);
+    }
+}
+
+impl Shard {
+    /// Keeps connection events (creation at confirm, deletion however it
+    /// happens), up to `capacity` between two `drain_events`; more are
+    /// counted as lost.
+    pub fn enable_events(&mut self, capacity: usize) {
+        self.events = Some(EventLog {
+            buf: Vec::with_capacity(capacity.max(1)),
+            lost: 0,
+        });
+    }
+
+    /// Hands the events kept since the last call to `f`, oldest first;
+    /// returns how many were lost meanwhile (the buffer was full).
+    pub fn drain_events(&mut self, f: impl FnMut(CtEvent)) -> u64 {
+        let Some(log) = self.events.as_mut() else {
+            return 0;
+        };
+        log.buf.drain(..).for_each(f);
+        std::mem::take(&mut log.lost)
+    }
+}
