@@ -54,6 +54,22 @@ pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// A broadcast ARP request (RFC 826) from `sender` (MAC_B, the outside
+/// side's) asking for `target`: what hosts send all the time, and what a
+/// firewall passes untracked.
+pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&MAC_B.0);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&MAC_B.0);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f.resize(60, 0);
+    f
+}
+
 /// A deterministic stream of well-mixed numbers (Marsaglia's xorshift64)
 /// for tests and benchmarks; `seed` must not be 0.
 pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {

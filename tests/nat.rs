@@ -20,10 +20,7 @@ in-port 0 ip saddr 198.18.0.2 udp snat to 198.18.0.101:7000
 ";
 
 fn arp() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&[0x02, 0x18, 0, 0, 0, 1, 0x08, 0x06]);
-    f.resize(60, 0);
-    f
+    ctfwd::synth::arp_request("198.19.0.1".parse().unwrap(), "198.18.0.1".parse().unwrap())
 }
 
 /// A port unreachable from `from` to `to`, quoting a whole UDP datagram.

@@ -6,8 +6,8 @@ use std::io::{self, BufWriter, Write};
 
 use crate::capture::CaptureReader;
 use crate::conntrack::{
-    after_dnat, proto_name, Config, CtInfo, Defrag, DefragConfig, DefragStats, FragHeader,
-    HeldFragment, HelperConfig, Manip, Push, Shard, Verdict,
+    proto_name, Config, CtInfo, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment,
+    HelperConfig, Manip, Push, Shard, Verdict,
 };
 use crate::rules::{Prefix, RuleSet};
 use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
@@ -304,10 +304,7 @@ fn track(shard: &mut Shard, opts: &TraceOptions, ip: IpPacket<'_>, index: usize,
     if let Some(rules) = &opts.rules {
         let in_port = opts.in_port(c.tuple());
         for manip in [Manip::Dst, Manip::Src] {
-            let seen = match v.conn.filter(|_| v.translated()) {
-                Some(r) => after_dnat(c.tuple(), shard.nat_target(r, v.dir())),
-                None => *c.tuple(),
-            };
+            let seen = shard.dnat_view(&v, c.tuple());
             let Some(m) = rules.nat(manip, in_port, &seen, v.ctinfo, v.status) else {
                 continue;
             };

@@ -58,33 +58,33 @@ pub(super) fn icmp_opens(ty: u8, v6: bool) -> bool {
     }
 }
 
+/// The ICMP query types (IPv6?, request, reply), Linux's `invmap`.
+const QUERY_PAIRS: [(bool, u8, u8); 6] = [
+    (false, 8, 0),
+    (false, 13, 14),
+    (false, 15, 16),
+    (false, 17, 18),
+    (true, 128, 129),
+    (true, 139, 140),
+];
+
 /// The type of the other direction of an ICMP query: a request's reply
 /// and a reply's request.
 pub(super) fn icmp_counterpart_type(ty: u8, v6: bool) -> Option<u8> {
-    icmp_reply_type(ty, v6).or_else(|| {
-        Some(match (v6, ty) {
-            (false, 0) => 8,
-            (false, 14) => 13,
-            (false, 16) => 15,
-            (false, 18) => 17,
-            (true, 129) => 128,
-            (true, 140) => 139,
-            _ => return None,
-        })
+    QUERY_PAIRS.iter().find_map(|&(six, req, rep)| match () {
+        _ if six != v6 => None,
+        _ if ty == req => Some(rep),
+        _ if ty == rep => Some(req),
+        _ => None,
     })
 }
 
-/// The reply type of a request (Linux's `invmap`).
+/// The reply type of a request.
 pub(super) fn icmp_reply_type(ty: u8, v6: bool) -> Option<u8> {
-    Some(match (v6, ty) {
-        (false, 8) => 0,
-        (false, 13) => 14,
-        (false, 15) => 16,
-        (false, 17) => 18,
-        (true, 128) => 129,
-        (true, 139) => 140,
-        _ => return None,
-    })
+    QUERY_PAIRS
+        .iter()
+        .find(|&&(six, req, _)| six == v6 && req == ty)
+        .map(|&(_, _, rep)| rep)
 }
 
 /// ICMPv6 types Linux leaves UNTRACKED (`noct_valid_new`): MLD and

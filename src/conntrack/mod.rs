@@ -76,7 +76,7 @@ pub use expect::{
 pub use ftp_nat::PayloadEdit;
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
-pub use nat::{after_dnat, invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
+pub use nat::{invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
 pub use selfcheck::run_byte_sequence;
 pub use seqadj::SeqAdj;
 pub use stats::Stats;

@@ -122,6 +122,17 @@ impl Shard {
         let _ = self.bind_nat(slot, Manip::Dst, &single(n.dst, n.dport));
     }
 
+    /// The tuple of the packet whose verdict is `v` (its own, `t`) as
+    /// filtering and SNAT rules see it: after destination NAT, where its
+    /// connection is translated (`nat::after_dnat`).
+    #[inline]
+    pub fn dnat_view(&self, v: &Verdict, t: &Tuple) -> Tuple {
+        match v.conn.filter(|_| v.translated()) {
+            Some(r) => nat::after_dnat(t, self.nat_target(r, v.dir())),
+            None => *t,
+        }
+    }
+
     /// A translated connection's tuples: of direction `dir`, then of the
     /// other (what an ICMP error about it is rewritten from).
     pub fn nat_tuples(&self, r: ConnRef, dir: Dir) -> Option<(Tuple, Tuple)> {

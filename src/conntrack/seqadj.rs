@@ -8,17 +8,14 @@
 //! before and after it, so a retransmission of data from before the
 //! change is still shifted by the old offset.
 
+use super::tcp::after;
+
 /// One direction's adjustment (`struct nf_ct_seqadj`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SeqAdj {
     correction_pos: u32,
     offset_before: i32,
     offset_after: i32,
-}
-
-/// Whether `a` comes after `b` in sequence space (RFC 1982).
-fn after(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) < 0
 }
 
 impl SeqAdj {

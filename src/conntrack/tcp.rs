@@ -253,7 +253,7 @@ fn before(a: u32, b: u32) -> bool {
 }
 
 #[inline]
-fn after(a: u32, b: u32) -> bool {
+pub(super) fn after(a: u32, b: u32) -> bool {
     before(b, a)
 }
 

@@ -28,8 +28,7 @@ use super::mbuf::Fate;
 use super::policy::{Action, DropReason, Policy};
 use super::worker::{CtCounters, FirewallSettings};
 use crate::conntrack::{
-    after_dnat, Checked, Classified, CtInfo, Dir, Manip, PayloadEdit, RxChecksum, SeqAdj, Shard,
-    Tuple, Verdict,
+    Checked, Classified, CtInfo, Dir, Manip, PayloadEdit, RxChecksum, SeqAdj, Shard, Tuple, Verdict,
 };
 use crate::wire::{parse_frame, ChecksumView, Fragment, Frame, IpPacket, LinkType};
 use dpdk_sys::consts::{
@@ -435,10 +434,8 @@ impl<P: Policy> Stages<P> {
             let view = v.translated()
                 && !chunk.cl[i].is_icmp_error()
                 && self.policy.rules().is_some_and(|r| r.has_filter());
-            let seen = match v.conn.filter(|_| view) {
-                Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
-                None => *chunk.cl[i].tuple(),
-            };
+            let t = chunk.cl[i].tuple();
+            let seen = if view { self.shard.dnat_view(v, t) } else { *t };
             if let Action::Drop(r) = self.policy.tracked(p.in_port, &seen, v) {
                 if let Some(u) = v.unconfirmed.take() {
                     self.shard.discard(u);
@@ -470,10 +467,7 @@ impl<P: Policy> Stages<P> {
             else {
                 continue;
             };
-            let t = match v.conn.filter(|_| v.translated()) {
-                Some(r) => after_dnat(chunk.cl[i].tuple(), self.shard.nat_target(r, v.dir())),
-                None => *chunk.cl[i].tuple(),
-            };
+            let t = self.shard.dnat_view(v, chunk.cl[i].tuple());
             let Some(m) = rules.nat(manip, p.in_port, &t, v.ctinfo, v.status) else {
                 continue;
             };

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ctfwd::capture::PcapWriter;
-use ctfwd::synth::udp_frame;
+use ctfwd::synth::{arp_request, udp_frame};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -33,19 +33,6 @@ fn ends(i: u64) -> (SocketAddr, SocketAddr) {
         SocketAddr::new(client.into(), 1024 + (i & 0xff) as u16),
         SocketAddr::new(server.into(), 53),
     )
-}
-
-/// A broadcast ARP request, as hosts send all the time.
-fn arp_request(n: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&[0x02, 0x19, 0, 0, 0, 1]);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&[0x02, 0x19, 0, 0, 0, 1, 198, 19, 0, 1]);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&(0xc612_0000 | n & 0xffff).to_be_bytes());
-    f.resize(60, 0);
-    f
 }
 
 /// Writes `side`'s stream for `secs` seconds; returns the frames written.
@@ -70,7 +57,10 @@ pub fn write(
                 let (c, s) = ends(i % flows);
                 udp_frame(c, s, &[0; 18])
             }
-            Side::Outside if i < lag => arp_request(i as u32),
+            Side::Outside if i < lag => arp_request(
+                Ipv4Addr::new(198, 19, 0, 1),
+                Ipv4Addr::from(0xc612_0000 | i as u32 & 0xffff),
+            ),
             Side::Outside => {
                 let (c, s) = ends((i - lag) % flows);
                 udp_frame(s, c, &[0; 18])

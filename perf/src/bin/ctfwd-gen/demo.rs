@@ -5,7 +5,9 @@
 //! first), so every answer comes after what it answers; ARP requests fill
 //! the places where one side is silent.
 
-use ctfwd::synth::{tcp_frame, udp_frame};
+use std::net::Ipv4Addr;
+
+use ctfwd::synth::{arp_request, tcp_frame, udp_frame};
 
 /// The rules the demo runs with: one inside host goes out as another
 /// address, and its answers come back to it.
@@ -34,13 +36,9 @@ fn tcp(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> V
     )
 }
 
+/// An outside host asking for an inside one: fills a silent place.
 fn arp() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&[
-        0x02, 0x18, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1,
-    ]);
-    f.resize(60, 0);
-    f
+    arp_request(Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 18, 0, 1))
 }
 
 /// Frames, each a byte vector.
