@@ -62,6 +62,9 @@ fn main() {
         .allowlist_function("rte_convert_rss_key")
         .allowlist_function("rte_strerror")
         .allowlist_function("rte_version")
+        .allowlist_function("rte_tel_data_.*")
+        .allowlist_function("rte_telemetry_register_cmd")
+        .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_function("ctfwd_.*")
         .allowlist_type("rte_eth_conf")
         .allowlist_type("rte_eth_dev_info")
@@ -77,6 +80,7 @@ fn main() {
         .allowlist_var("RTE_RING_.*")
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_var("LCORE_ID_ANY")
+        .allowlist_var("RTE_TEL_.*")
         // Statics that are thread-locals or build paths, not data to bind.
         .blocklist_item("per_lcore_.*")
         .blocklist_item("RTE_EAL_PMD_PATH")

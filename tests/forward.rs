@@ -322,7 +322,7 @@ fn sigusr1_lists_connections() {
         "{line}"
     );
     assert!(
-        out.contains("conntrack: 1 flow entries have been shown."),
+        out.contains("conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown."),
         "{out}"
     );
 }

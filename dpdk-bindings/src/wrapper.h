@@ -13,6 +13,8 @@
 #include <rte_ethdev.h>
 #include <rte_thash.h>
 #include <rte_version.h>
+#include <rte_telemetry.h>
+#include <rte_pdump.h>
 
 /* Things bindgen cannot reach: thread-local variables behind macros. */
 int ctfwd_rte_errno(void);

@@ -19,6 +19,12 @@ pub struct Options {
     pub idle_exit: Option<Duration>,
     /// `--ct-events=FILE`: where connection events are written.
     pub ct_events: Option<String>,
+    /// `-i`: read commands (a prompt on a terminal, else lines of stdin).
+    pub interactive: bool,
+    /// `--cmdline-file=FILE`: commands run at start.
+    pub cmdline_file: Option<String>,
+    /// `--rules=FILE`, which `rules reload` and SIGHUP read again.
+    pub rules_path: Option<String>,
 }
 
 /// The outcome of parsing: run, or print help.
@@ -131,7 +137,17 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "auto-start",
         value: None,
-        help: "start forwarding at once (always so: ctfwd has no interactive mode)",
+        help: "with -i, start forwarding at once (without -i it always does)",
+    },
+    Flag {
+        name: "interactive",
+        value: None,
+        help: "-i: commands at a ctfwd> prompt (stdin lines if not a terminal); forwarding waits for `start`",
+    },
+    Flag {
+        name: "cmdline-file",
+        value: Some("FILE"),
+        help: "run the commands in FILE at start (see `help` at the prompt)",
     },
     Flag {
         name: "record-core-cycles",
@@ -283,21 +299,28 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             defrag: crate::conntrack::DefragConfig::default(),
             inside_ports: None,
             rules: Default::default(),
+            start_paused: false,
         },
         stats_period: 0,
         idle_exit: None,
         ct_events: None,
+        interactive: false,
+        cmdline_file: None,
+        rules_path: None,
     };
+    let mut auto_start = false;
     let mut rss_chosen = false;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
         i += 1;
-        if arg == "-i" || arg == "--interactive" {
-            return Err("interactive mode is not supported: ctfwd always auto-starts".into());
+        if arg == "-i" {
+            o.interactive = true;
+            continue;
         }
         if arg == "-a" {
-            continue; // testpmd's short --auto-start
+            auto_start = true; // testpmd's short --auto-start
+            continue;
         }
         let Some(body) = arg.strip_prefix("--") else {
             return Err(format!(
@@ -440,6 +463,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 let set = crate::rules::RuleSet::parse(&text)
                     .map_err(|e| format!("--rules: {v}: {e}"))?;
                 o.fwd.rules = std::sync::Arc::new(set);
+                o.rules_path = Some(v.to_string());
             }
             "inside-ports" => {
                 let ports = v
@@ -463,7 +487,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "frag-timeout" => {
                 o.fwd.defrag.timeout = number(name, v, 1, 3600)? * crate::conntrack::SEC
             }
-            "auto-start" => {}
+            "auto-start" => auto_start = true,
+            "interactive" => o.interactive = true,
+            "cmdline-file" => {
+                std::fs::metadata(v).map_err(|e| format!("--cmdline-file: {v}: {e}"))?;
+                o.cmdline_file = Some(v.to_string());
+            }
             "record-core-cycles" => o.fwd.record_core_cycles = true,
             "sleep-max" => o.fwd.sleep_max_us = number(name, v, 0, 1_000_000)? as u32,
             "ct-events" => {
@@ -493,6 +522,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     // Fragments are checked as the datagrams they make up.
     o.fwd.defrag.checksum = o.fwd.conntrack.checksum;
+    // testpmd: with -i, forwarding waits for `start` unless --auto-start.
+    o.fwd.start_paused = o.interactive && !auto_start;
     Ok(Parsed::Run(Box::new(o)))
 }
 
@@ -593,12 +624,21 @@ mod tests {
             &["--mbuf-size=191"],
             &["--mbuf-size=70000"],
             &["--max-pkt-len=63"],
-            &["-i"],
+            &["--cmdline-file=/nonexistent/commands"],
             &["stray"],
         ] {
             let e = run(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
             assert!(!e.contains('\n') && !e.is_empty(), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn interactive_waits_for_start_unless_auto_start() {
+        let o = run(&["-i"]).unwrap();
+        assert!(o.interactive && o.fwd.start_paused);
+        let o = run(&["--interactive", "--auto-start"]).unwrap();
+        assert!(o.interactive && !o.fwd.start_paused);
+        assert!(!run(&[]).unwrap().fwd.start_paused);
     }
 
     #[test]

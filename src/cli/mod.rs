@@ -6,6 +6,10 @@
 #[cfg(feature = "dpdk")]
 mod args;
 #[cfg(feature = "dpdk")]
+mod commands;
+#[cfg(feature = "dpdk")]
+mod prompt;
+#[cfg(feature = "dpdk")]
 mod report;
 #[cfg(feature = "dpdk")]
 mod run;

@@ -84,43 +84,8 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
     let secs = now.at.duration_since(prev.at).as_secs_f64().max(1e-9);
     let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 / secs) as u64;
     let mut s = String::new();
-    for (p, q) in prev.ports.iter().zip(&now.ports) {
-        let st = &q.stats;
-        let _ = writeln!(
-            s,
-            "\n  ######################## NIC statistics for port {:<2} ########################",
-            q.id
-        );
-        let _ = writeln!(
-            s,
-            "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}",
-            st.ipackets, st.imissed, st.ibytes
-        );
-        let _ = writeln!(s, "  RX-errors: {}", st.ierrors);
-        let _ = writeln!(s, "  RX-nombuf:  {}", st.rx_nombuf);
-        let _ = writeln!(
-            s,
-            "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}",
-            st.opackets, st.oerrors, st.obytes
-        );
-        let _ = writeln!(s, "  TX-dropped: {}", q.tx_dropped);
-        let _ = writeln!(s, "\n  Throughput (since last show)");
-        let _ = writeln!(
-            s,
-            "  Rx-pps: {:>12}          Rx-bps: {:>12}",
-            rate(p.stats.ipackets, st.ipackets),
-            rate(p.stats.ibytes, st.ibytes) * 8
-        );
-        let _ = writeln!(
-            s,
-            "  Tx-pps: {:>12}          Tx-bps: {:>12}",
-            rate(p.stats.opackets, st.opackets),
-            rate(p.stats.obytes, st.obytes) * 8
-        );
-        let _ = writeln!(
-            s,
-            "  ############################################################################"
-        );
+    for i in 0..now.ports.len() {
+        s.push_str(&port_stats(Some(prev), now, i));
     }
     let cycles = secs * fwd.tsc_hz() as f64;
     for core in fwd.cores() {
@@ -232,22 +197,20 @@ fn conntrack_lines(lcores: impl ExactSizeIterator<Item = u32>, snap: &Snapshot) 
     s
 }
 
-/// The exit report: per-port and accumulated forward statistics (testpmd's
-/// layout), per stream and per core counts, cycles per packet if recorded,
-/// and the mbuf pool check.
-pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
-    let last = &report.last;
-    let (tsc_hz, pool_size) = (report.tsc_hz, report.pool_size);
-    let secs = last
-        .at
-        .duration_since(report.started)
-        .as_secs_f64()
-        .max(1e-9);
+/// testpmd's per-port and accumulated forward statistics, of the counters
+/// since `base` (since the ports started, without one).
+pub fn forward_stats(base: Option<&Snapshot>, last: &Snapshot) -> String {
     let mut s = String::new();
     let (mut rx, mut rx_drop, mut tx, mut tx_drop) = (0, 0, 0, 0);
-    // Ports start with zeroed counters, so the totals are the run's.
-    for p in &last.ports {
-        let (ipackets, imissed, opackets) = (p.stats.ipackets, p.stats.imissed, p.stats.opackets);
+    for (i, p) in last.ports.iter().enumerate() {
+        let b = base.and_then(|b| b.ports.get(i));
+        let since =
+            |f: fn(&crate::dataplane::PortSnapshot) -> u64| f(p).saturating_sub(b.map_or(0, f));
+        let ipackets = since(|p| p.stats.ipackets);
+        let imissed = since(|p| p.stats.imissed);
+        let opackets = since(|p| p.stats.opackets);
+        let tx_dropped = since(|p| p.tx_dropped);
+        let (ierrors, nombuf) = (since(|p| p.stats.ierrors), since(|p| p.stats.rx_nombuf));
         let _ = writeln!(
             s,
             "\n  ---------------------- Forward statistics for port {:<2} ----------------------",
@@ -258,18 +221,13 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
             "  RX-packets: {ipackets:<14} RX-dropped: {imissed:<14} RX-total: {}",
             ipackets + imissed
         );
-        if p.stats.ierrors > 0 || p.stats.rx_nombuf > 0 {
-            let _ = writeln!(
-                s,
-                "  RX-error: {:<16} RX-nombufs: {}",
-                p.stats.ierrors, p.stats.rx_nombuf
-            );
+        if ierrors > 0 || nombuf > 0 {
+            let _ = writeln!(s, "  RX-error: {ierrors:<16} RX-nombufs: {nombuf}");
         }
         let _ = writeln!(
             s,
-            "  TX-packets: {opackets:<14} TX-dropped: {:<14} TX-total: {}",
-            p.tx_dropped,
-            opackets + p.tx_dropped
+            "  TX-packets: {opackets:<14} TX-dropped: {tx_dropped:<14} TX-total: {}",
+            opackets + tx_dropped
         );
         let _ = writeln!(
             s,
@@ -278,7 +236,7 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
         rx += ipackets;
         rx_drop += imissed;
         tx += opackets;
-        tx_drop += p.tx_dropped;
+        tx_drop += tx_dropped;
     }
     let _ = writeln!(
         s,
@@ -298,6 +256,126 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
         s,
         "  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++\n"
     );
+    s
+}
+
+/// testpmd's `show port stats`: port `i`'s counters, with the throughput
+/// since `prev` (the last time they were shown).
+pub fn port_stats(prev: Option<&Snapshot>, now: &Snapshot, i: usize) -> String {
+    let q = &now.ports[i];
+    let st = &q.stats;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n  ######################## NIC statistics for port {:<2} ########################",
+        q.id
+    );
+    let _ = writeln!(
+        s,
+        "  RX-packets: {:<10} RX-missed: {:<10} RX-bytes:  {}",
+        st.ipackets, st.imissed, st.ibytes
+    );
+    let _ = writeln!(s, "  RX-errors: {}", st.ierrors);
+    let _ = writeln!(s, "  RX-nombuf:  {}", st.rx_nombuf);
+    let _ = writeln!(
+        s,
+        "  TX-packets: {:<10} TX-errors: {:<10} TX-bytes:  {}",
+        st.opackets, st.oerrors, st.obytes
+    );
+    let (rx_pps, rx_bps, tx_pps, tx_bps) = match prev.and_then(|p| p.ports.get(i).map(|q| (p, q))) {
+        Some((p, pq)) => {
+            let secs = now.at.duration_since(p.at).as_secs_f64().max(1e-9);
+            let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 / secs) as u64;
+            (
+                rate(pq.stats.ipackets, st.ipackets),
+                8 * rate(pq.stats.ibytes, st.ibytes),
+                rate(pq.stats.opackets, st.opackets),
+                8 * rate(pq.stats.obytes, st.obytes),
+            )
+        }
+        None => (0, 0, 0, 0),
+    };
+    let _ = writeln!(s, "\n  Throughput (since last show)");
+    let _ = writeln!(s, "  Rx-pps: {rx_pps:>12}          Rx-bps: {rx_bps:>12}");
+    let _ = writeln!(s, "  Tx-pps: {tx_pps:>12}          Tx-bps: {tx_bps:>12}");
+    let _ = writeln!(
+        s,
+        "  ############################################################################"
+    );
+    s
+}
+
+/// testpmd's `show port info`, the fields ctfwd knows.
+pub fn port_info(p: &crate::dataplane::Port<'_>) -> String {
+    let info = p.info();
+    let (up, speed) = p.link();
+    let (rxd, txd) = p.descriptors();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n********************* Infos for port {:<2} *********************",
+        p.id()
+    );
+    let _ = writeln!(s, "MAC address: {}", info.mac);
+    let _ = writeln!(s, "Device name: {}", info.name);
+    let _ = writeln!(s, "Driver name: {}", info.driver);
+    let _ = writeln!(s, "Connect to socket: {}", info.socket);
+    let _ = writeln!(s, "Link status: {}", if up { "up" } else { "down" });
+    let _ = writeln!(s, "Link speed: {speed} Mbps");
+    let _ = writeln!(s, "MTU: {}", p.mtu());
+    let _ = writeln!(s, "Max possible RX queues: {}", info.max_rx_queues);
+    let _ = writeln!(s, "Max possible TX queues: {}", info.max_tx_queues);
+    let _ = writeln!(s, "RX descriptors: {rxd}, TX descriptors: {txd}");
+    let _ = writeln!(s, "Redirection table size: {}", p.reta_size());
+    let _ = writeln!(
+        s,
+        "Supported RSS offload flow types: 0x{:x}",
+        info.rss_offloads
+    );
+    let _ = writeln!(s, "RSS hash functions in use: 0x{:x}", p.rss_hf());
+    s
+}
+
+/// `conntrack -S`: one line per forwarding core of its tracker's counters,
+/// then the table's fill and the longest command slice (ctfwd's own).
+pub fn ct_stats(fwd: &Forwarding, stats: &[crate::conntrack::Stats], snap: &Snapshot) -> String {
+    let mut s = String::new();
+    for (cpu, ((st, c), core)) in stats
+        .iter()
+        .zip(&snap.conntrack)
+        .zip(fwd.cores())
+        .enumerate()
+    {
+        let fields: Vec<String> = st
+            .fields()
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "cpu={cpu:<4}\t{} entries={} max={} command_slice_max_us={:.1} lcore={}",
+            fields.join(" "),
+            c.connections,
+            c.connections_max,
+            c.command_slice_max as f64 * 1e6 / fwd.tsc_hz().max(1) as f64,
+            core.lcore
+        );
+    }
+    s
+}
+
+/// The exit report: per-port and accumulated forward statistics (testpmd's
+/// layout), per stream and per core counts, cycles per packet if recorded,
+/// and the mbuf pool check.
+pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
+    let last = &report.last;
+    let (tsc_hz, pool_size) = (report.tsc_hz, report.pool_size);
+    let secs = last
+        .at
+        .duration_since(report.started)
+        .as_secs_f64()
+        .max(1e-9);
+    let mut s = forward_stats(None, last);
     if report.streams.len() > last.ports.len() {
         for (st, c) in report.streams.iter().zip(&last.streams) {
             let _ = writeln!(

@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::RecvTimeoutError;
+
 use super::args::{parse, usage, Options, Parsed};
+use super::commands::{Next, Session};
+use super::prompt::{Input, Prompt};
 use super::report;
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::dataplane::{dpdk_version, Eal, EventQueue, Forwarding};
@@ -41,43 +45,22 @@ pub fn main(argv: Vec<String>) -> i32 {
     status
 }
 
-/// SIGUSR1: the connection tables, as `conntrack -L` prints them.
-fn print_connections(fwd: &Forwarding) {
-    if !fwd.conntrack_mode() {
-        println!("\nconntrack: this forward mode tracks no connections");
-        return;
-    }
-    match fwd.list_connections(Duration::from_secs(2)) {
-        Some((lines, n)) => print!("\n{lines}conntrack: {n} flow entries have been shown.\n"),
-        None => println!("\nconntrack: a worker did not answer the listing request"),
-    }
-}
-
 fn usage_error(msg: &str) -> i32 {
     eprintln!("ctfwd: error: {msg}");
     EXIT_USAGE
 }
 
-/// Forwards until a signal (or `--idle-exit`), printing stats on the way.
+/// Forwards until a signal, `quit` (or the end of `-i` input) or
+/// `--idle-exit`, printing stats and running commands on the way.
 fn forward(eal: &Eal, opts: &Options) -> i32 {
-    let quit = Arc::new(AtomicBool::new(false));
-    let list = Arc::new(AtomicBool::new(false));
-    for (sig, flag) in [
-        (signal_hook::consts::SIGINT, &quit),
-        (signal_hook::consts::SIGTERM, &quit),
-        (signal_hook::consts::SIGUSR1, &list),
-    ] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
-            eprintln!("ctfwd: error: cannot handle signal {sig}: {e}");
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ctfwd: error: {e}");
             return EXIT_FAILURE;
         }
-    }
-    let events = match opts
-        .ct_events
-        .as_deref()
-        .map(EventWriter::create)
-        .transpose()
-    {
+    };
+    let events = match EventWriter::create(opts.ct_events.as_deref()) {
         Ok(w) => w,
         Err(e) => return usage_error(&e),
     };
@@ -86,21 +69,56 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         Err(e) => return usage_error(&e.to_string()),
     };
     print!("{}", report::banner(&fwd, opts.fwd.mode.name));
-    println!("Forwarding started. Press Ctrl-C to stop.");
-    let mut events = events.map(|w| w.with(fwd.event_queues()));
+    if eal.capture_ready() {
+        println!("Packet capture: dpdk-dumpcap may attach (rte_pdump initialised).");
+    }
+    if fwd.paused() {
+        println!("Forwarding waits for `start` (type `help` for the commands).");
+    } else {
+        println!("Forwarding started. Press Ctrl-C to stop.");
+    }
+    let mut events = events.with(fwd.event_queues());
+    let mut session = Session::new(&fwd, opts);
+    let mut quit = false;
+    if let Some(file) = &opts.cmdline_file {
+        quit = run_file(&mut session, file);
+    }
+    let prompt = if opts.interactive && !quit {
+        match Prompt::spawn() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("ctfwd: error: cannot read commands: {e}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        None
+    };
 
     let mut shown = fwd.snapshot();
     let mut failed = false;
     let mut last_rx = (0, Instant::now());
     let period = Duration::from_secs(opts.stats_period);
-    while !quit.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
-        if list.swap(false, Ordering::Relaxed) {
-            print_connections(&fwd);
+    while !quit && !signals.quit.load(Ordering::Relaxed) {
+        match prompt
+            .as_ref()
+            .map(|p| p.lines.recv_timeout(Duration::from_millis(20)))
+        {
+            Some(Ok(Input::Line(line))) => {
+                quit = run_line(&mut session, &line);
+                prompt.as_ref().map(Prompt::ran);
+            }
+            Some(Ok(Input::End)) | Some(Err(RecvTimeoutError::Disconnected)) => quit = true,
+            Some(Err(RecvTimeoutError::Timeout)) => {}
+            None => std::thread::sleep(Duration::from_millis(20)),
         }
-        if let Some(w) = events.as_mut() {
-            w.drain();
+        if signals.list.swap(false, Ordering::Relaxed) {
+            run_line(&mut session, "ct list");
         }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            run_line(&mut session, "rules reload");
+        }
+        events.drain(session.events_on);
         // A worker that died leaves its queues unpolled and its handoff
         // rings filling: stop everything, in order, and fail.
         if let Some(why) = fwd.failed_worker() {
@@ -115,7 +133,7 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         }
         if let Some(idle) = opts.idle_exit {
             let rx = fwd.rx_packets();
-            if rx != last_rx.0 {
+            if rx != last_rx.0 || fwd.paused() {
                 last_rx = (rx, Instant::now());
             } else if last_rx.1.elapsed() >= idle {
                 println!(
@@ -126,12 +144,11 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
             }
         }
     }
+    drop(session);
     println!("\nTelling cores to stop...\nWaiting for lcores to finish...");
     let report = fwd.stop();
     // What the workers published last.
-    if let Some(w) = events.as_mut() {
-        w.drain();
-    }
+    events.drain(false);
     print!(
         "{}",
         report::final_report(&report, opts.fwd.record_core_cycles)
@@ -144,11 +161,62 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
     }
 }
 
-/// Writes the workers' connection events to a file, as `conntrack -E -o
-/// timestamp` prints them.
+/// Runs one command and prints what it says; whether it was `quit`.
+fn run_line(session: &mut Session, line: &str) -> bool {
+    let mut out = String::new();
+    let next = session.run(line, &mut out);
+    print!("{out}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    next == Next::Quit
+}
+
+/// `--cmdline-file`: each line a command, as testpmd reads one; whether
+/// one of them was `quit`.
+fn run_file(session: &mut Session, file: &str) -> bool {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ctfwd: error: --cmdline-file: {file}: {e}");
+            return false;
+        }
+    };
+    println!("Read CLI commands from {file}");
+    text.lines().any(|line| run_line(session, line))
+}
+
+/// The signals ctfwd acts on, each setting a flag the main loop reads:
+/// SIGINT and SIGTERM stop, SIGUSR1 lists the connections, SIGHUP reloads
+/// the rules.
+struct Signals {
+    quit: Arc<AtomicBool>,
+    list: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, String> {
+        let s = Signals {
+            quit: Arc::default(),
+            list: Arc::default(),
+            reload: Arc::default(),
+        };
+        for (sig, flag) in [
+            (signal_hook::consts::SIGINT, &s.quit),
+            (signal_hook::consts::SIGTERM, &s.quit),
+            (signal_hook::consts::SIGUSR1, &s.list),
+            (signal_hook::consts::SIGHUP, &s.reload),
+        ] {
+            signal_hook::flag::register(sig, Arc::clone(flag))
+                .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+        }
+        Ok(s)
+    }
+}
+
+/// Writes the workers' connection events as `conntrack -E -o timestamp`
+/// prints them: to `--ct-events`' file, or to stdout after `ct events on`.
 struct EventWriter {
-    out: std::io::BufWriter<std::fs::File>,
-    path: String,
+    file: Option<(std::io::BufWriter<std::fs::File>, String)>,
     queues: Vec<Arc<EventQueue>>,
     /// The wall clock when the workers' clocks read 0 (they count from
     /// their start, within milliseconds of this).
@@ -156,11 +224,16 @@ struct EventWriter {
 }
 
 impl EventWriter {
-    fn create(path: &str) -> Result<EventWriter, String> {
-        let file = std::fs::File::create(path).map_err(|e| format!("--ct-events: {path}: {e}"))?;
+    fn create(path: Option<&str>) -> Result<EventWriter, String> {
+        let file = path
+            .map(|p| {
+                std::fs::File::create(p)
+                    .map(|f| (std::io::BufWriter::new(f), p.to_string()))
+                    .map_err(|e| format!("--ct-events: {p}: {e}"))
+            })
+            .transpose()?;
         Ok(EventWriter {
-            out: std::io::BufWriter::new(file),
-            path: path.to_string(),
+            file,
             queues: Vec::new(),
             epoch: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -173,23 +246,33 @@ impl EventWriter {
         self
     }
 
-    /// Writes every event waiting; a write error is said once per call.
-    fn drain(&mut self) {
+    /// Writes every event waiting, to the file, and to stdout if `stdout`
+    /// (without a file); a write error is said once per call.
+    fn drain(&mut self, stdout: bool) {
         use std::io::Write;
         let mut result = Ok(());
+        let mut console = String::new();
         for q in &self.queues {
             while let Some(e) = q.pop() {
                 let line = crate::conntrack::EventLine {
                     event: &e,
                     time: self.epoch + e.at as f64 / 1e9,
                 };
-                if result.is_ok() {
-                    result = writeln!(self.out, "{line}");
+                match &mut self.file {
+                    Some((out, _)) if result.is_ok() => result = writeln!(out, "{line}"),
+                    None if stdout => {
+                        console.push_str(&line.to_string());
+                        console.push('\n');
+                    }
+                    _ => {}
                 }
             }
         }
-        if let Err(e) = result.and_then(|()| self.out.flush()) {
-            eprintln!("ctfwd: error: --ct-events: {}: {e}", self.path);
+        print!("{console}");
+        if let Some((out, path)) = &mut self.file {
+            if let Err(e) = result.and_then(|()| out.flush()) {
+                eprintln!("ctfwd: error: --ct-events: {path}: {e}");
+            }
         }
     }
 }

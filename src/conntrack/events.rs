@@ -59,6 +59,16 @@ impl Shard {
         });
     }
 
+    /// Stops keeping events; those kept so far are dropped.
+    pub fn disable_events(&mut self) {
+        self.events = None;
+    }
+
+    /// Whether events are kept.
+    pub fn events_enabled(&self) -> bool {
+        self.events.is_some()
+    }
+
     /// Hands the events kept since the last call to `f`, oldest first;
     /// returns how many were lost meanwhile (the buffer was full).
     pub fn drain_events(&mut self, f: impl FnMut(CtEvent)) -> u64 {

@@ -79,6 +79,41 @@ pub struct Expectation {
     pub nat: Option<FollowNat>,
 }
 
+/// An expectation as one line of `conntrack -L expect`: seconds left,
+/// protocol, the expected tuple, its mask, and the helper. The master is
+/// named by its connection id (`master-id=`), where Linux prints the
+/// master's tuple: a shard keeps its expectations by master id only.
+pub struct ExpectLine<'a> {
+    pub expectation: &'a Expectation,
+    pub now: u64,
+}
+
+impl std::fmt::Display for ExpectLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.expectation;
+        let t = &e.tuple;
+        let l3 = t.l3();
+        let full = match l3 {
+            crate::wire::L3::V4 => "255.255.255.255",
+            crate::wire::L3::V6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        };
+        let sport = if e.any_source_port { 0 } else { t.sport };
+        write!(
+            f,
+            "{} proto={} src={} dst={} sport={sport} dport={} mask-src={full} mask-dst={full} \
+             sport={} dport=65535 master-id={} class=0 helper={}",
+            e.deadline.saturating_sub(self.now) / super::SEC,
+            t.proto,
+            t.src.display(l3),
+            t.dst.display(l3),
+            t.dport,
+            if e.any_source_port { 0 } else { 65535 },
+            e.master.id,
+            e.helper.name(),
+        )
+    }
+}
+
 /// NAT for an expected connection that follows its master's
 /// (`nf_nat_follow_master`): the source becomes `src`, the destination
 /// `dst` and, where given, the destination port `dport`. Kept in the
@@ -453,11 +488,14 @@ impl Expectations {
         Err(ExpectFull)
     }
 
-    /// Removes the expectation behind `h` unless it was consumed.
-    fn remove(&self, h: &Handle) {
-        if self.release(h.slot as usize, h.seq, usize::from(h.filter)) {
+    /// Removes the expectation behind `h` unless it was consumed; whether
+    /// it did.
+    fn remove(&self, h: &Handle) -> bool {
+        let won = self.release(h.slot as usize, h.seq, usize::from(h.filter));
+        if won {
             self.count(2);
         }
+        won
     }
 
     /// Whether `h`'s expectation is still pending.
@@ -549,6 +587,27 @@ impl Ledger {
 
     pub(super) fn is_empty(&self) -> bool {
         self.by_master.is_empty()
+    }
+
+    /// This shard's expectations still pending, for `ct expect list`.
+    pub(super) fn pending(&self, set: &Expectations) -> Vec<Expectation> {
+        self.by_master
+            .values()
+            .flatten()
+            .filter_map(|h| set.read_at(h.slot as usize, h.seq))
+            .collect()
+    }
+
+    /// Removes all of this shard's pending expectations (`conntrack -F
+    /// expect`); returns how many it removed.
+    pub(super) fn flush(&mut self, set: &Expectations) -> usize {
+        let mut n = 0;
+        for (_, mine) in self.by_master.drain() {
+            for h in mine {
+                n += usize::from(set.remove(&h));
+            }
+        }
+        n
     }
 }
 

@@ -16,6 +16,14 @@ pub enum Helper {
 }
 
 impl Helper {
+    /// Its name, as `conntrack` prints it (`helper=tftp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::Tftp => "tftp",
+            Helper::Ftp => "ftp",
+        }
+    }
+
     /// The transport protocol the helper's control connection uses.
     pub fn proto(self) -> u8 {
         match self {

@@ -44,6 +44,7 @@ mod helper;
 mod icmp;
 mod nat;
 mod nat_bind;
+mod ops;
 mod selfcheck;
 mod seqadj;
 mod stats;
@@ -71,12 +72,14 @@ use events::{note_destroy, EventLog};
 pub use events::{CtEvent, CtEventKind};
 use expect::Ledger;
 pub use expect::{
-    ExpectFull, ExpectStats, Expectation, Expectations, FollowNat, MasterRef, MAX_PER_MASTER,
+    ExpectFull, ExpectLine, ExpectStats, Expectation, Expectations, FollowNat, MasterRef,
+    MAX_PER_MASTER,
 };
 pub use ftp_nat::PayloadEdit;
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
 pub use nat::{invert, rewrite, rewrite_icmp_error, Manip, NatError, NatRange};
+pub use ops::Cursor;
 pub use selfcheck::run_byte_sequence;
 pub use seqadj::SeqAdj;
 pub use stats::Stats;

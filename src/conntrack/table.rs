@@ -462,6 +462,17 @@ impl ConnTable {
         false
     }
 
+    /// Slots ever used: every connection's slot is below this.
+    pub fn slots(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The connection in slot `s` if it is confirmed.
+    pub fn confirmed(&self, s: Slot) -> Option<&Conn> {
+        let i = s.0 as usize;
+        (self.kinds.get(i) == Some(&SlotKind::Confirmed)).then(|| &self.conns[i])
+    }
+
     /// The confirmed connections, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Conn)> {
         self.kinds

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use super::control::Controller;
 use super::cpu::{advise_huge_pages, tsc};
 use super::fwd::ForwardEngine;
 use super::handoff::{Handoff, Router};
@@ -30,7 +31,7 @@ use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
 use super::rewrite::{apply_edit, rewrite_frame};
 use super::stages::{Chunk, Classify, Stages};
-use super::worker::{CtCounters, EngineContext, Stream, TableDump};
+use super::worker::{CtCounters, EngineContext, Stream};
 use crate::conntrack::{Defrag, FragHeader, Push, Shard};
 use crate::wire::{parse_frame, parse_ip, Fragment, Frame, IpPacket, LinkType};
 
@@ -90,11 +91,10 @@ pub struct Tracking<P: Policy> {
     /// TSC to nanoseconds: ns = (tsc - tsc0) * mult >> 32.
     tsc0: u64,
     mult: u64,
-    dump: Arc<TableDump>,
-    /// The last dump request answered.
-    dumped: u64,
-    /// Where connection events go (`--ct-events`).
-    events: Option<Arc<super::forwarding::EventQueue>>,
+    /// The operator's commands (`control`).
+    control: Controller,
+    /// Where connection events go (`--ct-events`, `ct events on`).
+    events: Arc<super::forwarding::EventQueue>,
 }
 
 /// `--forward-mode=conntrack`.
@@ -470,7 +470,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         let worker = usize::from(ctx.worker);
         CtCounters::set(&t.ct_counters[worker].connections_max, cfg.max as u64);
         let mut shard = Shard::with_expectations(cfg, ctx.worker, Arc::clone(&t.expectations));
-        if t.events.is_some() {
+        if t.events_on {
             // Drained into the queue at every housekeeping: a burst's worth
             // of events and then some.
             shard.enable_events(4 * MAX_BURST);
@@ -484,7 +484,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         Tracking {
             router: handoff.as_ref().map(Handoff::router),
             core: Core {
-                stages: Stages::new(shard, &t.firewall, t.ct_counters, worker),
+                stages: Stages::new(shard, &t.firewall, t.ct_counters, worker, t.nat_exhausted),
                 defrag: Defrag::new(t.defrag),
                 handoff,
                 fates: [Fate::Pass; MAX_BURST],
@@ -500,8 +500,7 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
             inbox: Burst::default(),
             tsc0: tsc(),
             mult: ((1_000_000_000u128 << 32) / u128::from(ctx.tsc_hz.max(1))) as u64,
-            dump: t.dump,
-            dumped: 0,
+            control: Controller::new(t.commands),
             events: t.events,
         }
     }
@@ -533,17 +532,17 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
         // Timed-out datagrams free their mbufs as they go.
         core.defrag.expire(now);
         core.stages.shard.gc(now, GC_BUDGET);
-        if let Some(q) = &self.events {
-            // A full queue loses the event (counted): a worker never waits.
-            let mut full = 0;
-            let lost = core.stages.shard.drain_events(|e| {
-                if q.push(e).is_err() {
-                    full += 1;
-                }
-            });
-            if lost + full > 0 {
-                CtCounters::add(&core.stages.counters().events_lost, lost + full);
+        // An operator's command: one bounded slice per round.
+        self.control.serve(&mut core.stages, now);
+        // A full queue loses the event (counted): a worker never waits.
+        let mut full = 0;
+        let lost = core.stages.shard.drain_events(|e| {
+            if self.events.push(e).is_err() {
+                full += 1;
             }
+        });
+        if lost + full > 0 {
+            CtCounters::add(&core.stages.counters().events_lost, lost + full);
         }
         let shard = &core.stages.shard;
         let c = core.stages.counters();
@@ -563,16 +562,6 @@ impl<P: Policy> ForwardEngine for Tracking<P> {
             .zip([d.held(), d.held_peak(), d.max_held()])
         {
             CtCounters::set(counter, v as u64);
-        }
-        let wanted = self.dump.request.load(std::sync::atomic::Ordering::Relaxed);
-        if wanted != self.dumped {
-            // A rare, operator-driven listing: allocating here is fine.
-            let listing = shard.list(now);
-            if let Some(slot) = self.dump.replies.get(core.stages.worker) {
-                let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
-                *r = (wanted, listing, shard.table().len());
-            }
-            self.dumped = wanted;
         }
         handed_over
     }

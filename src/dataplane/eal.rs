@@ -16,6 +16,8 @@ static EAL_UP: AtomicBool = AtomicBool::new(false);
 /// dropping it runs `rte_eal_cleanup`.
 pub struct Eal {
     _not_send: std::marker::PhantomData<*const ()>,
+    /// `rte_pdump_init` succeeded.
+    pdump: bool,
 }
 
 impl Eal {
@@ -48,9 +50,21 @@ impl Eal {
                 last_error_string()
             )));
         }
+        // Lets `dpdk-dumpcap` (a secondary process) capture the ports, as
+        // every DPDK application that wants capture does. It needs the
+        // multi-process channel, which `--no-shconf` and `--in-memory` turn
+        // off: capture is then unavailable and the run goes on.
+        // SAFETY: EAL is initialised; called once, from the main lcore.
+        let pdump = unsafe { sys::rte_pdump_init() } == 0;
         Ok(Eal {
             _not_send: std::marker::PhantomData,
+            pdump,
         })
+    }
+
+    /// Whether `dpdk-dumpcap` can attach (`rte_pdump_init` succeeded).
+    pub fn capture_ready(&self) -> bool {
+        self.pdump
     }
 
     /// The worker lcores (every enabled lcore but the main one), in order.
@@ -116,6 +130,10 @@ impl Drop for Eal {
         // rather than running on over a cleaned-up EAL.
         // SAFETY: EAL is initialised; waiting is allowed from the main lcore.
         unsafe { sys::rte_eal_mp_wait_lcore() };
+        if self.pdump {
+            // SAFETY: initialised above; no capture can start any more.
+            unsafe { sys::rte_pdump_uninit() };
+        }
         // SAFETY: no port, lcore job or pool is left: ports borrow the Eal,
         // jobs have ended, and the pools were owned by ports and jobs.
         unsafe { sys::rte_eal_cleanup() };

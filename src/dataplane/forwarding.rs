@@ -4,10 +4,11 @@
 //! and tearing everything down in the order that leaves no mbuf behind.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::control::{CommandQueue, Control};
 use super::eal::{Eal, Launched};
 use super::fwd::ForwardMode;
 use super::handoff::HandoffLinks;
@@ -17,8 +18,8 @@ use super::port::{available_ports, Port, PortConfig, PortInfo, PortStats};
 pub use super::sharding::Sharding;
 use super::sharding::{handoff_links, HANDOFF_RING_SIZE};
 use super::worker::{
-    CtCounters, EngineContext, FirewallSettings, Stream, StreamCounters, TableDump,
-    TrackingContext, Worker,
+    CtCounters, EngineContext, FirewallSettings, Pause, Stream, StreamCounters, TrackingContext,
+    Worker,
 };
 use super::Error;
 use crate::wire::MacAddr;
@@ -119,6 +120,9 @@ pub struct FwdConfig {
     pub inside_ports: Option<Vec<u16>>,
     /// `--rules`, consulted by the firewall before its default policy.
     pub rules: Arc<crate::rules::RuleSet>,
+    /// Launch the workers paused (testpmd's `-i` without `--auto-start`):
+    /// forwarding begins at `start`.
+    pub start_paused: bool,
 }
 
 /// A forwarding lcore and the streams it polls.
@@ -141,9 +145,11 @@ pub struct CoreAssignment {
 pub struct Forwarding<'eal> {
     jobs: Vec<Launched<'eal, ()>>,
     stop: Arc<AtomicBool>,
-    counters: Arc<[StreamCounters]>,
-    ct_counters: Arc<[CtCounters]>,
-    dump: Arc<TableDump>,
+    pub(super) counters: Arc<[StreamCounters]>,
+    pub(super) ct_counters: Arc<[CtCounters]>,
+    /// The tracking workers' command queues.
+    pub(super) control: Control,
+    pub(super) pause: Arc<Pause>,
     streams: Vec<Stream>,
     cores: Vec<CoreAssignment>,
     ports: Vec<Port<'eal>>,
@@ -155,8 +161,9 @@ pub struct Forwarding<'eal> {
     started: Instant,
     conntrack_mode: bool,
     sharding: Option<Sharding>,
-    /// `--rules`, for naming NAT rules in the stats.
-    rules: Arc<crate::rules::RuleSet>,
+    /// The rules in force, for naming NAT rules in the stats, with each
+    /// worker's per-rule counts (both replaced by `rules reload`).
+    pub(super) rules: std::sync::Mutex<ActiveRules>,
     /// Each worker's connection events (`--ct-events`), for the main loop.
     events: Vec<Arc<EventQueue>>,
 }
@@ -229,7 +236,12 @@ impl<'eal> Forwarding<'eal> {
                 .map(|_| StreamCounters::default())
                 .collect(),
             ct_counters: Arc::clone(&shared.ct_counters),
-            dump: Arc::clone(&shared.dump),
+            control: Control::new(if tracking {
+                shared.commands.clone()
+            } else {
+                Vec::new()
+            }),
+            pause: Arc::new(Pause::new(cores.len(), cfg.start_paused)),
             streams,
             cores,
             ports,
@@ -238,10 +250,14 @@ impl<'eal> Forwarding<'eal> {
             started: Instant::now(),
             conntrack_mode: tracking,
             sharding,
-            rules: Arc::clone(&cfg.rules),
+            rules: std::sync::Mutex::new(ActiveRules {
+                rules: Arc::clone(&cfg.rules),
+                nat_exhausted: shared.nat_exhausted.clone(),
+            }),
             events: shared.events.clone(),
         };
         fwd.launch_workers(eal, cfg, &shared, handoff)?;
+        super::telemetry::publish(&fwd);
         Ok(fwd)
     }
 
@@ -266,6 +282,7 @@ impl<'eal> Forwarding<'eal> {
                 record_cycles: cfg.record_core_cycles,
                 sleep_max_us: cfg.sleep_max_us,
                 stop: Arc::clone(&self.stop),
+                pause: Arc::clone(&self.pause),
                 engine: EngineContext {
                     worker: index as u16,
                     tsc_hz: self.tsc_hz,
@@ -301,36 +318,6 @@ impl<'eal> Forwarding<'eal> {
 
     pub fn pool_size(&self) -> u32 {
         self.pool.size()
-    }
-
-    /// Every tracking worker's connections as `conntrack -L` lines, and how
-    /// many; `None` if a worker did not answer within `wait` (or the mode
-    /// tracks nothing).
-    pub fn list_connections(&self, wait: std::time::Duration) -> Option<(String, usize)> {
-        if !self.conntrack_mode {
-            return None;
-        }
-        let id = self.dump.request.fetch_add(1, Ordering::Relaxed) + 1;
-        let deadline = Instant::now() + wait;
-        let mut out = String::new();
-        let mut total = 0;
-        for reply in &self.dump.replies {
-            loop {
-                {
-                    let r = reply.lock().unwrap_or_else(|p| p.into_inner());
-                    if r.0 == id {
-                        out.push_str(&r.1);
-                        total += r.2;
-                        break;
-                    }
-                }
-                if Instant::now() >= deadline {
-                    return None;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
-        Some((out, total))
     }
 
     /// How connections are spread over several tracking workers (`None`
@@ -400,6 +387,7 @@ impl<'eal> Forwarding<'eal> {
                 expected: c.expected.load(Ordering::Relaxed),
                 expect_full: c.expect_full.load(Ordering::Relaxed),
                 events_lost: c.events_lost.load(Ordering::Relaxed),
+                command_slice_max: c.command_slice_max.load(Ordering::Relaxed),
                 frag_held: std::array::from_fn(|i| c.frag_held[i].load(Ordering::Relaxed)),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
@@ -415,17 +403,21 @@ impl<'eal> Forwarding<'eal> {
                 defrag: std::array::from_fn(|i| c.defrag[i].load(Ordering::Relaxed)),
             })
             .collect();
-        let nat_exhausted = (0..self.rules.len())
-            .filter(|&i| self.rules.is_nat(i))
-            .map(|i| {
-                let n = self
-                    .ct_counters
-                    .iter()
-                    .map(|c| c.nat_exhausted[i].load(Ordering::Relaxed))
-                    .sum();
-                (self.rules.line(i), n)
-            })
-            .collect();
+        let nat_exhausted = {
+            let active = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            let r = &active.rules;
+            (0..r.len())
+                .filter(|&i| r.is_nat(i))
+                .map(|i| {
+                    let n = active
+                        .nat_exhausted
+                        .iter()
+                        .map(|c| c[i].load(Ordering::Relaxed))
+                        .sum();
+                    (r.line(i), n)
+                })
+                .collect()
+        };
         Snapshot {
             at: Instant::now(),
             ports,
@@ -439,6 +431,7 @@ impl<'eal> Forwarding<'eal> {
     /// ports (returning their ring mbufs), and counts what is still out of
     /// the pool: anything but 0 is a leak.
     pub fn stop(mut self) -> FinalReport {
+        super::telemetry::withdraw();
         let worker_failures = self.join_workers();
         let last = self.snapshot();
         self.ports.clear();
@@ -475,6 +468,7 @@ impl<'eal> Forwarding<'eal> {
 
 impl Drop for Forwarding<'_> {
     fn drop(&mut self) {
+        super::telemetry::withdraw();
         // Workers poll the ports; they must be gone before the ports close.
         self.join_workers();
     }
@@ -512,6 +506,8 @@ pub struct CtSnapshot {
     pub expect_full: u64,
     /// Connection events lost to a full queue (`--ct-events`).
     pub events_lost: u64,
+    /// The longest slice of an operator's command, in TSC cycles.
+    pub command_slice_max: u64,
     pub early_drop: u64,
     /// New connections refused because the table was full.
     pub table_full: u64,
@@ -671,12 +667,25 @@ fn create_pool(
     )?))
 }
 
+/// The rules in force and each worker's per-rule NAT counts.
+pub(super) struct ActiveRules {
+    pub rules: Arc<crate::rules::RuleSet>,
+    pub nat_exhausted: Vec<Arc<[AtomicU64]>>,
+}
+
+/// One worker's per-rule counters for `rules`.
+pub(super) fn rule_counters(rules: &crate::rules::RuleSet) -> Arc<[AtomicU64]> {
+    (0..rules.len()).map(|_| AtomicU64::new(0)).collect()
+}
+
 /// What the tracking workers share with each other and the main lcore.
 struct Shared {
     /// One expectation set for all workers' trackers.
     expectations: Arc<crate::conntrack::Expectations>,
     ct_counters: Arc<[CtCounters]>,
-    dump: Arc<TableDump>,
+    /// Per worker: its command queue, and where its per-rule NAT counts go.
+    commands: Vec<Arc<CommandQueue>>,
+    nat_exhausted: Vec<Arc<[AtomicU64]>>,
     inside_ports: u64,
     defrag: crate::conntrack::DefragConfig,
     /// Per worker, when events are asked for.
@@ -694,24 +703,14 @@ impl Shared {
             expectations: Arc::new(crate::conntrack::Expectations::new(
                 cfg.conntrack.expect_max,
             )),
-            ct_counters: (0..cores)
-                .map(|_| CtCounters {
-                    nat_exhausted: (0..cfg.rules.len()).map(|_| Default::default()).collect(),
-                    ..CtCounters::default()
-                })
-                .collect(),
-            dump: Arc::new(TableDump {
-                request: Default::default(),
-                replies: (0..cores).map(|_| Default::default()).collect(),
-            }),
+            ct_counters: (0..cores).map(|_| CtCounters::default()).collect(),
+            commands: (0..cores).map(|_| Arc::new(CommandQueue::new())).collect(),
+            nat_exhausted: (0..cores).map(|_| rule_counters(&cfg.rules)).collect(),
             inside_ports: inside_mask(cfg.inside_ports.as_deref(), port_ids)?,
-            events: if cfg.ct_events {
-                (0..cores)
-                    .map(|_| Arc::new(EventQueue::new(EVENT_QUEUE)))
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            // Made for every run, so `ct events on` can start them later.
+            events: (0..cores)
+                .map(|_| Arc::new(EventQueue::new(EVENT_QUEUE)))
+                .collect(),
             defrag: crate::conntrack::DefragConfig {
                 max_held: held_fragments_max(&cfg.defrag, pool_size, cores),
                 ..cfg.defrag
@@ -727,12 +726,14 @@ impl Shared {
         handoff: Option<HandoffLinks>,
     ) -> TrackingContext {
         TrackingContext {
-            events: self.events.get(worker).cloned(),
+            events: Arc::clone(&self.events[worker]),
+            events_on: cfg.ct_events,
             conntrack: cfg.conntrack,
             defrag: self.defrag,
             expectations: Arc::clone(&self.expectations),
             ct_counters: Arc::clone(&self.ct_counters),
-            dump: Arc::clone(&self.dump),
+            nat_exhausted: Arc::clone(&self.nat_exhausted[worker]),
+            commands: Arc::clone(&self.commands[worker]),
             handoff,
             firewall: FirewallSettings {
                 inside_ports: self.inside_ports,

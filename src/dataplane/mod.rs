@@ -5,6 +5,7 @@
 //! wrappers, each with a `// SAFETY:` comment.
 
 mod conntrack_fwd;
+mod control;
 pub mod cpu;
 mod eal;
 #[cfg(feature = "fault-injection")]
@@ -14,6 +15,7 @@ mod fwd;
 mod handoff;
 mod mbuf;
 mod mempool;
+mod operate;
 mod policy;
 mod port;
 mod rewrite;
@@ -21,8 +23,10 @@ mod ring;
 mod rss;
 mod sharding;
 mod stages;
+mod telemetry;
 mod worker;
 
+pub use control::{Control, Page, Request};
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{
     assign_streams, CoreAssignment, CtSnapshot, EventQueue, FinalReport, Forwarding, FwdConfig,

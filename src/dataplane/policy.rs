@@ -63,6 +63,11 @@ pub trait Policy {
         None
     }
 
+    /// Switches to `rules` (`rules reload`), where the policy has rules.
+    fn set_rules(&mut self, _rules: RuleSet) -> Result<(), String> {
+        Err("rules apply in firewall mode only".into())
+    }
+
     /// For a frame that is not IP.
     fn not_ip(&self, ethertype: u16) -> Action;
 
@@ -155,6 +160,11 @@ impl Policy for StatefulFirewall {
     #[inline]
     fn rules(&self) -> Option<&RuleSet> {
         Some(&self.rules)
+    }
+
+    fn set_rules(&mut self, rules: RuleSet) -> Result<(), String> {
+        self.rules = rules;
+        Ok(())
     }
 
     #[inline]

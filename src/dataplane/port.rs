@@ -384,6 +384,52 @@ impl<'eal> Port<'eal> {
     }
 }
 
+impl Port<'_> {
+    /// The device's extended counters by name (`rte_eth_xstats_get`), as
+    /// testpmd's `show port xstats` lists them.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        let id = self.info.id;
+        // SAFETY: null arrays with size 0 ask for the count only.
+        let n = unsafe { sys::rte_eth_xstats_get_names(id, std::ptr::null_mut(), 0) };
+        let Ok(n) = usize::try_from(n) else {
+            return Vec::new();
+        };
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n];
+        let mut values = vec![sys::rte_eth_xstat::default(); n];
+        // SAFETY: both arrays hold n entries, as the calls are told.
+        let (got_names, got) = unsafe {
+            (
+                sys::rte_eth_xstats_get_names(id, names.as_mut_ptr(), n as u32),
+                sys::rte_eth_xstats_get(id, values.as_mut_ptr(), n as u32),
+            )
+        };
+        if got_names < 0 || got < 0 {
+            return Vec::new();
+        }
+        let got = n.min(got as usize).min(got_names as usize);
+        values[..got]
+            .iter()
+            .filter_map(|v| {
+                let name = &names.get(v.id as usize)?.name;
+                // SAFETY: DPDK writes NUL-terminated names into the fixed
+                // RTE_ETH_XSTATS_NAME_SIZE array.
+                let name = unsafe { CStr::from_ptr(name.as_ptr()) };
+                Some((name.to_string_lossy().into_owned(), v.value))
+            })
+            .collect()
+    }
+
+    /// Zeroes the device's counters, basic and extended (testpmd's `clear
+    /// port stats`).
+    pub fn reset_stats(&self) {
+        // SAFETY: any valid port id; both calls only reset counters.
+        unsafe {
+            sys::rte_eth_stats_reset(self.info.id);
+            sys::rte_eth_xstats_reset(self.info.id);
+        }
+    }
+}
+
 /// A port configured but not yet a `Port` (a queue set-up or the start may
 /// still fail): dropped on such a failure, it stops and closes the port.
 struct Unfinished(u16);

@@ -18,6 +18,7 @@
 //! in a chunk joins the connection the first created (`Shard::ingress`
 //! finds unconfirmed connections of the burst).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -174,8 +175,10 @@ pub struct Stages<P: Policy> {
     /// Whether the rules have NAT rules (else `dnat`, `snat` and `rewrite`
     /// do not run).
     nat: bool,
-    /// New connections each rule could not map, by rule index.
+    /// New connections each rule could not map, by rule index, and where
+    /// they are published (replaced with the rules).
     nat_exhausted: Vec<u64>,
+    nat_exhausted_out: Arc<[AtomicU64]>,
     /// What `rewrite` decided for the chunk at hand, for the engine.
     pub rewrites: ArrayVec<Rewrite, CHUNK>,
     /// Payload changes the FTP helper made for NAT, by burst index.
@@ -212,6 +215,7 @@ impl<P: Policy> Stages<P> {
         firewall: &FirewallSettings,
         counters: Arc<[CtCounters]>,
         worker: usize,
+        nat_exhausted_out: Arc<[AtomicU64]>,
     ) -> Stages<P> {
         let policy = P::new(firewall);
         let rules = policy.rules();
@@ -227,9 +231,27 @@ impl<P: Policy> Stages<P> {
             drops: [0; DropReason::COUNT],
             nat,
             nat_exhausted,
+            nat_exhausted_out,
             rewrites: ArrayVec::new(),
             edits: ArrayVec::new(),
         }
+    }
+
+    /// Switches the policy to `rules` between bursts (`rules reload`):
+    /// connections keep their state and NAT bindings, new ones meet the
+    /// new rules. The per-rule counts so far are published first; from
+    /// now on they go to `nat_exhausted_out`, indexed as `rules`.
+    pub fn replace_rules(
+        &mut self,
+        rules: &crate::rules::RuleSet,
+        nat_exhausted_out: Arc<[AtomicU64]>,
+    ) -> Result<(), String> {
+        self.publish();
+        self.policy.set_rules(rules.clone())?;
+        self.nat = rules.has_nat(Manip::Src) || rules.has_nat(Manip::Dst);
+        self.nat_exhausted = vec![0; rules.len()];
+        self.nat_exhausted_out = nat_exhausted_out;
+        Ok(())
     }
 
     pub fn counters(&self) -> &CtCounters {
@@ -589,7 +611,7 @@ impl<P: Policy> Stages<P> {
                 CtCounters::add(counter, std::mem::take(n));
             }
         }
-        for (counter, n) in c.nat_exhausted.iter().zip(&mut self.nat_exhausted) {
+        for (counter, n) in self.nat_exhausted_out.iter().zip(&mut self.nat_exhausted) {
             if *n > 0 {
                 CtCounters::add(counter, std::mem::take(n));
             }

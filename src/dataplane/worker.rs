@@ -47,18 +47,6 @@ impl StreamCounters {
     }
 }
 
-/// How the main lcore asks the workers for their connection tables (the
-/// `conntrack -L` of SIGUSR1): it bumps `request`; each tracking worker
-/// answers at its next poll with the listing of its own table. Only the
-/// owner ever reads a table, so nothing is shared on the packet path; the
-/// lock is taken once per request.
-#[derive(Default)]
-pub struct TableDump {
-    pub request: AtomicU64,
-    /// Per worker: (request answered, listing, connections listed).
-    pub replies: Vec<std::sync::Mutex<(u64, String, usize)>>,
-}
-
 /// What an engine is built from, on its worker's lcore.
 pub struct EngineContext {
     /// The worker's index among the forwarding cores.
@@ -80,13 +68,18 @@ pub struct TrackingContext {
     pub expectations: Arc<crate::conntrack::Expectations>,
     /// Where the engine publishes its counters for the stats.
     pub ct_counters: Arc<[CtCounters]>,
-    pub dump: Arc<TableDump>,
+    /// Where the per-rule NAT counts go (replaced with the rules).
+    pub nat_exhausted: Arc<[AtomicU64]>,
+    /// The worker's command queue (`control`).
+    pub commands: Arc<super::control::CommandQueue>,
     /// Links to the other workers, when there are several.
     pub handoff: Option<super::handoff::HandoffLinks>,
     /// The firewall mode's policy settings.
     pub firewall: FirewallSettings,
-    /// Where the tracker's connection events go, if they are asked for.
-    pub events: Option<Arc<super::forwarding::EventQueue>>,
+    /// Where the tracker's connection events go, and whether they are
+    /// asked for from the start (`--ct-events`).
+    pub events: Arc<super::forwarding::EventQueue>,
+    pub events_on: bool,
 }
 
 /// What only `--forward-mode=firewall` reads.
@@ -107,9 +100,6 @@ pub struct CtCounters {
     pub ctinfo: [AtomicU64; 7],
     /// Packets a filtering policy dropped, by `DropReason`.
     pub dropped: [AtomicU64; super::policy::DropReason::COUNT],
-    /// New connections each rule (by index) could not map: its range was
-    /// exhausted.
-    pub nat_exhausted: Box<[AtomicU64]>,
     /// IP fragments by what became of them (`DefragStats` order).
     pub defrag: [AtomicU64; crate::conntrack::DefragStats::COUNT],
     pub connections: AtomicU64,
@@ -133,6 +123,8 @@ pub struct CtCounters {
     /// Packets taken from rings and transmitted, and refused by TX.
     pub handoff_fwd: AtomicU64,
     pub handoff_fwd_dropped: AtomicU64,
+    /// The longest slice of an operator's command so far, in TSC cycles.
+    pub command_slice_max: AtomicU64,
 }
 
 impl CtCounters {
@@ -156,6 +148,9 @@ pub struct Worker {
     /// Longest idle sleep in microseconds (`--sleep-max`; 0: never sleep).
     pub(crate) sleep_max_us: u32,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Forwarding paused (testpmd's `stop`): RX is not polled, commands
+    /// and handed-over packets still are.
+    pub(crate) pause: Arc<Pause>,
     pub(crate) engine: EngineContext,
     /// The pool, for the `pool-drain` fault.
     #[cfg(feature = "fault-injection")]
@@ -172,6 +167,7 @@ impl Worker {
             record_cycles,
             sleep_max_us,
             stop,
+            pause,
             engine: mut ctx,
             #[cfg(feature = "fault-injection")]
             pool,
@@ -181,7 +177,17 @@ impl Worker {
         #[cfg(feature = "fault-injection")]
         let mut faults = super::fault::Faults::from_env(pool, ctx.tsc_hz);
         let mut idle = IdleSleep::new(sleep_max_us);
+        let me = usize::from(ctx.worker);
         while !stop.load(Ordering::Relaxed) {
+            if pause.requested.load(Ordering::Relaxed) {
+                pause.parked[me].store(true, Ordering::Release);
+                engine.housekeeping();
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                continue;
+            }
+            if pause.parked[me].load(Ordering::Relaxed) {
+                pause.parked[me].store(false, Ordering::Relaxed);
+            }
             #[cfg(feature = "fault-injection")]
             faults.poll();
             let mut got = 0;
@@ -222,6 +228,44 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Pausing forwarding (testpmd's `stop` and `start`): the main lcore sets
+/// `requested`; each worker finishes its round and says so in `parked`.
+pub struct Pause {
+    pub requested: AtomicBool,
+    pub parked: Box<[AtomicBool]>,
+}
+
+impl Pause {
+    pub fn new(workers: usize, paused: bool) -> Pause {
+        Pause {
+            requested: AtomicBool::new(paused),
+            parked: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Asks the workers to pause and waits until each has (or `wait`
+    /// passed); whether they all did.
+    pub fn pause(&self, wait: std::time::Duration) -> bool {
+        self.requested.store(true, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + wait;
+        while !self.parked.iter().all(|p| p.load(Ordering::Acquire)) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        true
+    }
+
+    pub fn resume(&self) {
+        self.requested.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
     }
 }
 

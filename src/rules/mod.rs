@@ -33,10 +33,12 @@
 //! rules after them. Ports in a mapping need a `tcp` or `udp` match, as
 //! nftables requires.
 
+mod filter;
 mod nat;
 
 use crate::conntrack::{CtInfo, Manip, NatRange, Status, Tuple};
 use crate::wire::{Addr, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+pub use filter::ConnFilter;
 pub use nat::NatTarget;
 
 /// What a rule decides.
@@ -393,16 +395,10 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
                 let v = value(&mut words, "ct status")?;
                 let mut mask = 0;
                 for s in v.split(',') {
-                    mask |= match s {
-                        "expected" => Status::EXPECTED,
-                        "seen-reply" => Status::SEEN_REPLY,
-                        "assured" => Status::ASSURED,
-                        "confirmed" => Status::CONFIRMED,
-                        "snat" => Status::SRC_NAT,
-                        "dnat" => Status::DST_NAT,
+                    match filter::status_bit(s) {
+                        Ok((bit, true)) => mask |= bit,
                         _ => return Err(format!("unknown ct status '{s}'")),
                     }
-                    .0;
                 }
                 r.ct_status = Some(mask);
             }

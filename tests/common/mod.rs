@@ -42,6 +42,8 @@ pub fn eal_args(test: &str, lcores: &str, vdevs: &[String]) -> Vec<String> {
 pub struct Running {
     child: Option<Child>,
     readers: Vec<std::thread::JoinHandle<Vec<u8>>>,
+    /// With `start_piped`: the child's stdin, for commands.
+    stdin: Option<std::process::ChildStdin>,
 }
 
 impl Running {
@@ -49,14 +51,35 @@ impl Running {
         Running::start_with_env(eal, app, &[])
     }
 
+    /// `start` with stdin a pipe the test writes commands to (`send`).
+    pub fn start_piped(eal: &[String], app: &[&str]) -> Running {
+        Running::spawn(eal, app, &[], Stdio::piped())
+    }
+
+    /// Writes one command line to the child's stdin.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("started with start_piped");
+        writeln!(stdin, "{line}").expect("write a command");
+    }
+
+    /// Closes the child's stdin (the end of its commands).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
     /// `start` with extra environment variables for the child.
     pub fn start_with_env(eal: &[String], app: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::spawn(eal, app, env, Stdio::null())
+    }
+
+    fn spawn(eal: &[String], app: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Running {
         let child = Command::new(CTFWD)
             .envs(env.iter().copied())
             .args(eal)
             .arg("--")
             .args(app)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -69,6 +92,7 @@ impl Running {
             drain(child.stderr.take().unwrap()),
         ];
         Running {
+            stdin: child.stdin.take(),
             child: Some(child),
             readers,
         }
@@ -124,6 +148,53 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
         let _ = pipe.read_to_end(&mut buf);
         buf
     })
+}
+
+/// The `--file-prefix` among EAL flags.
+pub fn prefix_of(eal: &[String]) -> String {
+    eal.iter()
+        .find_map(|a| a.strip_prefix("--file-prefix="))
+        .expect("a --file-prefix")
+        .to_string()
+}
+
+/// Asks a running ctfwd's telemetry socket each of `commands` with
+/// Debian's `dpdk-telemetry.py`, as an operator would; one JSON reply per
+/// command, keyed by the command.
+pub fn telemetry(prefix: &str, commands: &[&str]) -> Vec<serde_json::Value> {
+    try_telemetry(prefix, commands).unwrap_or_else(|e| panic!("telemetry {commands:?}: {e}"))
+}
+
+/// `telemetry`, or what went wrong (the socket is not there yet, say).
+pub fn try_telemetry(prefix: &str, commands: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+    use std::io::Write;
+    let mut child = Command::new("dpdk-telemetry.py")
+        .args(["-f", prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dpdk-telemetry.py (package dpdk)");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for c in commands {
+            writeln!(stdin, "{c}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().expect("dpdk-telemetry.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let replies: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if replies.len() != commands.len() {
+        return Err(format!(
+            "{} replies:\n{text}\n{}",
+            replies.len(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(replies)
 }
 
 /// Runs ctfwd to completion (it must stop by itself, e.g. `--idle-exit`).
