@@ -298,11 +298,24 @@ impl<'a, 'eal> Session<'a, 'eal> {
     }
 }
 
-/// `ct list`: every connection, as `conntrack -L` prints them.
+/// `ct list`: every connection, as `conntrack -L` prints them. The lines
+/// go to stdout as the pages come (a million connections are 250 MB of
+/// text: held in one string, its growth would remap memory, and every
+/// remap interrupts the workers for TLB shootdowns); `out` gets the
+/// closing line.
 pub fn list(control: &Control, filter: &Arc<ConnFilter>, out: &mut String) -> Result<(), String> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut failed = None;
     let n = control.list(filter, |conn, now| {
-        let _ = writeln!(out, "{}", ConnLine { conn, now });
+        if failed.is_none() {
+            failed = writeln!(w, "{}", ConnLine { conn, now }).err();
+        }
     })?;
+    if let Some(e) = failed.or_else(|| w.flush().err()) {
+        return Err(format!("writing the listing: {e}"));
+    }
     let _ = writeln!(
         out,
         "conntrack v1.4.7 (conntrack-tools): {n} flow entries have been shown."

@@ -3,9 +3,10 @@
 
 use std::fmt::Write;
 
-use crate::conntrack::{CtInfo, DefragStats};
+use crate::conntrack::{CtInfo, DefragStats, Stats};
 use crate::dataplane::{
-    FinalReport, Forwarding, RxSegments, Sharding, Snapshot, DROP_REASONS, HANDOFF_COUNTERS,
+    FinalReport, Forwarding, RxSegments, Sharding, SliceTimes, Snapshot, DROP_REASONS,
+    HANDOFF_COUNTERS,
 };
 
 /// The start-up banner: ports, and which core forwards which stream.
@@ -337,8 +338,10 @@ pub fn port_info(p: &crate::dataplane::Port<'_>) -> String {
 }
 
 /// `conntrack -S`: one line per forwarding core of its tracker's counters,
-/// then the table's fill and the longest command slice (ctfwd's own).
-pub fn ct_stats(fwd: &Forwarding, stats: &[crate::conntrack::Stats], snap: &Snapshot) -> String {
+/// then (ctfwd's own) the table's fill and how long the worker's command
+/// slices took: how many, median, 99th and 99.9th percentiles, longest.
+pub fn ct_stats(fwd: &Forwarding, stats: &[(Stats, SliceTimes)], snap: &Snapshot) -> String {
+    let us = |cycles: u64| cycles as f64 * 1e6 / fwd.tsc_hz().max(1) as f64;
     let mut s = String::new();
     for (cpu, ((st, c), core)) in stats
         .iter()
@@ -346,6 +349,7 @@ pub fn ct_stats(fwd: &Forwarding, stats: &[crate::conntrack::Stats], snap: &Snap
         .zip(fwd.cores())
         .enumerate()
     {
+        let (st, t) = st;
         let fields: Vec<String> = st
             .fields()
             .iter()
@@ -353,12 +357,17 @@ pub fn ct_stats(fwd: &Forwarding, stats: &[crate::conntrack::Stats], snap: &Snap
             .collect();
         let _ = writeln!(
             s,
-            "cpu={cpu:<4}\t{} entries={} max={} command_slice_max_us={:.1} lcore={}",
+            "cpu={cpu:<4}\t{} entries={} max={} lcore={} command_slices={} \
+             slice_p50_us={:.1} slice_p99_us={:.1} slice_p999_us={:.1} slice_max_us={:.1}",
             fields.join(" "),
             c.connections,
             c.connections_max,
-            c.command_slice_max as f64 * 1e6 / fwd.tsc_hz().max(1) as f64,
-            core.lcore
+            core.lcore,
+            t.count,
+            us(t.p50),
+            us(t.p99),
+            us(t.p999),
+            us(t.max),
         );
     }
     s

@@ -54,8 +54,11 @@ impl Eal {
         // every DPDK application that wants capture does. It needs the
         // multi-process channel, which `--no-shconf` and `--in-memory` turn
         // off: capture is then unavailable and the run goes on.
+        let shared = !args
+            .iter()
+            .any(|a| a == "--no-shconf" || a == "--in-memory");
         // SAFETY: EAL is initialised; called once, from the main lcore.
-        let pdump = unsafe { sys::rte_pdump_init() } == 0;
+        let pdump = shared && unsafe { sys::rte_pdump_init() } == 0;
         Ok(Eal {
             _not_send: std::marker::PhantomData,
             pdump,

@@ -387,7 +387,6 @@ impl<'eal> Forwarding<'eal> {
                 expected: c.expected.load(Ordering::Relaxed),
                 expect_full: c.expect_full.load(Ordering::Relaxed),
                 events_lost: c.events_lost.load(Ordering::Relaxed),
-                command_slice_max: c.command_slice_max.load(Ordering::Relaxed),
                 frag_held: std::array::from_fn(|i| c.frag_held[i].load(Ordering::Relaxed)),
                 early_drop: c.early_drop.load(Ordering::Relaxed),
                 table_full: c.table_full.load(Ordering::Relaxed),
@@ -506,8 +505,6 @@ pub struct CtSnapshot {
     pub expect_full: u64,
     /// Connection events lost to a full queue (`--ct-events`).
     pub events_lost: u64,
-    /// The longest slice of an operator's command, in TSC cycles.
-    pub command_slice_max: u64,
     pub early_drop: u64,
     /// New connections refused because the table was full.
     pub table_full: u64,

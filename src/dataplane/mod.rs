@@ -26,7 +26,7 @@ mod stages;
 mod telemetry;
 mod worker;
 
-pub use control::{Control, Page, Request};
+pub use control::{Control, Page, Request, SliceTimes};
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{
     assign_streams, CoreAssignment, CtSnapshot, EventQueue, FinalReport, Forwarding, FwdConfig,

@@ -284,7 +284,7 @@ fn stats(s: &State, _: &str, out: &Tel) -> Result<(), String> {
 }
 
 fn ct_stats(s: &State, _: &str, out: &Tel) -> Result<(), String> {
-    for (cpu, st) in s.control.stats()?.iter().enumerate() {
+    for (cpu, (st, _)) in s.control.stats()?.iter().enumerate() {
         let c = Tel::new_dict().ok_or("out of memory")?;
         for (n, v) in st.fields() {
             c.u64(n, v);

@@ -123,8 +123,6 @@ pub struct CtCounters {
     /// Packets taken from rings and transmitted, and refused by TX.
     pub handoff_fwd: AtomicU64,
     pub handoff_fwd_dropped: AtomicU64,
-    /// The longest slice of an operator's command so far, in TSC cycles.
-    pub command_slice_max: AtomicU64,
 }
 
 impl CtCounters {
