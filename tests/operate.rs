@@ -277,3 +277,52 @@ fn events_switched_on_at_the_prompt() {
     assert_eq!(out.matches("    [NEW] udp ").count(), 3, "{out}");
     assert_eq!(out.matches("[DESTROY] udp ").count(), 3, "{out}");
 }
+
+#[test]
+fn expectations_listed_and_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // A TFTP read request: the helper expects the server's answer.
+    write_pcap(&p("in.pcap"), &seed_tftp_frames()[..1]);
+    let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
+    let eal = eal_args("expect", "0@0,1@1", &vdevs);
+    let prefix = prefix_of(&eal);
+    let mut ctfwd = Running::start_piped(
+        &eal,
+        &[
+            "-i",
+            "-a",
+            "--forward-mode=conntrack",
+            "--port-topology=loop",
+        ],
+    );
+    wait_for_count(&prefix, 1);
+    let r = telemetry(&prefix, &["/ctfwd/expect/list"]).remove(0);
+    let list = &r["/ctfwd/expect/list"];
+    assert_eq!(list["total"], 1, "{r}");
+    assert_eq!(list["0"]["helper"], "tftp", "{r}");
+    assert_eq!(list["0"]["dst"], "1.1.1.6", "{r}");
+    assert_eq!(list["0"]["dport"], 1116, "{r}");
+    for c in [
+        "ct expect list",
+        "ct expect flush",
+        "ct expect list",
+        "quit",
+    ] {
+        ctfwd.send(c);
+    }
+    let o = ctfwd.wait(Duration::from_secs(30));
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" proto=17 src=1.1.1.5 dst=1.1.1.6 sport=0 dport=1116 "))
+        .unwrap_or_else(|| panic!("no expectation listed:\n{out}"));
+    assert!(line.contains("helper=tftp"), "{line}");
+    assert!(out.contains("1 expectations have been shown."), "{out}");
+    assert!(
+        out.contains("expectation table has been emptied (1)."),
+        "{out}"
+    );
+    assert!(out.contains("0 expectations have been shown."), "{out}");
+}
