@@ -264,6 +264,46 @@ pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         .unzip()
 }
 
+/// The RX queue of each frame when `queues` queues are spread the way
+/// ctfwd's workers spread connections without a NIC table to mirror
+/// (`conntrack::steering`'s software owner table over the symmetric
+/// Toeplitz hash of addresses and ports): frame i belongs in queue
+/// `rss_queues(..)[i]`, polled by worker i with `--rxq=Q --nb-cores=Q`,
+/// as a NIC's RSS would have put it. Frames that are not IP go to queue 0.
+pub fn rss_queues(frames: &[Vec<u8>], queues: usize) -> Vec<usize> {
+    use crate::conntrack::steering::{HashFields, Owners, Steering};
+    use crate::conntrack::Tuple;
+    use crate::wire::{parse_frame, Frame, LinkType, L3, PROTO_TCP, PROTO_UDP};
+    let owners = std::sync::Arc::new(Owners::new(None, queues.max(1)));
+    let steering = Steering::new(owners, HashFields::ALL, 0);
+    let tuple_of = |f: &[u8]| -> Option<Tuple> {
+        let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, f, f.len()) else {
+            return None;
+        };
+        let ports = matches!(ip.proto, PROTO_TCP | PROTO_UDP) && ip.l4.len() >= 4;
+        let port = |at: usize| {
+            if ports {
+                u16::from_be_bytes([ip.l4[at], ip.l4[at + 1]])
+            } else {
+                0
+            }
+        };
+        Some(Tuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport: port(0),
+            dport: port(2),
+            proto: ip.proto,
+            family: if ip.l3 == L3::V6 { 6 } else { 4 },
+            zone: 0,
+        })
+    };
+    frames
+        .iter()
+        .map(|f| tuple_of(f).map_or(0, |t| usize::from(steering.owner(&t))))
+        .collect()
+}
+
 /// Cuts an IP packet (`ip_packet`, IPv4, or IPv6 without extension
 /// headers) into fragments: one per `(offset, len)` of its payload, in the
 /// order given, with identification `id`. A piece that reaches the end of

@@ -293,3 +293,68 @@ fn too_few_tx_queues_for_the_workers_is_one_clear_error() {
         "{err}"
     );
 }
+
+/// Input split per queue as a NIC's RSS would split it (`synth::rss_queues`,
+/// what ctfwd-gen --queues writes): with two workers no packet is handed
+/// over, and each worker holds exactly the connections of its queue.
+#[test]
+fn split_input_is_never_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (inside, outside) = ctfwd::synth::bulk_flows(2000);
+    let queues = ctfwd::synth::rss_queues(&inside, 2);
+    // Replies land where their requests did: symmetric hashing.
+    assert_eq!(ctfwd::synth::rss_queues(&outside, 2), queues);
+    let on = |frames: &[Vec<u8>], q: usize| -> Vec<Vec<u8>> {
+        frames
+            .iter()
+            .zip(&queues)
+            .filter(|(_, &k)| k == q)
+            .map(|(f, _)| f.clone())
+            .collect()
+    };
+    for q in 0..2 {
+        write_pcap(&p(&format!("in{q}.pcap")), &on(&inside, q));
+        write_pcap(&p(&format!("out{q}.pcap")), &on(&outside, q));
+    }
+    let per_queue: Vec<usize> = (0..2)
+        .map(|q| queues.iter().filter(|&&k| k == q).count())
+        .collect();
+    assert!(per_queue.iter().all(|&n| n > 800), "{per_queue:?}");
+    let vdevs = [
+        pcap_vdev(
+            0,
+            &[p("in0.pcap"), p("in1.pcap")],
+            &[p("o0.pcap"), p("o1.pcap")],
+        ),
+        pcap_vdev(
+            1,
+            &[p("out0.pcap"), p("out1.pcap")],
+            &[p("o2.pcap"), p("o3.pcap")],
+        ),
+    ];
+    let o = run(
+        &eal_args("split", "0@0,1@0,2@1", &vdevs),
+        &[
+            IDLE,
+            "--forward-mode=firewall",
+            "--rxq=2",
+            "--txq=2",
+            "--nb-cores=2",
+        ],
+    );
+    assert_clean_exit(&o);
+    let out = stdout(&o);
+    assert_eq!(core_sum(&out, "handoff:", "handoff_tx="), 0, "{out}");
+    assert_eq!(core_sum(&out, "conntrack:", "connections="), 2000, "{out}");
+    // Worker w (lcore w + 1) polls queue w of both ports.
+    for (w, n) in per_queue.iter().enumerate() {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("  Core {} conntrack:", w + 1)))
+            .unwrap_or_else(|| panic!("no line for worker {w}:\n{out}"));
+        assert!(line.contains(&format!(" connections={n} ")), "{line}");
+        assert!(line.contains(&format!("NEW={n} ")), "{line}");
+        assert!(line.contains(&format!("ESTABLISHED_REPLY={n} ")), "{line}");
+    }
+}

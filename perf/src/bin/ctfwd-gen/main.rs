@@ -11,11 +11,14 @@
 //!                                                        (one endless stream; see churn.rs)
 //!        ctfwd-gen --demo INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES
 //!                                                        (the demo's traffic; see demo.rs)
+//!        with --flows or --bulk: [--queues Q [--missteer PCT | --unsteered]]
+//!                                    (one capture per RX queue; see split.rs)
 
 mod bulk_nat;
 mod churn;
 mod demo;
 mod flood;
+mod split;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,7 +32,8 @@ const USAGE: &str = "usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUT
        ctfwd-gen --flood none|syn|udp|expect|frag [--established N] [--rounds N] [--per N]
                  [--tail N] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE
-       ctfwd-gen --demo INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES";
+       ctfwd-gen --demo INSIDE.pcap OUTSIDE.pcap WIRE.pcap RULES
+       with --flows or --bulk: [--queues Q [--missteer PCT | --unsteered]]";
 
 /// What to write.
 enum Job {
@@ -55,6 +59,11 @@ fn main() {
     let mut lag = 2000u64;
     let mut snat_rules: Option<String> = None;
     let mut seconds: Option<f64> = None;
+    let mut split = split::Split {
+        queues: 1,
+        missteer: 0,
+        unsteered: false,
+    };
     let mut files = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -80,6 +89,9 @@ fn main() {
             "--tail" => sc.tail = num("--tail", 1 << 20) as u32,
             "--lag" => lag = num("--lag", 1 << 30),
             "--snat-rules" => snat_rules = Some(value("--snat-rules")),
+            "--queues" => split.queues = num("--queues", 64) as usize,
+            "--missteer" => split.missteer = num("--missteer", 100) as u32,
+            "--unsteered" => split.unsteered = true,
             "--demo" => job = Job::Demo,
             "--seconds" => {
                 seconds = Some(
@@ -181,14 +193,15 @@ fn main() {
                 _ => sample_conversations(sample_flows, requests),
             };
             for (path, frames) in [(inside_path, &inside), (outside_path, &outside)] {
-                let mut w = writer(path);
-                for (i, f) in frames.iter().enumerate() {
-                    // One packet per millisecond, from an arbitrary fixed epoch.
-                    let ts = 1_700_000_000_000_000_000 + i as u64 * 1_000_000;
-                    w.write(ts, f)
-                        .unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+                if split.queues > 1 {
+                    let queues = split.queues_of(frames);
+                    for k in 0..split.queues {
+                        let mine = frames.iter().zip(&queues).filter(|(_, &q)| q == k);
+                        write_frames(&split::Split::path(path, k), mine.map(|(f, _)| f));
+                    }
+                } else {
+                    write_frames(path, frames.iter());
                 }
-                w.finish().unwrap_or_else(|e| fail(&format!("{path}: {e}")));
             }
             let n = match job {
                 Job::Bulk(n) => n,
@@ -201,6 +214,17 @@ fn main() {
             );
         }
     }
+}
+
+/// Writes `frames` to `path`, one per millisecond from a fixed epoch.
+fn write_frames<'a>(path: &str, frames: impl Iterator<Item = &'a Vec<u8>>) {
+    let mut w = writer(path);
+    for (i, f) in frames.enumerate() {
+        let ts = 1_700_000_000_000_000_000 + i as u64 * 1_000_000;
+        w.write(ts, f)
+            .unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+    }
+    w.finish().unwrap_or_else(|e| fail(&format!("{path}: {e}")));
 }
 
 fn writer(path: &str) -> PcapWriter<impl Write> {
