@@ -326,3 +326,39 @@ fn expectations_listed_and_flushed() {
     );
     assert!(out.contains("0 expectations have been shown."), "{out}");
 }
+
+/// On a terminal, `-i` gives the `ctfwd> ` prompt (line editing by
+/// rustyline); `script` provides the terminal. Lines are typed one at a
+/// time, as a person would: a line editor drops input typed ahead of its
+/// prompt, as readline does.
+#[test]
+fn a_terminal_gets_the_prompt() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let vdevs = conversations(dir.path(), 5);
+    let eal = eal_args("pty", "0@0,1@1", &vdevs);
+    let prefix = prefix_of(&eal);
+    let mut cmdline = vec![CTFWD.to_string()];
+    cmdline.extend(eal);
+    cmdline.extend(["--", "-i", "-a", "--forward-mode=firewall"].map(String::from));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script (bsdutils)");
+    wait_for_count(&prefix, 5);
+    let mut stdin = child.stdin.take().unwrap();
+    for line in ["ct count", "quit"] {
+        std::thread::sleep(Duration::from_millis(500));
+        write!(stdin, "{line}\r").unwrap();
+        stdin.flush().unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ctfwd> "), "{out}");
+    assert!(out.lines().any(|l| l.trim() == "5"), "{out}");
+    assert!(out.contains("Mempool check: 0 of"), "{out}");
+}
