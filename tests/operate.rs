@@ -22,7 +22,7 @@ fn conversations(dir: &std::path::Path, flows: u16) -> Vec<String> {
 }
 
 /// Waits until telemetry counts `n` connections.
-fn wait_for_count(prefix: &str, n: u64) {
+fn count_reached(prefix: &str, n: u64) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         // The socket appears once EAL is up.
@@ -30,10 +30,20 @@ fn wait_for_count(prefix: &str, n: u64) {
         if r.as_ref()
             .is_ok_and(|r| r[0]["/ctfwd/ct/count"]["count"] == n)
         {
-            return;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "never {n} connections: {r:?}");
+        if Instant::now() >= deadline {
+            return Err(format!("never {n} connections: {r:?}"));
+        }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `count_reached`, or a failure that says what ctfwd printed.
+fn wait_for_count(prefix: &str, n: u64, ctfwd: Running) -> Running {
+    match count_reached(prefix, n) {
+        Ok(()) => ctfwd,
+        Err(e) => panic!("{e}\n{}", ctfwd.kill_for_output()),
     }
 }
 
@@ -63,8 +73,8 @@ fn commands_from_a_file_and_stdin() {
     let eal = eal_args("operate", "0@0,1@1", &vdevs);
     let prefix = prefix_of(&eal);
     let cmdline = format!("--cmdline-file={}", file.display());
-    let mut ctfwd = Running::start_piped(&eal, &["-i", "--forward-mode=firewall", &cmdline]);
-    wait_for_count(&prefix, 40);
+    let ctfwd = Running::start_piped(&eal, &["-i", "--forward-mode=firewall", &cmdline]);
+    let mut ctfwd = wait_for_count(&prefix, 40, ctfwd);
     for c in [
         "ct count",
         "ct list proto udp src 198.18.0.0/24 dport 53",
@@ -161,8 +171,8 @@ fn telemetry_pages_through_the_table() {
     let vdevs = conversations(dir.path(), 60);
     let eal = eal_args("telemetry", "0@0,1@1", &vdevs);
     let prefix = prefix_of(&eal);
-    let mut ctfwd = Running::start_piped(&eal, &["-i", "-a", "--forward-mode=firewall"]);
-    wait_for_count(&prefix, 60);
+    let ctfwd = Running::start_piped(&eal, &["-i", "-a", "--forward-mode=firewall"]);
+    let mut ctfwd = wait_for_count(&prefix, 60, ctfwd);
     let mut ids = Vec::new();
     let mut cursor = serde_json::Value::from(0);
     let mut pages = 0;
@@ -218,9 +228,8 @@ fn rules_reload_keeps_the_old_set_on_an_error() {
     let eal = eal_args("reload", "0@0,1@1", &vdevs);
     let prefix = prefix_of(&eal);
     let rules_flag = format!("--rules={}", rules.display());
-    let mut ctfwd =
-        Running::start_piped(&eal, &["-i", "-a", "--forward-mode=firewall", &rules_flag]);
-    wait_for_count(&prefix, 10);
+    let ctfwd = Running::start_piped(&eal, &["-i", "-a", "--forward-mode=firewall", &rules_flag]);
+    let mut ctfwd = wait_for_count(&prefix, 10, ctfwd);
     ctfwd.send(&format!("rules reload {}", bad.display()));
     ctfwd.send("ct count");
     std::fs::write(
@@ -287,7 +296,7 @@ fn expectations_listed_and_flushed() {
     let vdevs = [pcap_vdev(0, &[p("in.pcap")], &[p("out.pcap")])];
     let eal = eal_args("expect", "0@0,1@1", &vdevs);
     let prefix = prefix_of(&eal);
-    let mut ctfwd = Running::start_piped(
+    let ctfwd = Running::start_piped(
         &eal,
         &[
             "-i",
@@ -296,7 +305,7 @@ fn expectations_listed_and_flushed() {
             "--port-topology=loop",
         ],
     );
-    wait_for_count(&prefix, 1);
+    let mut ctfwd = wait_for_count(&prefix, 1, ctfwd);
     let r = telemetry(&prefix, &["/ctfwd/expect/list"]).remove(0);
     let list = &r["/ctfwd/expect/list"];
     assert_eq!(list["total"], 1, "{r}");
@@ -349,7 +358,15 @@ fn a_terminal_gets_the_prompt() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run script (bsdutils)");
-    wait_for_count(&prefix, 5);
+    if let Err(e) = count_reached(&prefix, 5) {
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        panic!(
+            "{e}\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let mut stdin = child.stdin.take().unwrap();
     for line in ["ct count", "quit"] {
         std::thread::sleep(Duration::from_millis(500));

@@ -10,8 +10,10 @@
 //! queue is full waits for the reader by doing nothing that round (it
 //! never blocks), and drops the job if the requester has gone.
 //!
-//! Allocation happens here (pages of copied connections, error strings),
-//! but only for an operator's command and never on the packet path.
+//! The worker allocates nothing for a command: a listing's page buffers
+//! come from the requester and go back to it (`Replies`); only a command
+//! answered in one step (an expectation listing, an error) builds its
+//! answer on the worker, once per command.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

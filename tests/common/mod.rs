@@ -63,6 +63,21 @@ impl Running {
         writeln!(stdin, "{line}").expect("write a command");
     }
 
+    /// Kills the child and returns what it wrote, for a failure message.
+    pub fn kill_for_output(mut self) -> String {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+        self.stdin = None;
+        let o = self.wait(Duration::from_secs(10));
+        format!(
+            "status {:?}\nstdout:\n{}\nstderr:\n{}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        )
+    }
+
     /// Closes the child's stdin (the end of its commands).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
