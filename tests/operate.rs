@@ -3,6 +3,8 @@
 //! with Debian's `dpdk-telemetry.py`, rule reloads (bad file, good file,
 //! SIGHUP) and connection events switched on at the prompt.
 
+#![cfg(feature = "dpdk")]
+
 mod common;
 
 use std::time::{Duration, Instant};
