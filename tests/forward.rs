@@ -326,3 +326,29 @@ fn sigusr1_lists_connections() {
         "{out}"
     );
 }
+
+/// `--record-burst-stats`: each core's bursts, their mean size and the
+/// cycles each took, in the final report.
+#[test]
+fn burst_stats_are_reported() {
+    let frames: Vec<Vec<u8>> = (0..64)
+        .map(|i| udp_pkt(&format!("198.18.0.{}:1000", i + 1), "198.19.0.1:53", b"q"))
+        .collect();
+    let (out, sent) = conntrack_replay("bursts", &frames, &["--record-burst-stats"]);
+    assert_eq!(sent.len(), 64);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("  Core 1 bursts: "))
+        .unwrap_or_else(|| panic!("no burst line:\n{out}"));
+    let bursts: u64 = line["  Core 1 bursts: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2..=64).contains(&bursts), "{line}");
+    assert!(
+        line.contains(" cycles/burst p50=") && !line.contains("max=0"),
+        "{line}"
+    );
+}

@@ -155,6 +155,11 @@ const FLAGS: &[Flag] = &[
         help: "measure TSC cycles per packet on each forwarding core",
     },
     Flag {
+        name: "record-burst-stats",
+        value: None,
+        help: "per core, a histogram of TSC cycles per burst (p50/p99/p99.9/max) and the mean burst, with the stats",
+    },
+    Flag {
         name: "sleep-max",
         value: Some("US"),
         help: "an idle core sleeps, doubling from 1 us up to US microseconds (default 0: pure polling; OVS's pmd-sleep-max)",
@@ -288,6 +293,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             topology: Topology::Paired,
             eth_peers: Vec::new(),
             record_core_cycles: false,
+            record_burst_stats: false,
             sleep_max_us: 0,
             ct_events: false,
             conntrack: crate::conntrack::Config {
@@ -494,6 +500,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.cmdline_file = Some(v.to_string());
             }
             "record-core-cycles" => o.fwd.record_core_cycles = true,
+            "record-burst-stats" => o.fwd.record_burst_stats = true,
             "sleep-max" => o.fwd.sleep_max_us = number(name, v, 0, 1_000_000)? as u32,
             "ct-events" => {
                 if v.is_empty() {

@@ -122,9 +122,30 @@ pub fn periodic(fwd: &Forwarding, prev: &Snapshot, now: &Snapshot) -> String {
             rate(rx0, rx) as f64 / 1e6
         );
     }
+    s.push_str(&burst_lines(fwd.cores().iter().map(|c| c.lcore), now));
     if fwd.conntrack_mode() {
         s.push_str(&conntrack_lines(fwd.cores().iter().map(|c| c.lcore), now));
         s.push_str(&nat_lines(now));
+    }
+    s
+}
+
+/// With `--record-burst-stats`, per core: bursts, their mean size, and
+/// TSC cycles per burst (RX to TX) at the 50th, 99th and 99.9th
+/// percentiles and the most, since the start.
+fn burst_lines(lcores: impl Iterator<Item = u32>, snap: &Snapshot) -> String {
+    let mut s = String::new();
+    for (lcore, b) in lcores.zip(&snap.bursts) {
+        let _ = writeln!(
+            s,
+            "  Core {lcore} bursts: {} avg={:.1} pkts; cycles/burst p50={} p99={} p99.9={} max={}",
+            b.bursts,
+            b.packets as f64 / b.bursts.max(1) as f64,
+            b.p50,
+            b.p99,
+            b.p999,
+            b.max
+        );
     }
     s
 }
@@ -423,6 +444,7 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
         busy_total += busy;
         rx_total += crx;
     }
+    s.push_str(&burst_lines(report.cores.iter().map(|c| c.lcore), last));
     if record_cycles && rx_total > 0 {
         let _ = writeln!(
             s,

@@ -107,6 +107,8 @@ pub struct FwdConfig {
     pub topology: Topology,
     pub eth_peers: Vec<(u16, MacAddr)>,
     pub record_core_cycles: bool,
+    /// `--record-burst-stats`: a histogram of cycles per burst per core.
+    pub record_burst_stats: bool,
     /// Longest idle sleep of a forwarding core, in microseconds (0: none).
     pub sleep_max_us: u32,
     /// Whether the trackers report connection events (`--ct-events`).
@@ -150,6 +152,8 @@ pub struct Forwarding<'eal> {
     /// The tracking workers' command queues.
     pub(super) control: Control,
     pub(super) pause: Arc<Pause>,
+    /// Per core, with `--record-burst-stats`.
+    burst_stats: Vec<Arc<super::burst_stats::BurstCounters>>,
     streams: Vec<Stream>,
     cores: Vec<CoreAssignment>,
     ports: Vec<Port<'eal>>,
@@ -242,6 +246,11 @@ impl<'eal> Forwarding<'eal> {
                 Vec::new()
             }),
             pause: Arc::new(Pause::new(cores.len(), cfg.start_paused)),
+            burst_stats: if cfg.record_burst_stats {
+                cores.iter().map(|_| Arc::default()).collect()
+            } else {
+                Vec::new()
+            },
             streams,
             cores,
             ports,
@@ -280,6 +289,7 @@ impl<'eal> Forwarding<'eal> {
                 counters: Arc::clone(&self.counters),
                 burst: cfg.burst,
                 record_cycles: cfg.record_core_cycles,
+                burst_stats: self.burst_stats.get(index).cloned(),
                 sleep_max_us: cfg.sleep_max_us,
                 stop: Arc::clone(&self.stop),
                 pause: Arc::clone(&self.pause),
@@ -423,6 +433,7 @@ impl<'eal> Forwarding<'eal> {
             streams,
             conntrack,
             nat_exhausted,
+            bursts: self.burst_stats.iter().map(|b| b.snapshot()).collect(),
         }
     }
 
@@ -543,6 +554,8 @@ pub struct Snapshot {
     /// Per NAT rule (by its line in the rules file), new connections it
     /// could not map, all cores together.
     pub nat_exhausted: Vec<(usize, u64)>,
+    /// Per core, with `--record-burst-stats`.
+    pub bursts: Vec<super::BurstSnapshot>,
 }
 
 /// What is known once forwarding has stopped.

@@ -4,6 +4,7 @@
 //! (`forwarding`). Every `unsafe` block of the crate lives in these thin
 //! wrappers, each with a `// SAFETY:` comment.
 
+mod burst_stats;
 mod conntrack_fwd;
 mod control;
 pub mod cpu;
@@ -26,6 +27,7 @@ mod stages;
 mod telemetry;
 mod worker;
 
+pub use burst_stats::BurstSnapshot;
 pub use control::{Control, Page, Request, SliceTimes};
 pub use eal::{dpdk_version, Eal};
 pub use forwarding::{

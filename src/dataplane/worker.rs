@@ -143,6 +143,8 @@ pub struct Worker {
     pub(crate) counters: Arc<[StreamCounters]>,
     pub(crate) burst: u16,
     pub(crate) record_cycles: bool,
+    /// `--record-burst-stats`: where this core publishes its figures.
+    pub(crate) burst_stats: Option<Arc<super::burst_stats::BurstCounters>>,
     /// Longest idle sleep in microseconds (`--sleep-max`; 0: never sleep).
     pub(crate) sleep_max_us: u32,
     pub(crate) stop: Arc<AtomicBool>,
@@ -163,6 +165,7 @@ impl Worker {
             counters,
             burst: max,
             record_cycles,
+            burst_stats,
             sleep_max_us,
             stop,
             pause,
@@ -175,6 +178,9 @@ impl Worker {
         #[cfg(feature = "fault-injection")]
         let mut faults = super::fault::Faults::from_env(pool, ctx.tsc_hz);
         let mut idle = IdleSleep::new(sleep_max_us);
+        let mut bursts =
+            burst_stats.map(|out| super::burst_stats::BurstStats::new(out, ctx.tsc_hz));
+        let timed = record_cycles || bursts.is_some();
         let me = usize::from(ctx.worker);
         while !stop.load(Ordering::Relaxed) {
             if pause.requested.load(Ordering::Relaxed) {
@@ -190,7 +196,7 @@ impl Worker {
             faults.poll();
             let mut got = 0;
             for (stream, idx) in &streams {
-                let start = if record_cycles { tsc() } else { 0 };
+                let start = if timed { tsc() } else { 0 };
                 let n = burst.rx(stream.rx_port, stream.rx_queue, max);
                 if n == 0 {
                     continue;
@@ -206,9 +212,18 @@ impl Worker {
                 if dropped > 0 {
                     StreamCounters::add(&c.dropped, dropped as u64);
                 }
-                if record_cycles {
-                    StreamCounters::add(&c.busy_cycles, tsc() - start);
+                if timed {
+                    let cycles = tsc() - start;
+                    if record_cycles {
+                        StreamCounters::add(&c.busy_cycles, cycles);
+                    }
+                    if let Some(b) = bursts.as_mut() {
+                        b.record(cycles, n);
+                    }
                 }
+            }
+            if let Some(b) = bursts.as_mut() {
+                b.tick();
             }
             let start = if record_cycles { tsc() } else { 0 };
             let handed = engine.housekeeping();
@@ -225,6 +240,10 @@ impl Worker {
                     StreamCounters::add(&counters[*idx].slept_cycles, slept);
                 }
             }
+        }
+        // The final report reads what was published last.
+        if let Some(b) = bursts.as_mut() {
+            b.publish();
         }
     }
 }
