@@ -107,7 +107,10 @@ impl Burst {
     /// handed-off ones move, in order, to `outboxes[worker]`.
     #[inline]
     pub fn sort_out(&mut self, fates: &[Fate], outboxes: &mut [Burst]) {
-        let mut dropped = [std::ptr::null_mut(); MAX_BURST];
+        // Left uninitialised: zeroing 4 KB per burst showed in profiles
+        // (1.4% of firewall mode's cycles at 1k flows).
+        let mut dropped =
+            [const { std::mem::MaybeUninit::<*mut sys::rte_mbuf>::uninit() }; MAX_BURST];
         let (mut kept, mut n_dropped) = (0, 0);
         for i in 0..self.len {
             let m = self.pkts[i];
@@ -117,7 +120,7 @@ impl Burst {
                     kept += 1;
                 }
                 Fate::Drop => {
-                    dropped[n_dropped] = m;
+                    dropped[n_dropped].write(m);
                     n_dropped += 1;
                 }
                 Fate::Handoff(w) => {
@@ -131,9 +134,15 @@ impl Burst {
         }
         self.len = kept;
         if n_dropped > 0 {
-            // SAFETY: each dropped mbuf was owned by this burst and is no
-            // longer listed in it, so it is freed exactly once.
-            unsafe { sys::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), n_dropped as u32) };
+            // SAFETY: the first n_dropped entries were written above; each
+            // dropped mbuf was owned by this burst and is no longer listed
+            // in it, so it is freed exactly once.
+            unsafe {
+                sys::rte_pktmbuf_free_bulk(
+                    dropped.as_mut_ptr().cast::<*mut sys::rte_mbuf>(),
+                    n_dropped as u32,
+                )
+            };
         }
     }
 
