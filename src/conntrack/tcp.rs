@@ -28,6 +28,19 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    pub const ALL: [TcpState; 10] = [
+        TcpState::None,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
     /// The name `conntrack -L` prints.
     pub fn name(self) -> &'static str {
         match self {

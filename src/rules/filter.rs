@@ -4,7 +4,7 @@
 //! `-d`, `--sport` and `--dport`; every given match must hold.
 
 use super::Prefix;
-use crate::conntrack::{Conn, Status};
+use crate::conntrack::{Conn, Status, TcpState};
 
 /// Which connections a runtime command applies to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,27 +14,12 @@ pub struct ConnFilter {
     dst: Option<Prefix>,
     sport: Option<u16>,
     dport: Option<u16>,
-    /// A TCP state name as `conntrack -L` prints it (`ESTABLISHED`).
-    state: Option<&'static str>,
+    state: Option<TcpState>,
     /// Status bits that must all be set.
     status: u32,
     /// Status bits that must all be clear (`unreplied`).
     status_clear: u32,
 }
-
-/// TCP states by the names `conntrack --state` takes.
-const TCP_STATES: [&str; 10] = [
-    "NONE",
-    "SYN_SENT",
-    "SYN_RECV",
-    "ESTABLISHED",
-    "FIN_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "TIME_WAIT",
-    "CLOSE",
-    "SYN_SENT2",
-];
 
 impl ConnFilter {
     /// Parses the words after `ct list` (and the like). An empty list
@@ -91,7 +76,7 @@ impl ConnFilter {
                 .is_none_or(|p| has_ports(t.proto) && p == t.dport)
             && self
                 .state
-                .is_none_or(|s| c.tcp().is_some_and(|tcp| tcp.state.name() == s))
+                .is_none_or(|s| c.tcp().is_some_and(|tcp| tcp.state == s))
             && c.status.0 & self.status == self.status
             && c.status.0 & self.status_clear == 0
     }
@@ -121,13 +106,17 @@ fn port(v: &str) -> Result<u16, String> {
     v.parse().map_err(|_| format!("'{v}' is not a port"))
 }
 
-fn tcp_state(v: &str) -> Result<&'static str, String> {
+/// A TCP state by the name `conntrack -L` prints (`ESTABLISHED`, any
+/// case, `-` for `_`).
+fn tcp_state(v: &str) -> Result<TcpState, String> {
     let upper = v.to_ascii_uppercase().replace('-', "_");
-    TCP_STATES
-        .iter()
-        .find(|s| **s == upper)
-        .copied()
-        .ok_or_else(|| format!("'{v}' is not a TCP state ({})", TCP_STATES.join(", ")))
+    TcpState::ALL
+        .into_iter()
+        .find(|s| s.name() == upper)
+        .ok_or_else(|| {
+            let names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+            format!("'{v}' is not a TCP state ({})", names.join(", "))
+        })
 }
 
 /// A status name, as `conntrack --status` and the rules' `ct status`
