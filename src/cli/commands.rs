@@ -96,6 +96,11 @@ impl<'a, 'eal> Session<'a, 'eal> {
                     p.reset_stats();
                     let _ = writeln!(out, "\n  NIC statistics for port {} cleared", p.id());
                 }
+                // The forward statistics and the throughput are read from
+                // the device counters: both start again from the zeroed
+                // counters.
+                self.since_start = self.fwd.snapshot();
+                self.last_shown.iter_mut().for_each(|s| *s = None);
             }
             ["show", "fwd", "stats", "all"] => {
                 out.push_str(&report::forward_stats(
