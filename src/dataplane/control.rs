@@ -396,6 +396,33 @@ impl Control {
         }
     }
 
+    /// Reads a walk's slices until its last, handing each to `slice` (its
+    /// connections, how many it deleted, the worker's clock and where the
+    /// walk goes on); the page buffers go back to the worker.
+    fn slices(
+        worker: usize,
+        reply: &Replies,
+        mut slice: impl FnMut(&[Conn], usize, u64, Cursor),
+    ) -> Result<(), String> {
+        loop {
+            let Reply::Slice {
+                conns,
+                deleted,
+                now,
+                next,
+                last,
+            } = Control::next(worker, reply)?
+            else {
+                return Err("unexpected reply".into());
+            };
+            slice(&conns, deleted, now, next);
+            reply.recycle(conns);
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
     /// Every connection `filter` selects, worker by worker, each given to
     /// `each` with its worker's clock; returns how many.
     pub fn list(
@@ -407,28 +434,19 @@ impl Control {
         let mut n = 0;
         for w in 0..self.workers() {
             let filter = Arc::clone(filter);
+            let max = usize::MAX;
             let reply = self.send(
                 w,
                 Request::List {
                     filter,
                     from: 0,
-                    max: usize::MAX,
+                    max,
                 },
             )?;
-            loop {
-                let Reply::Slice {
-                    conns, now, last, ..
-                } = Control::next(w, &reply)?
-                else {
-                    return Err("unexpected reply".into());
-                };
+            Control::slices(w, &reply, |conns, _, now, _| {
                 n += conns.len();
                 conns.iter().for_each(|c| each(c, now));
-                reply.recycle(conns);
-                if last {
-                    break;
-                }
-            }
+            })?;
         }
         Ok(n)
     }
@@ -437,64 +455,34 @@ impl Control {
     /// from slot `from` (telemetry's cursor).
     pub fn page(&self, worker: usize, from: usize, max: usize) -> Result<Page, String> {
         self.check()?;
-        let reply = self.send(
-            worker,
-            Request::List {
-                filter: Arc::new(ConnFilter::default()),
-                from,
-                max,
-            },
-        )?;
+        let filter = Arc::new(ConnFilter::default());
+        let reply = self.send(worker, Request::List { filter, from, max })?;
         let mut page = Page {
             conns: Vec::new(),
             now: 0,
             next: None,
         };
-        loop {
-            let Reply::Slice {
-                conns,
-                now,
-                next,
-                last,
-                ..
-            } = Control::next(worker, &reply)?
-            else {
-                return Err("unexpected reply".into());
-            };
-            page.conns.extend_from_slice(&conns);
-            reply.recycle(conns);
+        Control::slices(worker, &reply, |conns, _, now, next| {
+            page.conns.extend_from_slice(conns);
             page.now = now;
             page.next = next;
-            if last {
-                return Ok(page);
-            }
-        }
+        })?;
+        Ok(page)
     }
 
-    /// Deletes what `filter` selects on every worker; returns how many.
+    /// Deletes what `filter` selects on every worker (all at once);
+    /// returns how many.
     pub fn delete(&self, filter: &Arc<ConnFilter>) -> Result<usize, String> {
         self.check()?;
         let replies = (0..self.workers())
             .map(|w| {
-                self.send(
-                    w,
-                    Request::Delete {
-                        filter: Arc::clone(filter),
-                    },
-                )
+                let filter = Arc::clone(filter);
+                self.send(w, Request::Delete { filter })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut n = 0;
         for (w, reply) in replies.iter().enumerate() {
-            loop {
-                let Reply::Slice { deleted, last, .. } = Control::next(w, reply)? else {
-                    return Err("unexpected reply".into());
-                };
-                n += deleted;
-                if last {
-                    break;
-                }
-            }
+            Control::slices(w, reply, |_, deleted, _, _| n += deleted)?;
         }
         Ok(n)
     }
