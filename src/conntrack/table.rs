@@ -181,6 +181,11 @@ impl ConnTable {
         }
     }
 
+    /// Connections it can hold (`max`).
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
     /// Connections in the table (confirmed).
     pub fn len(&self) -> usize {
         self.confirmed

@@ -46,7 +46,7 @@ pub const CHUNK: usize = 64;
 /// a linear copy (`Classify::Split`).
 const L4_IN_FIRST_SEGMENT: usize = 128;
 /// How many packets ahead `ct_in` prefetches connections.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = Shard::PREFETCH_AHEAD;
 
 /// What the stages know of one IP packet still in the pipeline besides
 /// its classification (kept in arrays of their own, so that building a
@@ -412,13 +412,7 @@ impl<P: Policy> Stages<P> {
     /// run on that part before `ct_in` goes on.
     ///
     /// Each lookup first starts loading the connection of the packet
-    /// `PREFETCH_AHEAD` places on (l3fwd's prefetch offset): its bucket
-    /// was asked for in `ct_prepare` and has had time to arrive, and its
-    /// connection then has that many lookups' time. Prefetching every
-    /// connection up front, as `Shard::prefetch_burst` does, left the
-    /// first lookups waiting on memory: at 1M connections, 663 against
-    /// 396 cycles a packet for the loop that also filtered and confirmed
-    /// each packet in turn (`perf/bench-firewall`).
+    /// `PREFETCH_AHEAD` places on (see `Shard::PREFETCH_AHEAD`).
     #[inline]
     pub fn ct_in(&mut self, chunk: &Chunk<'_>, from: usize, now: u64) -> usize {
         for i in from..chunk.len() {
