@@ -613,6 +613,20 @@ impl Shard {
         let conn = self.table.get_mut(slot);
         let seen_reply = conn.status.has(Status::SEEN_REPLY);
         let timeout = match (&mut conn.proto, l4) {
+            // First, so that no test of `conn.proto` comes before it: the
+            // state is read only until the flow is ASSURED. Matching
+            // `ProtoState::Udp` here read its discriminant, on the
+            // connection's third cache line, for every packet.
+            (proto, L4::Udp(_)) => Some(udp::packet(
+                &mut conn.status,
+                || match proto {
+                    ProtoState::Udp { stream_after } => *stream_after,
+                    _ => 0,
+                },
+                seen_reply,
+                now,
+                &cfg.timeouts,
+            )),
             (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
                 let assured = conn.status.has(Status::ASSURED);
                 // The peer acknowledges data NAT shifted: its ACK is
@@ -646,13 +660,6 @@ impl Shard {
                     TcpVerdict::Reopen => return Track::Reopen,
                 }
             }
-            (ProtoState::Udp { stream_after }, L4::Udp(_)) => Some(udp::packet(
-                &mut conn.status,
-                *stream_after,
-                seen_reply,
-                now,
-                &cfg.timeouts,
-            )),
             (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
                 Some(cfg.timeouts.icmpv6)
             }

@@ -39,14 +39,17 @@ const EVICTION_RANGE: usize = 8;
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Bucket {
-    sig: [u16; WAYS],
+    /// The eight 16-bit signatures, four to a word (way `i` in bits
+    /// `16 * (i % 4)..` of word `i / 4`), so that `matches` compares them
+    /// four at a time in plain integer registers.
+    sig: [u64; 2],
     entry: [u32; WAYS],
     /// Entries whose probe passed this bucket because it was full.
     overflow: u32,
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    sig: [0; WAYS],
+    sig: [0; 2],
     entry: [EMPTY; WAYS],
     overflow: 0,
 };
@@ -240,14 +243,38 @@ impl ConnTable {
         (e != EMPTY).then(|| (&self.conns[(e & !REPLY_BIT) as usize] as *const Conn).cast())
     }
 
-    /// Bit i set where signature i equals `sig` (vectorised by the compiler).
+    /// Bit i set where signature i equals `sig`. Each word is XORed with
+    /// `sig` in all four lanes, so matching lanes become zero; a lane's top
+    /// bit is then set exactly when the lane is zero (adding 0x7fff to its
+    /// low 15 bits carries into bit 15 unless they are all zero, and bit 15
+    /// of the lane itself must be clear too), with no borrow between
+    /// lanes; a multiply gathers the four top bits into four adjacent ones.
+    /// The compiler made a mix of scalar and SSE compares of the per-lane
+    /// loop; this saves 6 of the 645 instructions an established UDP
+    /// packet costs the tracker (callgrind, `perf/bench-misses`).
     #[inline]
     fn matches(b: &Bucket, sig: u16) -> u32 {
-        let mut m = 0u32;
-        for (i, &s) in b.sig.iter().enumerate() {
-            m |= u32::from(s == sig) << i;
+        const LOW: u64 = 0x7fff_7fff_7fff_7fff;
+        const LANES: u64 = 0x0001_0001_0001_0001;
+        // Lane bits at 0, 16, 32, 48 (after >> 15) land at 45..=48.
+        const GATHER: u64 = 1 << 45 | 1 << 30 | 1 << 15 | 1;
+        let pattern = u64::from(sig) * LANES;
+        let mut m = 0;
+        for (w, &word) in b.sig.iter().enumerate() {
+            let x = word ^ pattern;
+            let zero = !(((x & LOW) + LOW) | x | LOW);
+            let bits = ((zero >> 15).wrapping_mul(GATHER) >> 45) & 0xf;
+            m |= (bits as u32) << (4 * w);
         }
         m
+    }
+
+    /// Sets way `i`'s signature.
+    #[inline]
+    fn set_sig(b: &mut Bucket, i: usize, sig: u16) {
+        let shift = 16 * (i % 4);
+        let word = &mut b.sig[i / 4];
+        *word = (*word & !(0xffff << shift)) | u64::from(sig) << shift;
     }
 
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
@@ -358,7 +385,7 @@ impl ConnTable {
             let bucket = &mut self.buckets[b];
             if let Some(i) = bucket.entry.iter().position(|&e| e == EMPTY) {
                 bucket.entry[i] = entry;
-                bucket.sig[i] = Self::sig(hash);
+                Self::set_sig(bucket, i, Self::sig(hash));
                 self.max_displacement = self.max_displacement.max(displacement);
                 return;
             }
@@ -376,7 +403,7 @@ impl ConnTable {
         loop {
             if let Some(i) = self.buckets[b].entry.iter().position(|&e| e == entry) {
                 self.buckets[b].entry[i] = EMPTY;
-                self.buckets[b].sig[i] = 0;
+                Self::set_sig(&mut self.buckets[b], i, 0);
                 let mut p = home;
                 while p != b {
                     self.buckets[p].overflow -= 1;
@@ -486,5 +513,40 @@ impl ConnTable {
             .enumerate()
             .filter(|(_, (k, _))| **k == SlotKind::Confirmed)
             .map(|(i, (_, c))| (Slot(i as u32), c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `matches` agrees with comparing the ways one by one, for lanes
+    /// drawn from a few values (so that many match), the extremes
+    /// included: 0 (an empty way), 0x7fff, 0x8000 and 0xffff, where a
+    /// carry or borrow between lanes would show.
+    #[test]
+    fn signature_match_is_exact_per_way() {
+        const VALUES: [u16; 6] = [0, 1, 0x7fff, 0x8000, 0xfffe, 0xffff];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100_000 {
+            let mut b = EMPTY_BUCKET;
+            let mut sigs = [0u16; WAYS];
+            for (i, s) in sigs.iter_mut().enumerate() {
+                *s = VALUES[next() as usize % VALUES.len()];
+                ConnTable::set_sig(&mut b, i, *s);
+            }
+            let sig = VALUES[next() as usize % VALUES.len()];
+            let naive = sigs
+                .iter()
+                .enumerate()
+                .fold(0, |m, (i, &s)| m | u32::from(s == sig) << i);
+            assert_eq!(ConnTable::matches(&b, sig), naive, "{sigs:x?} vs {sig:x}");
+        }
     }
 }

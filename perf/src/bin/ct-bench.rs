@@ -15,6 +15,7 @@
 //!
 //! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
 //!                 [--cases established,new,mixed,flood,expect,nat]
+//!                 [--protos udp,tcp] (of the established case)
 
 use std::time::{Duration, Instant};
 
@@ -194,42 +195,56 @@ fn run_nat(
         if n == 0 {
             return r;
         }
-        let mut classified: Vec<Classified<'_>> = Vec::with_capacity(BURST);
-        let w0 = Instant::now();
-        let c0 = tsc();
-        for (buf, &len) in bufs[..n].iter().zip(&lens) {
-            if let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, &buf[..len], len) {
-                classified.push(shard.classify(ip, 0));
-            }
-        }
-        r.classify_cycles += tsc() - c0;
-        // The data plane's order (`Stages::ct_prepare` and `ct_in`): every
-        // bucket first, then each connection `PREFETCH_AHEAD` lookups early.
-        for c in &classified {
-            shard.prefetch_bucket(c, prefetch);
-        }
-        for c in classified.iter().take(Shard::PREFETCH_AHEAD) {
-            shard.prefetch_candidate(c, prefetch);
-        }
-        for (i, c) in classified.iter().enumerate() {
-            if let Some(ahead) = classified.get(i + Shard::PREFETCH_AHEAD) {
-                shard.prefetch_candidate(ahead, prefetch);
-            }
-            let mut v = shard.ingress(c, now);
-            r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
-            if let Some(range) = snat {
-                if shard.nat(&mut v, Manip::Src, range).is_err() {
-                    r.invalid += 1;
-                }
-            }
-            r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
-            let _ = shard.egress(&mut v, c, now);
-        }
-        shard.gc(now, GC_BUDGET);
-        r.cycles += tsc() - c0;
-        r.wall += w0.elapsed();
+        track_burst(shard, &bufs[..n], &lens[..n], now, snat, &mut r);
         r.packets += n as u64;
     }
+}
+
+/// The timed part of a burst: what a worker does with it. Never inlined,
+/// so that `perf/bench-misses` can count this function alone.
+#[inline(never)]
+fn track_burst(
+    shard: &mut Shard,
+    bufs: &[[u8; BUF]],
+    lens: &[usize],
+    now: u64,
+    snat: Option<&NatRange>,
+    r: &mut Run,
+) {
+    let mut classified: Vec<Classified<'_>> = Vec::with_capacity(BURST);
+    let w0 = Instant::now();
+    let c0 = tsc();
+    for (buf, &len) in bufs.iter().zip(lens) {
+        if let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, &buf[..len], len) {
+            classified.push(shard.classify(ip, 0));
+        }
+    }
+    r.classify_cycles += tsc() - c0;
+    // The data plane's order (`Stages::ct_prepare` and `ct_in`): every
+    // bucket first, then each connection `PREFETCH_AHEAD` lookups early.
+    for c in &classified {
+        shard.prefetch_bucket(c, prefetch);
+    }
+    for c in classified.iter().take(Shard::PREFETCH_AHEAD) {
+        shard.prefetch_candidate(c, prefetch);
+    }
+    for (i, c) in classified.iter().enumerate() {
+        if let Some(ahead) = classified.get(i + Shard::PREFETCH_AHEAD) {
+            shard.prefetch_candidate(ahead, prefetch);
+        }
+        let mut v = shard.ingress(c, now);
+        r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
+        if let Some(range) = snat {
+            if shard.nat(&mut v, Manip::Src, range).is_err() {
+                r.invalid += 1;
+            }
+        }
+        r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
+        let _ = shard.egress(&mut v, c, now);
+    }
+    shard.gc(now, GC_BUDGET);
+    r.cycles += tsc() - c0;
+    r.wall += w0.elapsed();
 }
 
 /// A table size that `n` connections leave below 95% (reckoned as Linux
@@ -289,6 +304,7 @@ fn main() {
     let mut conns = vec![1_000u32, 100_000, 1_000_000, 4_000_000];
     let mut packets: u64 = 20_000_000;
     let mut cases = String::from("established,new,mixed,flood,expect,nat");
+    let mut protos = String::from("udp,tcp");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -301,8 +317,9 @@ fn main() {
             }
             "--packets" => packets = it.next().and_then(|v| v.parse().ok()).unwrap_or(packets),
             "--cases" => cases = it.next().cloned().unwrap_or_default(),
+            "--protos" => protos = it.next().cloned().unwrap_or_default(),
             _ => {
-                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat]");
+                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat] [--protos udp,tcp]");
                 std::process::exit(2);
             }
         }
@@ -319,7 +336,10 @@ fn main() {
     } else {
         &[]
     };
-    for proto in [Proto::Udp, Proto::Tcp] {
+    for (proto, name) in [(Proto::Udp, "udp"), (Proto::Tcp, "tcp")] {
+        if !protos.contains(name) {
+            continue;
+        }
         for &n in established {
             let mut shard = Shard::new(Config {
                 max: room_for(n),
@@ -349,8 +369,7 @@ fn main() {
             let mem = shard.table().memory() as f64;
             report(
                 &format!(
-                    "established {} {n} conns ({:.0} B/conn)",
-                    if proto == Proto::Udp { "udp" } else { "tcp" },
+                    "established {name} {n} conns ({:.0} B/conn)",
                     mem / shard.table().capacity() as f64
                 ),
                 &r,
@@ -556,7 +575,7 @@ fn keep_best(best: &mut Option<Run>, r: Run) {
 fn bench_new(t: &Templates, packets: u64, hz: u64) {
     let n_new = packets.min(4_000_000) as u32;
     let mut shard = Shard::new(Config {
-        max: n_new as usize,
+        max: room_for(n_new),
         advise_memory: Some(advise_huge_pages),
         ..Config::default()
     });
