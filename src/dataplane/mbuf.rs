@@ -78,6 +78,23 @@ impl Burst {
         self.len
     }
 
+    /// Fills this (empty) burst with `n` fresh one-segment mbufs from `pool`
+    /// (`rte_pktmbuf_alloc_bulk`), all or none; whether it could. Their
+    /// length is 0 until `PacketMut::resize` sets it (a generator's TX
+    /// path, as testpmd's `txonly` builds its bursts).
+    pub fn alloc(&mut self, pool: &super::Mempool, n: usize) -> bool {
+        assert!(self.is_empty() && n <= MAX_BURST);
+        // SAFETY: pkts has room for MAX_BURST >= n pointers; the pool is
+        // alive (borrowed) and the call fills all n or none (returns < 0).
+        let ok =
+            unsafe { sys::rte_pktmbuf_alloc_bulk(pool.as_ptr(), self.pkts.as_mut_ptr(), n as u32) }
+                == 0;
+        if ok {
+            self.len = n;
+        }
+        ok
+    }
+
     /// Transmits the burst on `queue` of `port`; what the queue does not take
     /// is freed. Returns (sent, dropped).
     #[inline]

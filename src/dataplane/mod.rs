@@ -36,8 +36,9 @@ pub use forwarding::{
     HANDOFF_COUNTERS,
 };
 pub use fwd::{forward_mode, ForwardMode, FORWARD_MODES};
-pub use mbuf::MAX_BURST;
-pub use port::{Port, PortConfig, PortStats, RxSegments};
+pub use mbuf::{Burst, MAX_BURST};
+pub use mempool::Mempool;
+pub use port::{available_ports, Port, PortConfig, PortInfo, PortStats, RxSegments};
 pub use worker::Stream;
 
 /// A set-up or runtime failure of the data plane, as one line of text.
