@@ -10,6 +10,27 @@ use crate::dataplane::{
 };
 
 /// The start-up banner: ports, and which core forwards which stream.
+/// What pages the connection tables get, from the kernel's transparent
+/// huge page mode: the tables are advised (`MADV_HUGEPAGE`) as they are
+/// reserved, which `madvise` and `always` honour with 2 MB pages; with
+/// `never` a table of hundreds of megabytes costs a TLB miss per lookup.
+pub fn table_pages(thp: Option<&str>) -> String {
+    match thp {
+        Some("always" | "madvise") => format!(
+            "Connection tables: 2 MB pages asked for (transparent huge pages: {})",
+            thp.unwrap_or_default()
+        ),
+        Some(mode) => format!(
+            "Connection tables: 4 KB pages: transparent huge pages are '{mode}' \
+             (/sys/kernel/mm/transparent_hugepage/enabled); large tables will \
+             cost a TLB miss per lookup"
+        ),
+        None => "Connection tables: page size unknown (no transparent huge page \
+                 setting to read)"
+            .to_string(),
+    }
+}
+
 pub fn banner(fwd: &Forwarding, mode: &str) -> String {
     let mut s = String::new();
     for p in fwd.ports() {
@@ -474,4 +495,23 @@ pub fn final_report(report: &FinalReport, record_cycles: bool) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_pages;
+
+    /// The banner's page line names the mode, and warns where the kernel
+    /// gives no huge pages.
+    #[test]
+    fn table_pages_warn_when_transparent_huge_pages_are_off() {
+        assert!(table_pages(Some("madvise")).contains("2 MB pages asked for"));
+        assert!(table_pages(Some("always")).contains("2 MB pages asked for"));
+        let off = table_pages(Some("never"));
+        assert!(
+            off.contains("4 KB pages") && off.contains("'never'"),
+            "{off}"
+        );
+        assert!(table_pages(None).contains("unknown"));
+    }
 }

@@ -69,6 +69,10 @@ fn forward(eal: &Eal, opts: &Options) -> i32 {
         Err(e) => return usage_error(&e.to_string()),
     };
     print!("{}", report::banner(&fwd, opts.fwd.mode.name));
+    if opts.fwd.mode.tracks() {
+        let thp = crate::dataplane::cpu::transparent_huge_pages();
+        println!("{}", report::table_pages(thp.as_deref()));
+    }
     if eal.capture_ready() {
         println!("Packet capture: dpdk-dumpcap may attach (rte_pdump initialised).");
     }

@@ -34,6 +34,16 @@ pub fn tsc_hz(window: std::time::Duration) -> u64 {
     (dc as f64 / dt.as_secs_f64()) as u64
 }
 
+/// The kernel's transparent huge page mode (`always`, `madvise` or
+/// `never`: the bracketed word of
+/// `/sys/kernel/mm/transparent_hugepage/enabled`), if it can be read.
+pub fn transparent_huge_pages() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    let start = s.find('[')? + 1;
+    let end = start + s[start..].find(']')?;
+    Some(s[start..end].to_string())
+}
+
 /// Asks the kernel to back `len` bytes at `p` with transparent huge pages
 /// (`madvise(MADV_HUGEPAGE)`), as DPDK's own memory is: a table of hundreds
 /// of megabytes on 4 KiB pages costs a TLB miss on nearly every lookup.
