@@ -208,10 +208,11 @@ impl Shard {
         }
     }
 
-    /// The second: the connection its bucket most likely points to, or,
-    /// for a likely new connection, its reply tuple's bucket. It reads the
-    /// bucket, so it should come a while after `prefetch_bucket` (see
-    /// `PREFETCH_AHEAD`).
+    /// The second: the connection its bucket most likely points to (the
+    /// cache lines its protocol reads). It reads the bucket, so it should
+    /// come a while after `prefetch_bucket` (see `PREFETCH_AHEAD`). A
+    /// likely new connection needs nothing more: its reply tuple's entry
+    /// goes to the same bucket (`Tuple::hash_either_way`).
     #[inline]
     pub fn prefetch_candidate(&self, c: &Classified<'_>, prefetch: impl Fn(*const u8)) {
         if !c.needs_lookup() {
@@ -227,11 +228,6 @@ impl Shard {
             for line in 0..lines {
                 prefetch(a.wrapping_add(line * 64));
             }
-        } else {
-            // No signature matches: most likely a new connection, whose
-            // confirm will insert (and first look up) the reply tuple.
-            // Its bucket is another random line; start loading it now.
-            prefetch(self.table.bucket_addr(self.table.hash(&c.tuple.swapped())));
         }
     }
 }

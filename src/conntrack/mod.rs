@@ -561,7 +561,14 @@ impl Shard {
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        let reply_hash = self.table.hash(&self.table.get(slot).tuples[1]);
+        // The reply is the original swapped but for ICMP queries, and
+        // then hashes alike (`Tuple::hash_either_way`).
+        let reply = &self.table.get(slot).tuples[1];
+        let reply_hash = if *reply == orig.swapped() {
+            c.hash
+        } else {
+            self.table.hash(reply)
+        };
         self.unconfirmed.push((slot, [c.hash, reply_hash]));
         self.attach_helper_or_master(slot, now);
         Ok(slot)

@@ -1,6 +1,15 @@
 //! The connection table of one shard: a slab of connections allocated once,
 //! and an index from tuple to (connection, direction).
 //!
+//! A connection whose reply tuple is its original swapped (every one not
+//! translated, but for ICMP queries, whose reply changes the type) has one
+//! index entry, found from either direction: the index hashes a tuple with
+//! its ends in a fixed order (`Tuple::hash_either_way`), and a lookup
+//! compares both of the connection's tuples, as OVS's userspace conntrack
+//! does. A translated connection has an entry for each direction, as
+//! Linux's `tuplehash` pair. A new connection thus costs one insert, not
+//! two, and its reply tuple's bucket is the one its lookup already read.
+//!
 //! The index is a power-of-two array of 64-byte buckets, each holding eight
 //! 16-bit hash signatures and eight 32-bit entries (slot and direction), as
 //! DPDK's `rte_hash` does: a probe reads one cache line, compares the eight
@@ -8,8 +17,9 @@
 //! A full bucket spills into the next one; each bucket counts the entries
 //! that spilled past it, so a lookup stops at the first bucket with a zero
 //! count and deletion never needs tombstones. Buckets are sized for at most
-//! six live entries of eight on average (both directions of `max`
-//! connections), which keeps spills rare.
+//! six live entries of eight on average with two entries for each of `max`
+//! connections (all translated), so that spills stay rare in the worst
+//! case; with none translated the index is three-eighths full.
 //!
 //! Measured against a SwissTable map from tuple to slot (std's HashMap, with
 //! a hasher as fast as ours) by `perf/src/bin/index-bench.rs`, random
@@ -31,7 +41,13 @@ use super::tuple::{Dir, HashKey, Tuple};
 
 const WAYS: usize = 8;
 const EMPTY: u32 = u32::MAX;
+/// An entry for the reply direction only (a translated connection's); in
+/// a `BOTH_BIT` entry, that the original tuple's ends are in descending
+/// order (`descending`).
 const REPLY_BIT: u32 = 1 << 31;
+/// The one entry of a connection found from both directions.
+const BOTH_BIT: u32 = 1 << 30;
+const SLOT_MASK: u32 = BOTH_BIT - 1;
 /// Buckets Linux's early drop scans (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: usize = 8;
 
@@ -72,6 +88,26 @@ pub struct Swept {
     pub expired: usize,
     /// Evicted to keep the table under 95% full.
     pub evicted: usize,
+}
+
+/// The one index entry of the connection in slot `s`, if it has one: its
+/// reply tuple is its original swapped, so both hash alike
+/// (`Tuple::hash_either_way`). The tuples do not change once confirmed,
+/// so this is the same from insert to delete.
+fn one_entry(s: Slot, c: &Conn) -> Option<u32> {
+    let [orig, reply] = &c.tuples;
+    (*reply == orig.swapped())
+        .then(|| s.0 | BOTH_BIT | if descending(orig) { REPLY_BIT } else { 0 })
+}
+
+/// Whether the tuple's source end (address, then port) sorts after its
+/// destination end; of a tuple and its swapped twin exactly one is, unless
+/// both ends are equal (and so are the tuples). Bitwise `&` and `|` on
+/// the comparisons, so that no branch depends on the direction.
+#[inline]
+fn descending(t: &Tuple) -> bool {
+    let (s, d) = (t.src.words(), t.dst.words());
+    (s[0] > d[0]) | ((s[0] == d[0]) & ((s[1] > d[1]) | ((s[1] == d[1]) & (t.sport > t.dport))))
 }
 
 /// A connection early drop may take although it has not timed out
@@ -151,7 +187,9 @@ impl ConnTable {
     /// `advise` is called on the bucket array and the slab once reserved and
     /// before they are written (see `Config::advise_memory`).
     pub fn new(max: usize, prefault: bool, advise: Option<fn(Region<'_>)>) -> ConnTable {
-        let max = max.clamp(1, (REPLY_BIT - 1) as usize);
+        // The last slot number is left unused: with both bits it would
+        // spell `EMPTY`.
+        let max = max.clamp(1, SLOT_MASK as usize - 1);
         let buckets = (2 * max).div_ceil(6).next_power_of_two();
         let mut bucket_vec: Vec<Bucket> = Vec::with_capacity(buckets);
         let mut conns: Vec<Conn> = Vec::with_capacity(max);
@@ -209,9 +247,10 @@ impl ConnTable {
             + self.max * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotKind>() + 4 + 4)
     }
 
+    /// The index's hash of `t`: the same for `t` and `t.swapped()`.
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
-        t.hash(&self.key)
+        t.hash_either_way(&self.key)
     }
 
     #[inline]
@@ -240,7 +279,7 @@ impl ConnTable {
             return None;
         }
         let e = b.entry[m.trailing_zeros() as usize];
-        (e != EMPTY).then(|| (&self.conns[(e & !REPLY_BIT) as usize] as *const Conn).cast())
+        (e != EMPTY).then(|| (&self.conns[(e & SLOT_MASK) as usize] as *const Conn).cast())
     }
 
     /// Bit i set where signature i equals `sig`. Each word is XORed with
@@ -292,13 +331,25 @@ impl ConnTable {
                 if e == EMPTY {
                     continue;
                 }
-                let slot = e & !REPLY_BIT;
-                let dir = if e & REPLY_BIT != 0 {
-                    Dir::Reply
-                } else {
-                    Dir::Original
+                let slot = e & SLOT_MASK;
+                let tuples = &self.conns[slot as usize].tuples;
+                let found = match e & (REPLY_BIT | BOTH_BIT) {
+                    0 => (tuples[0] == *t).then_some(Dir::Original),
+                    REPLY_BIT => (tuples[1] == *t).then_some(Dir::Reply),
+                    // One entry for both: the packet is in the original's
+                    // orientation when its ends are ordered as the
+                    // original's are (computed without a branch: the
+                    // direction is as random as the traffic).
+                    flags => {
+                        let dir = usize::from(descending(t) != (flags & REPLY_BIT != 0));
+                        (tuples[dir] == *t).then_some(if dir == 0 {
+                            Dir::Original
+                        } else {
+                            Dir::Reply
+                        })
+                    }
                 };
-                if self.conns[slot as usize].tuples[dir.index()] == *t {
+                if let Some(dir) = found {
                     return Some((Slot(slot), dir));
                 }
             }
@@ -351,10 +402,11 @@ impl ConnTable {
         self.kinds[s.0 as usize] == SlotKind::Unconfirmed
     }
 
-    /// Inserts both directions of an unconfirmed connection and sets
-    /// CONFIRMED (the table half of `__nf_conntrack_confirm`), unless either
-    /// tuple is already in the table: then it returns the connection that
-    /// holds it and inserts nothing. Each tuple is hashed once.
+    /// Inserts both directions of an unconfirmed connection (one entry or
+    /// two, see the module's notes) and sets CONFIRMED (the table half of
+    /// `__nf_conntrack_confirm`), unless either tuple is already in the
+    /// table: then it returns the connection that holds it and inserts
+    /// nothing. Each tuple is hashed once.
     pub fn insert(&mut self, s: Slot) -> Result<(), Slot> {
         let hashes = self.conns[s.0 as usize].tuples.map(|t| self.hash(&t));
         self.insert_hashed(s, hashes)
@@ -370,8 +422,12 @@ impl ConnTable {
                 return Err(other);
             }
         }
-        self.insert_entry(hashes[0], s.0);
-        self.insert_entry(hashes[1], s.0 | REPLY_BIT);
+        if let Some(entry) = one_entry(s, &self.conns[s.0 as usize]) {
+            self.insert_entry(hashes[0], entry);
+        } else {
+            self.insert_entry(hashes[0], s.0);
+            self.insert_entry(hashes[1], s.0 | REPLY_BIT);
+        }
         self.kinds[s.0 as usize] = SlotKind::Confirmed;
         self.conns[s.0 as usize].status.set(Status::CONFIRMED);
         self.confirmed += 1;
@@ -422,9 +478,12 @@ impl ConnTable {
         match self.kinds[i] {
             SlotKind::Free => return,
             SlotKind::Confirmed => {
-                for dir in [Dir::Original, Dir::Reply] {
-                    let h = self.hash(&self.conns[i].tuples[dir.index()]);
-                    self.remove_entry(h, s.0 | if dir == Dir::Reply { REPLY_BIT } else { 0 });
+                let tuples = self.conns[i].tuples;
+                if let Some(entry) = one_entry(s, &self.conns[i]) {
+                    self.remove_entry(self.hash(&tuples[0]), entry);
+                } else {
+                    self.remove_entry(self.hash(&tuples[0]), s.0);
+                    self.remove_entry(self.hash(&tuples[1]), s.0 | REPLY_BIT);
                 }
                 self.confirmed -= 1;
             }
@@ -481,7 +540,7 @@ impl ConnTable {
                 if e == EMPTY {
                     continue;
                 }
-                let s = Slot(e & !REPLY_BIT);
+                let s = Slot(e & SLOT_MASK);
                 let c = self.get(s);
                 if c.deadline <= now || evictable(c) {
                     on_delete(c);
@@ -519,6 +578,84 @@ impl ConnTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
+        Tuple {
+            src: crate::wire::Addr::v4(src),
+            dst: crate::wire::Addr::v4(dst),
+            sport,
+            dport,
+            proto: 17,
+            family: 4,
+            zone: 0,
+        }
+    }
+
+    fn entries(t: &ConnTable) -> usize {
+        t.buckets
+            .iter()
+            .map(|b| b.entry.iter().filter(|&&e| e != EMPTY).count())
+            .sum()
+    }
+
+    /// An untranslated connection takes one index entry and a translated
+    /// one two; each is found from both of its tuples, in the right
+    /// direction, and from nothing else (the swapped pre-translation
+    /// original is not a translated connection's reply); delete leaves
+    /// the index empty.
+    #[test]
+    fn one_entry_unless_translated() {
+        let mut t = ConnTable::new(64, false, None);
+        let plain = udp([198, 18, 0, 1], 1024, [198, 19, 0, 1], 53);
+        let natted = udp([198, 18, 0, 2], 1024, [198, 19, 0, 1], 53);
+        let natted_reply = udp([198, 19, 0, 1], 53, [198, 19, 255, 1], 40000);
+        let add = |t: &mut ConnTable, orig: Tuple, reply: Tuple| {
+            let s = t
+                .alloc(Conn {
+                    tuples: [orig, reply],
+                    ..Conn::BLANK
+                })
+                .unwrap();
+            t.insert(s).unwrap();
+            s
+        };
+        let a = add(&mut t, plain, plain.swapped());
+        assert_eq!(entries(&t), 1);
+        let b = add(&mut t, natted, natted_reply);
+        assert_eq!(entries(&t), 3);
+        let find = |t: &ConnTable, x: &Tuple| t.lookup(x, t.hash(x));
+        assert_eq!(find(&t, &plain), Some((a, Dir::Original)));
+        assert_eq!(find(&t, &plain.swapped()), Some((a, Dir::Reply)));
+        assert_eq!(find(&t, &natted), Some((b, Dir::Original)));
+        assert_eq!(find(&t, &natted_reply), Some((b, Dir::Reply)));
+        assert_eq!(find(&t, &natted.swapped()), None);
+        // An original whose ends sort the other way, and one whose ends
+        // are equal (its reply is itself: found as the original).
+        let down = udp([198, 19, 0, 9], 2000, [198, 18, 0, 1], 53);
+        let d = add(&mut t, down, down.swapped());
+        let same_ends = udp([198, 18, 0, 7], 7, [198, 18, 0, 7], 7);
+        let e = add(&mut t, same_ends, same_ends);
+        assert_eq!(entries(&t), 5);
+        assert_eq!(find(&t, &down), Some((d, Dir::Original)));
+        assert_eq!(find(&t, &down.swapped()), Some((d, Dir::Reply)));
+        assert_eq!(find(&t, &same_ends), Some((e, Dir::Original)));
+        t.delete(d);
+        t.delete(e);
+        // A clash from either direction is refused.
+        let c = t
+            .alloc(Conn {
+                tuples: [plain.swapped(), plain],
+                ..Conn::BLANK
+            })
+            .unwrap();
+        assert_eq!(t.insert(c), Err(a));
+        t.delete(c);
+        t.delete(a);
+        t.delete(b);
+        assert_eq!(entries(&t), 0);
+        assert_eq!(find(&t, &plain), None);
+        assert_eq!(find(&t, &natted_reply), None);
+    }
 
     /// `matches` agrees with comparing the ways one by one, for lanes
     /// drawn from a few values (so that many match), the extremes
