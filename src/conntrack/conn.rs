@@ -49,8 +49,10 @@ pub enum ProtoState {
 }
 
 /// A connection: both tuples, status, timeout, per-direction counters and
-/// the protocol's state. 192 bytes; with its two index entries (8 bytes
-/// each) a connection costs 208 bytes plus the index's free space.
+/// the protocol's state. 192 bytes; the index adds a 6-byte entry (a
+/// 16-bit signature and a 32-bit slot) for an untranslated connection,
+/// two for a translated one, in buckets sized for two a connection (see
+/// `table`).
 ///
 /// The field order is the memory layout (`repr(C)`), chosen so that a
 /// packet of an established UDP, ICMP or other flow touches two cache
