@@ -9,7 +9,6 @@ use crate::dataplane::{
     HANDOFF_COUNTERS,
 };
 
-/// The start-up banner: ports, and which core forwards which stream.
 /// What pages the connection tables get, from the kernel's transparent
 /// huge page mode: the tables are advised (`MADV_HUGEPAGE`) as they are
 /// reserved, which `madvise` and `always` honour with 2 MB pages; with
@@ -31,6 +30,7 @@ pub fn table_pages(thp: Option<&str>) -> String {
     }
 }
 
+/// The start-up banner: ports, and which core forwards which stream.
 pub fn banner(fwd: &Forwarding, mode: &str) -> String {
     let mut s = String::new();
     for p in fwd.ports() {

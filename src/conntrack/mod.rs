@@ -561,14 +561,7 @@ impl Shard {
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        // The reply is the original swapped but for ICMP queries, and
-        // then hashes alike (`Tuple::hash_either_way`).
-        let reply = &self.table.get(slot).tuples[1];
-        let reply_hash = if *reply == orig.swapped() {
-            c.hash
-        } else {
-            self.table.hash(reply)
-        };
+        let reply_hash = self.table.reply_hash(self.table.get(slot), c.hash);
         self.unconfirmed.push((slot, [c.hash, reply_hash]));
         self.attach_helper_or_master(slot, now);
         Ok(slot)
@@ -628,7 +621,8 @@ impl Shard {
                 &mut conn.status,
                 || match proto {
                     ProtoState::Udp { stream_after } => *stream_after,
-                    _ => 0,
+                    // Cannot be: the protocol is part of the tuple.
+                    _ => u64::MAX,
                 },
                 seen_reply,
                 now,

@@ -3,12 +3,14 @@
 //!
 //! A connection whose reply tuple is its original swapped (every one not
 //! translated, but for ICMP queries, whose reply changes the type) has one
-//! index entry, found from either direction: the index hashes a tuple with
-//! its ends in a fixed order (`Tuple::hash_either_way`), and a lookup
-//! compares both of the connection's tuples, as OVS's userspace conntrack
-//! does. A translated connection has an entry for each direction, as
-//! Linux's `tuplehash` pair. A new connection thus costs one insert, not
-//! two, and its reply tuple's bucket is the one its lookup already read.
+//! index entry, found from either direction, as in OVS's userspace
+//! conntrack: the index's hash is the same for a tuple and its swapped
+//! twin (`Tuple::hash_either_way`), and the entry records which way the
+//! original's ends sort, so a lookup knows from the packet's tuple which
+//! of the connection's two to compare. A translated connection has an
+//! entry for each direction, as Linux's `tuplehash` pair. A new connection
+//! thus costs one insert, not two, and its reply tuple's bucket is the one
+//! its lookup already read.
 //!
 //! The index is a power-of-two array of 64-byte buckets, each holding eight
 //! 16-bit hash signatures and eight 32-bit entries (slot and direction), as
@@ -90,14 +92,23 @@ pub struct Swept {
     pub evicted: usize,
 }
 
-/// The one index entry of the connection in slot `s`, if it has one: its
-/// reply tuple is its original swapped, so both hash alike
-/// (`Tuple::hash_either_way`). The tuples do not change once confirmed,
-/// so this is the same from insert to delete.
-fn one_entry(s: Slot, c: &Conn) -> Option<u32> {
-    let [orig, reply] = &c.tuples;
-    (*reply == orig.swapped())
-        .then(|| s.0 | BOTH_BIT | if descending(orig) { REPLY_BIT } else { 0 })
+/// Whether a connection takes one index entry: its reply tuple is its
+/// original swapped, so both hash alike (`Tuple::hash_either_way`). The
+/// tuples do not change once confirmed, so this is the same from insert
+/// to delete.
+fn one_entry(c: &Conn) -> bool {
+    c.tuples[1] == c.tuples[0].swapped()
+}
+
+/// The one entry of such a connection in slot `s`: `BOTH_BIT`, and
+/// `REPLY_BIT` if the original's ends sort descending.
+fn both_entry(s: Slot, c: &Conn) -> u32 {
+    s.0 | BOTH_BIT
+        | if descending(&c.tuples[0]) {
+            REPLY_BIT
+        } else {
+            0
+        }
 }
 
 /// Whether the tuple's source end (address, then port) sorts after its
@@ -251,6 +262,17 @@ impl ConnTable {
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
         t.hash_either_way(&self.key)
+    }
+
+    /// The hash of `c`'s reply tuple, given its original's: the same when
+    /// the connection takes one entry, so that it is not computed twice.
+    #[inline]
+    pub fn reply_hash(&self, c: &Conn, orig_hash: u64) -> u64 {
+        if one_entry(c) {
+            orig_hash
+        } else {
+            self.hash(&c.tuples[1])
+        }
     }
 
     #[inline]
@@ -422,8 +444,9 @@ impl ConnTable {
                 return Err(other);
             }
         }
-        if let Some(entry) = one_entry(s, &self.conns[s.0 as usize]) {
-            self.insert_entry(hashes[0], entry);
+        let c = &self.conns[s.0 as usize];
+        if one_entry(c) {
+            self.insert_entry(hashes[0], both_entry(s, c));
         } else {
             self.insert_entry(hashes[0], s.0);
             self.insert_entry(hashes[1], s.0 | REPLY_BIT);
@@ -478,9 +501,10 @@ impl ConnTable {
         match self.kinds[i] {
             SlotKind::Free => return,
             SlotKind::Confirmed => {
-                let tuples = self.conns[i].tuples;
-                if let Some(entry) = one_entry(s, &self.conns[i]) {
-                    self.remove_entry(self.hash(&tuples[0]), entry);
+                let c = &self.conns[i];
+                let tuples = c.tuples;
+                if one_entry(c) {
+                    self.remove_entry(self.hash(&tuples[0]), both_entry(s, c));
                 } else {
                     self.remove_entry(self.hash(&tuples[0]), s.0);
                     self.remove_entry(self.hash(&tuples[1]), s.0 | REPLY_BIT);

@@ -45,8 +45,6 @@ pub const CHUNK: usize = 64;
 /// IPv6 header, extension headers, 8 bytes). With less, it is tracked from
 /// a linear copy (`Classify::Split`).
 const L4_IN_FIRST_SEGMENT: usize = 128;
-/// How many packets ahead `ct_in` prefetches connections.
-const PREFETCH_AHEAD: usize = Shard::PREFETCH_AHEAD;
 
 /// What the stages know of one IP packet still in the pipeline besides
 /// its classification (kept in arrays of their own, so that building a
@@ -397,7 +395,7 @@ impl<P: Policy> Stages<P> {
                 self.shard.prefetch_bucket(cl, prefetch);
             }
         }
-        for i in 0..PREFETCH_AHEAD.min(chunk.len()) {
+        for i in 0..Shard::PREFETCH_AHEAD.min(chunk.len()) {
             if chunk.pkt[i].live() {
                 self.shard.prefetch_candidate(&chunk.cl[i], prefetch);
             }
@@ -412,12 +410,12 @@ impl<P: Policy> Stages<P> {
     /// run on that part before `ct_in` goes on.
     ///
     /// Each lookup first starts loading the connection of the packet
-    /// `PREFETCH_AHEAD` places on (see `Shard::PREFETCH_AHEAD`).
+    /// `Shard::PREFETCH_AHEAD` places on.
     #[inline]
     pub fn ct_in(&mut self, chunk: &Chunk<'_>, from: usize, now: u64) -> usize {
         for i in from..chunk.len() {
-            if let Some(ahead) = chunk.cl.get(i + PREFETCH_AHEAD) {
-                if chunk.pkt[i + PREFETCH_AHEAD].live() {
+            if let Some(ahead) = chunk.cl.get(i + Shard::PREFETCH_AHEAD) {
+                if chunk.pkt[i + Shard::PREFETCH_AHEAD].live() {
                     self.shard.prefetch_candidate(ahead, prefetch);
                 }
             }
