@@ -341,6 +341,45 @@ impl ConnTable {
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
     #[inline]
     pub fn lookup(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
+        self.probe(hash, |e, tuples| {
+            let dir = match e & (REPLY_BIT | BOTH_BIT) {
+                0 => 0,
+                REPLY_BIT => 1,
+                // One entry for both: the packet is in the original's
+                // orientation when its ends are ordered as the original's
+                // are (computed without a branch: the direction is as
+                // random as the traffic).
+                flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
+            };
+            (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
+        })
+        .map(|(slot, dir)| (Slot(slot), dir))
+    }
+
+    /// The connection that already holds `t` or its swapped twin, both of
+    /// hash `hash`: the clash check of a connection taking one entry, in
+    /// one walk of the bucket chain where a lookup of each tuple would walk
+    /// it twice. An entry's tuple is the original's unless the entry is a
+    /// reply entry; for a one-entry connection comparing its original with
+    /// both is enough, since its reply is the original swapped.
+    #[inline]
+    fn holder_of_either(&self, t: &Tuple, twin: &Tuple, hash: u64) -> Option<Slot> {
+        self.probe(hash, |e, tuples| {
+            let held = &tuples[usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT)];
+            (held == t || held == twin).then_some(())
+        })
+        .map(|(slot, ())| Slot(slot))
+    }
+
+    /// Walks the bucket chain of `hash` and returns the first entry whose
+    /// signature matches and for which `hit` (given the entry and its
+    /// connection's tuples) says yes, with its slot.
+    #[inline(always)]
+    fn probe<R>(
+        &self,
+        hash: u64,
+        mut hit: impl FnMut(u32, &[Tuple; 2]) -> Option<R>,
+    ) -> Option<(u32, R)> {
         let sig = Self::sig(hash);
         let mut b = self.home(hash);
         let mut probed = 0;
@@ -354,25 +393,8 @@ impl ConnTable {
                     continue;
                 }
                 let slot = e & SLOT_MASK;
-                let tuples = &self.conns[slot as usize].tuples;
-                let found = match e & (REPLY_BIT | BOTH_BIT) {
-                    0 => (tuples[0] == *t).then_some(Dir::Original),
-                    REPLY_BIT => (tuples[1] == *t).then_some(Dir::Reply),
-                    // One entry for both: the packet is in the original's
-                    // orientation when its ends are ordered as the
-                    // original's are (computed without a branch: the
-                    // direction is as random as the traffic).
-                    flags => {
-                        let dir = usize::from(descending(t) != (flags & REPLY_BIT != 0));
-                        (tuples[dir] == *t).then_some(if dir == 0 {
-                            Dir::Original
-                        } else {
-                            Dir::Reply
-                        })
-                    }
-                };
-                if let Some(dir) = found {
-                    return Some((Slot(slot), dir));
+                if let Some(r) = hit(e, &self.conns[slot as usize].tuples) {
+                    return Some((slot, r));
                 }
             }
             if bucket.overflow == 0 || probed == self.max_displacement {
@@ -439,13 +461,21 @@ impl ConnTable {
         debug_assert!(self.is_unconfirmed(s));
         let tuples = self.conns[s.0 as usize].tuples;
         debug_assert_eq!(hashes, tuples.map(|t| self.hash(&t)));
-        for (t, &h) in tuples.iter().zip(&hashes) {
-            if let Some((other, _)) = self.lookup(t, h) {
+        let c = &self.conns[s.0 as usize];
+        let one = one_entry(c);
+        if one {
+            if let Some(other) = self.holder_of_either(&tuples[0], &tuples[1], hashes[0]) {
                 return Err(other);
+            }
+        } else {
+            for (t, &h) in tuples.iter().zip(&hashes) {
+                if let Some((other, _)) = self.lookup(t, h) {
+                    return Err(other);
+                }
             }
         }
         let c = &self.conns[s.0 as usize];
-        if one_entry(c) {
+        if one {
             self.insert_entry(hashes[0], both_entry(s, c));
         } else {
             self.insert_entry(hashes[0], s.0);
@@ -679,6 +709,50 @@ mod tests {
         assert_eq!(entries(&t), 0);
         assert_eq!(find(&t, &plain), None);
         assert_eq!(find(&t, &natted_reply), None);
+    }
+
+    /// A new untranslated connection is refused, in the one walk of the
+    /// index its clash check makes, whichever tuple of whichever kind of
+    /// entry already holds its original or its reply; and it is refused
+    /// exactly when a lookup of either tuple finds a connection.
+    #[test]
+    fn clash_check_of_one_entry_finds_every_holder() {
+        let client = udp([198, 18, 0, 1], 1024, [198, 19, 0, 1], 53);
+        let elsewhere = udp([198, 18, 0, 9], 9, [198, 19, 0, 9], 9);
+        // Existing connections (original, reply) holding `client` or its
+        // twin in each place an entry can keep it, and one holding neither.
+        let holders = [
+            (client, client.swapped()),
+            (client.swapped(), client),
+            (client, elsewhere),
+            (elsewhere, client),
+            (client.swapped(), elsewhere),
+            (elsewhere, client.swapped()),
+            (elsewhere, elsewhere.swapped()),
+        ];
+        for (i, &(orig, reply)) in holders.iter().enumerate() {
+            let mut t = ConnTable::new(64, false, None);
+            let held = t
+                .alloc(Conn {
+                    tuples: [orig, reply],
+                    ..Conn::BLANK
+                })
+                .unwrap();
+            t.insert(held).unwrap();
+            let by_lookup = [client, client.swapped()]
+                .iter()
+                .find_map(|x| t.lookup(x, t.hash(x)))
+                .map(|(s, _)| s);
+            let new = t
+                .alloc(Conn {
+                    tuples: [client, client.swapped()],
+                    ..Conn::BLANK
+                })
+                .unwrap();
+            let clash = t.insert(new).err();
+            assert_eq!(clash, by_lookup, "holder {i}");
+            assert_eq!(clash.is_some(), i < 6, "holder {i}");
+        }
     }
 
     /// `matches` agrees with comparing the ways one by one, for lanes
