@@ -32,24 +32,32 @@ pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewri
         return buf.len() >= wire_len - l3
             && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
     }
-    let ip = if from_chunk {
+    // Each view is used where it is built: one variable taking either
+    // would be built in memory byte by byte and moved as words, a
+    // store-forwarding stall on every translated packet.
+    if from_chunk {
         // Whole, and parsed by `classify`: its layout is known.
         IpPacketMut::with_layout(buf, rw.from.l3(), rw.from.proto, usize::from(rw.l4))
+            .is_ok_and(|mut ip| translate(&mut ip, rw, true))
     } else {
-        IpPacketMut::spread(buf, wire_len - l3)
-    };
+        IpPacketMut::spread(buf, wire_len - l3).is_ok_and(|mut ip| translate(&mut ip, rw, false))
+    }
+}
+
+/// Rewrites the view's addresses and ports (and its sequence numbers if
+/// `rw` asks); `whole`: a packet, not a fragment.
+fn translate(ip: &mut IpPacketMut<'_>, rw: &Rewrite, whole: bool) -> bool {
     // A whole packet whose transport checksum is not in this segment
     // cannot be changed and stay right; a later fragment has no transport
     // header (its datagram's is in the first).
-    let Ok(mut ip) = ip else { return false };
-    if !(ip.rewritable() || !from_chunk && !ip.carries_ports()) {
+    if !(ip.rewritable() || !whole && !ip.carries_ports()) {
         return false;
     }
-    if rewrite(&mut ip, &rw.from, &rw.to).is_err() {
+    if rewrite(ip, &rw.from, &rw.to).is_err() {
         return false;
     }
     match rw.seqadj {
-        Some((dir, adj)) => shift(&mut ip, dir, &adj),
+        Some((dir, adj)) => shift(ip, dir, &adj),
         None => true,
     }
 }
