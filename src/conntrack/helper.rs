@@ -383,7 +383,7 @@ impl super::Shard {
     /// Runs a connection's helper on one of its packets and records the
     /// expectation it asks for (`nf_conntrack_helper`'s help callback).
     pub(super) fn help(&mut self, r: ConnRef, ctinfo: CtInfo, c: &Classified<'_>, now: u64) {
-        let Some(aux) = self.aux.get_mut(r.slot.0 as usize) else {
+        let Some(aux) = self.exts.of_mut(r.slot) else {
             return;
         };
         let Some(helper) = aux.helper else { return };

@@ -39,6 +39,7 @@ mod conn;
 mod defrag;
 mod events;
 mod expect;
+mod ext;
 mod ftp_nat;
 mod helper;
 mod icmp;
@@ -59,7 +60,6 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::wire::{Addr, L3, PROTO_TCP};
-use helper::FtpState;
 
 pub use classify::Classified;
 use classify::{Early, L4};
@@ -75,6 +75,7 @@ pub use expect::{
     ExpectFull, ExpectLine, ExpectStats, Expectation, Expectations, FollowNat, MasterRef,
     MAX_PER_MASTER,
 };
+use ext::{Ext, Exts};
 pub use ftp_nat::PayloadEdit;
 pub use helper::{Helper, HelperConfig};
 use icmp::{icmp_opens, icmp_reply_type};
@@ -254,18 +255,6 @@ pub enum ConfirmError {
     Stale,
 }
 
-/// What a connection needs only when a helper is involved, kept beside
-/// the slab so the hot connection stays three cache lines.
-#[derive(Debug, Clone, Copy, Default)]
-struct Aux {
-    helper: Option<Helper>,
-    master: Option<MasterRef>,
-    ftp: FtpState,
-    /// Sequence adjustment per direction, once NAT changed a segment's
-    /// length (SEQ_ADJUST).
-    seqadj: [SeqAdj; 2],
-}
-
 /// The connection tracker of one worker.
 pub struct Shard {
     table: ConnTable,
@@ -281,8 +270,8 @@ pub struct Shard {
     expectations: Arc<Expectations>,
     /// The expectations this shard's helpers made, by master.
     ledger: Ledger,
-    /// Per slot, grown with the slab within its reserved capacity.
-    aux: Vec<Aux>,
+    /// Extension records of the connections a helper is involved in.
+    exts: Exts,
     /// When `gc` next sweeps expired expectations.
     next_expect_sweep: u64,
     /// With several workers, which tuples land on this one: NAT chooses
@@ -308,10 +297,6 @@ impl Shard {
 
     /// Shard number `id` of several, sharing one expectation set.
     pub fn with_expectations(cfg: Config, id: u16, expectations: Arc<Expectations>) -> Shard {
-        let mut aux = Vec::with_capacity(cfg.max);
-        if cfg.prefault {
-            table::prefault_spare(&mut aux, Aux::default());
-        }
         Shard {
             table: ConnTable::new(cfg.max, cfg.prefault, cfg.advise_memory),
             cfg,
@@ -321,7 +306,7 @@ impl Shard {
             id,
             expectations,
             ledger: Ledger::new(cfg.expect_max),
-            aux,
+            exts: Exts::new(cfg.max),
             next_expect_sweep: 0,
             steering: None,
             nat_key: HashKey::random(),
@@ -349,7 +334,7 @@ impl Shard {
     /// The master of an expected connection.
     pub fn master(&self, r: ConnRef) -> Option<MasterRef> {
         self.conn(r)?;
-        self.aux.get(r.slot.0 as usize)?.master
+        self.exts.of(r.slot)?.master
     }
 
     /// Deletes a connection, and with it the expectations it announced.
@@ -357,6 +342,14 @@ impl Shard {
         let conn = self.table.get(slot);
         self.ledger.forget_master(&self.expectations, conn);
         note_destroy(&mut self.events, conn, now);
+        self.exts.release(slot);
+        self.table.delete(slot);
+    }
+
+    /// Frees a connection that was never confirmed: nobody saw it, so no
+    /// event and no expectation can name it.
+    fn free_unconfirmed(&mut self, slot: Slot) {
+        self.exts.release(slot);
         self.table.delete(slot);
     }
 
@@ -366,6 +359,12 @@ impl Shard {
 
     pub fn table(&self) -> &ConnTable {
         &self.table
+    }
+
+    /// Bytes of memory the connections take: the table, and the extension
+    /// records of those a helper is involved in.
+    pub fn memory(&self) -> usize {
+        self.table.memory() + self.exts.memory()
     }
 
     /// The connection behind a handle, if it still exists.
@@ -546,11 +545,16 @@ impl Shard {
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
             None => {
-                let (set, ledger, events) =
-                    (&self.expectations, &mut self.ledger, &mut self.events);
-                if self.table.early_drop(c.hash, now, |c| {
+                let (set, ledger, events, exts) = (
+                    &self.expectations,
+                    &mut self.ledger,
+                    &mut self.events,
+                    &mut self.exts,
+                );
+                if self.table.early_drop(c.hash, now, |s, c| {
                     ledger.forget_master(set, c);
                     note_destroy(events, c, now);
+                    exts.release(s);
                 }) {
                     self.stats.early_drop += 1;
                 } else {
@@ -571,31 +575,28 @@ impl Shard {
     /// its master) or may get a helper, found by its reply tuple's source
     /// port, L4 and L3 as the seed article describes.
     fn attach_helper_or_master(&mut self, slot: Slot, now: u64) {
-        let i = slot.0 as usize;
-        if self.aux.len() <= i {
-            // Within the capacity reserved for `max` slots: no allocation.
-            self.aux.resize(i + 1, Aux::default());
-        }
-        let mut aux = Aux::default();
+        let mut ext = Ext::default();
         if !self.expectations.is_empty() {
             let original = self.table.get(slot).tuples[0];
             if let Some(e) = self.expectations.take(&original, now) {
                 self.table.get_mut(slot).status.set(Status::EXPECTED);
-                aux.master = Some(e.master);
+                ext.master = Some(e.master);
                 if let Some(n) = e.nat {
                     self.follow_master(slot, &n);
                 }
             }
         }
-        let conn = self.table.get_mut(slot);
-        if aux.master.is_none() {
-            let reply = &conn.tuples[1];
-            aux.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
-            if aux.helper.is_some() {
-                conn.status.set(Status::HELPER);
-            }
+        if ext.master.is_none() {
+            let reply = &self.table.get(slot).tuples[1];
+            ext.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
         }
-        self.aux[i] = aux;
+        // Most connections have neither, and take no record.
+        if (ext.master.is_some() || ext.helper.is_some())
+            && self.exts.attach(slot, ext)
+            && ext.helper.is_some()
+        {
+            self.table.get_mut(slot).status.set(Status::HELPER);
+        }
     }
 
     /// The protocol tracker's verdict, with timeout and accounting applied
@@ -633,7 +634,7 @@ impl Shard {
                 // The peer acknowledges data NAT shifted: its ACK is
                 // taken back to the sender's numbers (`tcp_in_window`'s
                 // receiver_offset).
-                let ack_offset = match self.aux.get(slot.0 as usize) {
+                let ack_offset = match self.exts.of(slot) {
                     Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
                         a.seqadj[dir.other().index()].offset(seg.hdr.ack.wrapping_sub(1))
                     }
@@ -738,7 +739,7 @@ impl Shard {
             Err(other) => other,
         };
         let conn = *self.table.get(slot);
-        self.table.delete(slot);
+        self.free_unconfirmed(slot);
         if conn.tuples[0].proto == PROTO_TCP {
             self.stats.insert_failed += 1;
             return Err(ConfirmError::InsertFailed);
@@ -790,7 +791,7 @@ impl Shard {
 
     fn drop_unconfirmed(&mut self, slot: Slot) {
         let _ = self.forget_unconfirmed(slot);
-        self.table.delete(slot);
+        self.free_unconfirmed(slot);
     }
 
     /// Takes a connection off the unconfirmed list; returns its hashes.
@@ -805,7 +806,7 @@ impl Shard {
     pub fn reap_unconfirmed(&mut self) -> usize {
         let n = self.unconfirmed.len();
         while let Some((slot, _)) = self.unconfirmed.pop() {
-            self.table.delete(slot);
+            self.free_unconfirmed(slot);
         }
         self.stats.unconfirmed_reaped += n as u64;
         n
@@ -820,10 +821,16 @@ impl Shard {
     /// (`ConnTable::gc`), looking at `budget` slots at most; returns how
     /// many it removed.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
-        let (set, ledger, events) = (&self.expectations, &mut self.ledger, &mut self.events);
-        let swept = self.table.gc(now, budget, |c| {
+        let (set, ledger, events, exts) = (
+            &self.expectations,
+            &mut self.ledger,
+            &mut self.events,
+            &mut self.exts,
+        );
+        let swept = self.table.gc(now, budget, |s, c| {
             ledger.forget_master(set, c);
             note_destroy(events, c, now);
+            exts.release(s);
         });
         self.stats.expired += swept.expired as u64;
         self.stats.early_drop += swept.evicted as u64;

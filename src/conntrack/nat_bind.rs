@@ -25,7 +25,7 @@ impl Shard {
         if c.id != r.id || !c.status.has(Status::SEQ_ADJUST) {
             return None;
         }
-        self.aux.get(r.slot.0 as usize).map(|a| a.seqadj)
+        self.exts.of(r.slot).map(|a| a.seqadj)
     }
 
     /// Tells the shard which tuples land on its worker (several workers).

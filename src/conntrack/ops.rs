@@ -63,6 +63,7 @@ impl Shard {
             }
             self.ledger.forget_master(&self.expectations, c);
             note_destroy(&mut self.events, c, now);
+            self.exts.release(slot);
             self.table.delete(slot);
             deleted += 1;
         }

@@ -56,6 +56,23 @@ impl Shard {
                 }
             }
         }
+        // A connection has an extension record exactly when a helper is
+        // involved (it has one, or an expectation made it), and a record
+        // goes with its connection.
+        let mut with_ext = 0;
+        for (slot, c) in self.table().iter() {
+            let wants = c.status.has(Status::HELPER) || c.status.has(Status::EXPECTED);
+            if wants != self.exts.of(slot).is_some() {
+                return Err(format!("connection {} has a record: {}", c.id, !wants));
+            }
+            with_ext += usize::from(wants);
+        }
+        if self.exts.in_use() != with_ext {
+            return Err(format!(
+                "{} extension records held for {with_ext} connections",
+                self.exts.in_use()
+            ));
+        }
         // Every pending expectation of this shard belongs to a live
         // connection with a helper: a master takes its expectations along.
         let masters: std::collections::HashSet<u32> = self

@@ -341,18 +341,24 @@ impl ConnTable {
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
     #[inline]
     pub fn lookup(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
-        self.probe(hash, |e, tuples| {
-            let dir = match e & (REPLY_BIT | BOTH_BIT) {
-                0 => 0,
-                REPLY_BIT => 1,
-                // One entry for both: the packet is in the original's
-                // orientation when its ends are ordered as the original's
-                // are (computed without a branch: the direction is as
-                // random as the traffic).
-                flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
-            };
-            (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
-        })
+        // The closures are forced inline: in the data plane's build the
+        // compiler left this one out of line, a call per candidate.
+        self.probe(
+            hash,
+            #[inline(always)]
+            |e, tuples| {
+                let dir = match e & (REPLY_BIT | BOTH_BIT) {
+                    0 => 0,
+                    REPLY_BIT => 1,
+                    // One entry for both: the packet is in the original's
+                    // orientation when its ends are ordered as the original's
+                    // are (computed without a branch: the direction is as
+                    // random as the traffic).
+                    flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
+                };
+                (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
+            },
+        )
         .map(|(slot, dir)| (Slot(slot), dir))
     }
 
@@ -364,10 +370,14 @@ impl ConnTable {
     /// both is enough, since its reply is the original swapped.
     #[inline]
     fn holder_of_either(&self, t: &Tuple, twin: &Tuple, hash: u64) -> Option<Slot> {
-        self.probe(hash, |e, tuples| {
-            let held = &tuples[usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT)];
-            (held == t || held == twin).then_some(())
-        })
+        self.probe(
+            hash,
+            #[inline(always)]
+            |e, tuples| {
+                let held = &tuples[usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT)];
+                (held == t || held == twin).then_some(())
+            },
+        )
         .map(|(slot, ())| Slot(slot))
     }
 
@@ -555,9 +565,9 @@ impl ConnTable {
     /// above `nf_conntrack_max95`): under a flood of connections that never
     /// finish, room is made before the table is full, so a new connection
     /// seldom has to evict on the packet path and established ones, which
-    /// are ASSURED, are never touched. `on_delete` sees each connection
-    /// before it goes.
-    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(&Conn)) -> Swept {
+    /// are ASSURED, are never touched. `on_delete` sees each connection,
+    /// and its slot, before it goes.
+    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(Slot, &Conn)) -> Swept {
         let mut swept = Swept::default();
         if self.conns.is_empty() {
             return swept;
@@ -577,7 +587,7 @@ impl ConnTable {
             } else {
                 continue;
             }
-            on_delete(c);
+            on_delete(Slot(i as u32), c);
             self.delete(Slot(i as u32));
         }
         swept
@@ -586,8 +596,9 @@ impl ConnTable {
     /// Linux's `early_drop`: with the table full, look through the buckets
     /// near `hash` for a connection not worth keeping (expired, or one
     /// `evictable`) and delete it.
-    /// `on_delete` sees the evicted connection before it goes.
-    pub fn early_drop(&mut self, hash: u64, now: u64, on_delete: impl FnOnce(&Conn)) -> bool {
+    /// `on_delete` sees the evicted connection, and its slot, before it
+    /// goes.
+    pub fn early_drop(&mut self, hash: u64, now: u64, on_delete: impl FnOnce(Slot, &Conn)) -> bool {
         let mut b = self.home(hash);
         for _ in 0..EVICTION_RANGE {
             for e in self.buckets[b].entry {
@@ -597,7 +608,7 @@ impl ConnTable {
                 let s = Slot(e & SLOT_MASK);
                 let c = self.get(s);
                 if c.deadline <= now || evictable(c) {
-                    on_delete(c);
+                    on_delete(s, c);
                     self.delete(s);
                     return true;
                 }

@@ -178,7 +178,7 @@ pub struct TcpPeer {
     pub flags: u8,
 }
 
-/// TCP state of a connection (`struct ip_ct_tcp`): 52 bytes.
+/// TCP state of a connection (`struct ip_ct_tcp`): 60 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpConn {
     pub state: TcpState,

@@ -366,7 +366,7 @@ fn main() {
             assert_eq!((r.new, r.invalid), (0, 0), "established packets only");
             // Bytes per slot: what a table sized for `max` costs each
             // connection when full.
-            let mem = shard.table().memory() as f64;
+            let mem = shard.memory() as f64;
             report(
                 &format!(
                     "established {name} {n} conns ({:.0} B/conn)",

@@ -257,6 +257,36 @@ fn removing_the_master_removes_its_expectations() {
         .unwrap();
 }
 
+/// Only the connections a helper is involved in take an extension record
+/// (the control connection, its helper; the data connection, its
+/// master), and each record goes with its connection.
+#[test]
+fn extension_records_follow_their_connections() {
+    let fed = |h: &Harness| {
+        let st = h.shard.stats();
+        st.found + st.new + st.invalid
+    };
+    let mut h = Harness::new();
+    h.feed(&tcp_frame("198.18.0.9:40000", "198.19.0.1:80", 1, 0, TCP_SYN, b""));
+    assert_eq!(h.shard.exts.in_use(), 0, "a plain connection takes none");
+    ftp_session(&mut h, FC, FS);
+    ftp_command(&mut h, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
+    let s = data_syn(&mut h, "198.19.0.1:20", "198.18.0.1:1025");
+    assert_eq!(s.ctinfo, CtInfo::Related);
+    assert_eq!(h.shard.exts.in_use(), 2);
+    h.shard.check_invariants(fed(&h)).unwrap();
+    // All of them time out.
+    h.advance(3 * 24 * 3600);
+    h.shard.gc(h.now, 1000);
+    assert!(h.shard.table().is_empty());
+    assert_eq!(h.shard.exts.in_use(), 0);
+    h.shard.check_invariants(fed(&h)).unwrap();
+    // A new control connection reuses a record.
+    ftp_session(&mut h, FC, FS);
+    assert_eq!(h.shard.exts.in_use(), 1);
+    h.shard.check_invariants(fed(&h)).unwrap();
+}
+
 #[test]
 fn hostile_ftp_commands_expect_nothing() {
     for (cmd, reason) in [
