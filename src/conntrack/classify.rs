@@ -33,6 +33,9 @@ pub struct Classified<'a> {
     pub(super) hash: u64,
     /// IP length on the wire, for the byte counters.
     pub(super) wire_len: u32,
+    /// The way of its home bucket that `prefetch_candidate` found the
+    /// likely connection in, plus one; 0 for none (`ConnTable::lookup_at`).
+    pub(super) hint: u8,
 }
 
 /// A verdict reached before any lookup.
@@ -66,6 +69,7 @@ impl<'a> Classified<'a> {
             tuple,
             hash: 0,
             wire_len: ip.wire_len as u32,
+            hint: 0,
         }
     }
 
@@ -212,13 +216,15 @@ impl Shard {
     /// cache lines its protocol reads). It reads the bucket, so it should
     /// come a while after `prefetch_bucket` (see `PREFETCH_AHEAD`). A
     /// likely new connection needs nothing more: its reply tuple's entry
-    /// goes to the same bucket (`Tuple::hash_either_way`).
+    /// goes to the same bucket (`Tuple::hash_either_way`). The lookup
+    /// starts from the entry found here (`Classified::hint`).
     #[inline]
-    pub fn prefetch_candidate(&self, c: &Classified<'_>, prefetch: impl Fn(*const u8)) {
+    pub fn prefetch_candidate(&self, c: &mut Classified<'_>, prefetch: impl Fn(*const u8)) {
         if !c.needs_lookup() {
             return;
         }
-        if let Some(a) = self.table.candidate_addr(c.hash) {
+        if let Some((way, a)) = self.table.candidate(c.hash) {
+            c.hint = way as u8 + 1;
             // Only TCP reads the protocol state's line.
             let lines = if c.tuple.proto == PROTO_TCP {
                 CONN_LINES

@@ -15,7 +15,7 @@ impl Shard {
             Err(reason) => return Verdict::invalid(reason),
         };
         let h = self.table.hash(&inv);
-        let Some((slot, dir)) = self.lookup(&inv, h, now) else {
+        let Some((slot, dir)) = self.lookup(&inv, h, None, now) else {
             return Verdict::invalid("icmp-error-no-connection");
         };
         let conn = self.table.get(slot);

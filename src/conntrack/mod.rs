@@ -425,7 +425,8 @@ impl Shard {
     fn resolve_and_track(&mut self, c: &Classified<'_>, l4: &L4<'_>, now: u64) -> Verdict {
         // A TCP reopen deletes the old connection and resolves once more.
         for _ in 0..2 {
-            let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, now) {
+            let hint = usize::from(c.hint).checked_sub(1);
+            let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, hint, now) {
                 Some((slot, dir)) => (slot, dir, false),
                 None => match self.unconfirmed_match(&c.tuple, c.hash) {
                     Some((slot, dir)) => (slot, dir, false),
@@ -470,8 +471,14 @@ impl Shard {
 
     /// A lookup that treats an expired entry as absent and removes it.
     #[inline]
-    fn lookup(&mut self, t: &Tuple, hash: u64, now: u64) -> Option<(Slot, Dir)> {
-        let (slot, dir) = self.table.lookup(t, hash)?;
+    fn lookup(
+        &mut self,
+        t: &Tuple,
+        hash: u64,
+        hint: Option<usize>,
+        now: u64,
+    ) -> Option<(Slot, Dir)> {
+        let (slot, dir) = self.table.lookup_at(t, hash, hint)?;
         if self.table.get(slot).deadline <= now {
             self.delete_conn(slot, now);
             self.stats.expired += 1;

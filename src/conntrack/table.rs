@@ -292,16 +292,21 @@ impl ConnTable {
     }
 
     /// The connection a lookup of `hash` will most likely compare (the first
-    /// signature match in its home bucket), for prefetching.
+    /// signature match in its home bucket), for prefetching: its way in
+    /// the bucket, which `lookup_at` takes as a hint, and its address.
     #[inline]
-    pub fn candidate_addr(&self, hash: u64) -> Option<*const u8> {
+    pub fn candidate(&self, hash: u64) -> Option<(usize, *const u8)> {
         let b = &self.buckets[self.home(hash)];
         let m = Self::matches(b, Self::sig(hash));
         if m == 0 {
             return None;
         }
-        let e = b.entry[m.trailing_zeros() as usize];
-        (e != EMPTY).then(|| (&self.conns[(e & SLOT_MASK) as usize] as *const Conn).cast())
+        let way = m.trailing_zeros() as usize;
+        let e = b.entry[way];
+        (e != EMPTY).then(|| {
+            let c: *const Conn = &self.conns[(e & SLOT_MASK) as usize];
+            (way, c.cast())
+        })
     }
 
     /// Bit i set where signature i equals `sig`. Each word is XORed with
@@ -341,25 +346,51 @@ impl ConnTable {
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
     #[inline]
     pub fn lookup(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
-        // The closures are forced inline: in the data plane's build the
-        // compiler left this one out of line, a call per candidate.
+        // The closure is forced inline: in the data plane's build the
+        // compiler left it out of line, a call per candidate.
         self.probe(
             hash,
             #[inline(always)]
-            |e, tuples| {
-                let dir = match e & (REPLY_BIT | BOTH_BIT) {
-                    0 => 0,
-                    REPLY_BIT => 1,
-                    // One entry for both: the packet is in the original's
-                    // orientation when its ends are ordered as the original's
-                    // are (computed without a branch: the direction is as
-                    // random as the traffic).
-                    flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
-                };
-                (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
-            },
+            |e, tuples| Self::holds(e, tuples, t),
         )
         .map(|(slot, dir)| (Slot(slot), dir))
+    }
+
+    /// `lookup`, first trying way `hint` of the home bucket, where
+    /// `candidate` found the likely connection while prefetching it (as
+    /// `rte_hash`'s bulk lookup compares signatures in one pass and keys in
+    /// the next): a hit there skips the signature comparison. The entry is
+    /// read afresh, so a hint that went stale meanwhile (an entry removed
+    /// or another added since) costs only the full lookup: any entry whose
+    /// tuple is `t` is the one connection that has it.
+    #[inline]
+    pub fn lookup_at(&self, t: &Tuple, hash: u64, hint: Option<usize>) -> Option<(Slot, Dir)> {
+        if let Some(way) = hint {
+            let e = self.buckets[self.home(hash)].entry[way % WAYS];
+            if e != EMPTY {
+                let slot = e & SLOT_MASK;
+                if let Some(dir) = Self::holds(e, &self.conns[slot as usize].tuples, t) {
+                    return Some((Slot(slot), dir));
+                }
+            }
+        }
+        self.lookup(t, hash)
+    }
+
+    /// The direction in which entry `e`, of a connection with `tuples`,
+    /// holds `t`, if it does.
+    #[inline(always)]
+    fn holds(e: u32, tuples: &[Tuple; 2], t: &Tuple) -> Option<Dir> {
+        let dir = match e & (REPLY_BIT | BOTH_BIT) {
+            0 => 0,
+            REPLY_BIT => 1,
+            // One entry for both: the packet is in the original's
+            // orientation when its ends are ordered as the original's are
+            // (computed without a branch: the direction is as random as
+            // the traffic).
+            flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
+        };
+        (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
     }
 
     /// The connection that already holds `t` or its swapped twin, both of
@@ -764,6 +795,49 @@ mod tests {
             assert_eq!(clash, by_lookup, "holder {i}");
             assert_eq!(clash.is_some(), i < 6, "holder {i}");
         }
+    }
+
+    /// Whatever way a hint names (the right one, one gone stale, one of
+    /// another connection's entries or an empty one), a hinted lookup
+    /// finds what a plain one does.
+    #[test]
+    fn hinted_lookup_agrees_with_lookup() {
+        let mut t = ConnTable::new(64, false, None);
+        let tuples: Vec<Tuple> = (0..48u8)
+            .map(|i| udp([198, 18, 0, i], 1000 + u16::from(i), [198, 19, 0, 1], 53))
+            .collect();
+        let slots: Vec<Slot> = tuples
+            .iter()
+            .map(|&x| {
+                let s = t
+                    .alloc(Conn {
+                        tuples: [x, x.swapped()],
+                        ..Conn::BLANK
+                    })
+                    .unwrap();
+                t.insert(s).unwrap();
+                s
+            })
+            .collect();
+        let absent = udp([198, 18, 1, 1], 9, [198, 19, 0, 1], 53);
+        let agree = |t: &ConnTable| {
+            for q in tuples
+                .iter()
+                .flat_map(|x| [*x, x.swapped()])
+                .chain([absent])
+            {
+                let h = t.hash(&q);
+                let plain = t.lookup(&q, h);
+                for hint in (0..WAYS).map(Some).chain([None]) {
+                    assert_eq!(t.lookup_at(&q, h, hint), plain, "{q:?} hint {hint:?}");
+                }
+            }
+        };
+        agree(&t);
+        for &s in slots.iter().step_by(2) {
+            t.delete(s);
+        }
+        agree(&t);
     }
 
     /// `matches` agrees with comparing the ways one by one, for lanes

@@ -397,7 +397,7 @@ impl<P: Policy> Stages<P> {
         }
         for i in 0..Shard::PREFETCH_AHEAD.min(chunk.len()) {
             if chunk.pkt[i].live() {
-                self.shard.prefetch_candidate(&chunk.cl[i], prefetch);
+                self.shard.prefetch_candidate(&mut chunk.cl[i], prefetch);
             }
         }
     }
@@ -412,9 +412,9 @@ impl<P: Policy> Stages<P> {
     /// Each lookup first starts loading the connection of the packet
     /// `Shard::PREFETCH_AHEAD` places on.
     #[inline]
-    pub fn ct_in(&mut self, chunk: &Chunk<'_>, from: usize, now: u64) -> usize {
+    pub fn ct_in(&mut self, chunk: &mut Chunk<'_>, from: usize, now: u64) -> usize {
         for i in from..chunk.len() {
-            if let Some(ahead) = chunk.cl.get(i + Shard::PREFETCH_AHEAD) {
+            if let Some(ahead) = chunk.cl.get_mut(i + Shard::PREFETCH_AHEAD) {
                 if chunk.pkt[i + Shard::PREFETCH_AHEAD].live() {
                     self.shard.prefetch_candidate(ahead, prefetch);
                 }

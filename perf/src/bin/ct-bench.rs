@@ -225,13 +225,14 @@ fn track_burst(
     for c in &classified {
         shard.prefetch_bucket(c, prefetch);
     }
-    for c in classified.iter().take(Shard::PREFETCH_AHEAD) {
+    for c in classified.iter_mut().take(Shard::PREFETCH_AHEAD) {
         shard.prefetch_candidate(c, prefetch);
     }
-    for (i, c) in classified.iter().enumerate() {
-        if let Some(ahead) = classified.get(i + Shard::PREFETCH_AHEAD) {
+    for i in 0..classified.len() {
+        if let Some(ahead) = classified.get_mut(i + Shard::PREFETCH_AHEAD) {
             shard.prefetch_candidate(ahead, prefetch);
         }
+        let c = &classified[i];
         let mut v = shard.ingress(c, now);
         r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
         if let Some(range) = snat {

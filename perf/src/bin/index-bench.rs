@@ -121,7 +121,7 @@ fn main() {
                 prefetch(table.bucket_addr(*h));
             }
             for h in &hashes[..burst.len()] {
-                if let Some(a) = table.candidate_addr(*h) {
+                if let Some((_, a)) = table.candidate(*h) {
                     prefetch(a);
                 }
             }

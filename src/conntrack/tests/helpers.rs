@@ -267,7 +267,14 @@ fn extension_records_follow_their_connections() {
         st.found + st.new + st.invalid
     };
     let mut h = Harness::new();
-    h.feed(&tcp_frame("198.18.0.9:40000", "198.19.0.1:80", 1, 0, TCP_SYN, b""));
+    h.feed(&tcp_frame(
+        "198.18.0.9:40000",
+        "198.19.0.1:80",
+        1,
+        0,
+        TCP_SYN,
+        b"",
+    ));
     assert_eq!(h.shard.exts.in_use(), 0, "a plain connection takes none");
     ftp_session(&mut h, FC, FS);
     ftp_command(&mut h, FC, FS, b"PORT 198,18,0,1,4,1\r\n");
