@@ -53,6 +53,7 @@ pub mod steering;
 mod table;
 mod tcp;
 mod timeouts;
+mod track;
 mod tuple;
 mod udp;
 
@@ -87,6 +88,7 @@ pub use stats::Stats;
 pub use table::{ConnTable, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
+use track::Track;
 pub use tuple::{proto_name, Dir, HashKey, Tuple};
 
 /// One second in the tracker's clock (nanoseconds).
@@ -606,85 +608,6 @@ impl Shard {
         }
     }
 
-    /// The protocol tracker's verdict, with timeout and accounting applied
-    /// (`nf_conntrack_handle_packet`).
-    #[inline]
-    fn track_l4(
-        &mut self,
-        slot: Slot,
-        dir: Dir,
-        c: &Classified<'_>,
-        l4: &L4<'_>,
-        now: u64,
-    ) -> Track {
-        let cfg = &self.cfg;
-        let conn = self.table.get_mut(slot);
-        let seen_reply = conn.status.has(Status::SEEN_REPLY);
-        let timeout = match (&mut conn.proto, l4) {
-            // First, so that no test of `conn.proto` comes before it: the
-            // state is read only until the flow is ASSURED. Matching
-            // `ProtoState::Udp` here read its discriminant, on the
-            // connection's third cache line, for every packet.
-            (proto, L4::Udp(_)) => Some(udp::packet(
-                &mut conn.status,
-                || match proto {
-                    ProtoState::Udp { stream_after } => *stream_after,
-                    // Cannot be: the protocol is part of the tuple.
-                    _ => u64::MAX,
-                },
-                seen_reply,
-                now,
-                &cfg.timeouts,
-            )),
-            (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
-                let assured = conn.status.has(Status::ASSURED);
-                // The peer acknowledges data NAT shifted: its ACK is
-                // taken back to the sender's numbers (`tcp_in_window`'s
-                // receiver_offset).
-                let ack_offset = match self.exts.of(slot) {
-                    Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
-                        a.seqadj[dir.other().index()].offset(seg.hdr.ack.wrapping_sub(1))
-                    }
-                    _ => 0,
-                };
-                match tcp.packet(dir, seg, seen_reply, assured, ack_offset, &cfg.tcp) {
-                    TcpVerdict::Accept { timeout, assured } => {
-                        if assured {
-                            conn.status.set(Status::ASSURED);
-                        }
-                        Some(timeout)
-                    }
-                    TcpVerdict::AcceptNoRefresh => None,
-                    TcpVerdict::Ignore => return Track::Ignore,
-                    TcpVerdict::Invalid { reason, shrink_to } => {
-                        if let Some(s) = shrink_to {
-                            conn.deadline = conn.deadline.min(now + u64::from(s) * SEC);
-                        }
-                        return Track::Invalid(reason);
-                    }
-                    TcpVerdict::Kill => {
-                        account(conn, dir, c);
-                        return Track::Kill;
-                    }
-                    TcpVerdict::Reopen => return Track::Reopen,
-                }
-            }
-            (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
-                Some(cfg.timeouts.icmpv6)
-            }
-            (ProtoState::Other, L4::IcmpQuery) => Some(cfg.timeouts.icmp),
-            (ProtoState::Other, L4::Other) => Some(cfg.timeouts.generic),
-            // A tuple shared by two trackers cannot happen: the protocol is
-            // part of the tuple.
-            _ => return Track::Invalid("protocol-mismatch"),
-        };
-        if let Some(t) = timeout {
-            conn.deadline = now + u64::from(t) * SEC;
-        }
-        account(conn, dir, c);
-        Track::Accept
-    }
-
     /// Builds the verdict of an accepted packet and notes a first reply.
     #[inline]
     fn accept(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
@@ -767,7 +690,22 @@ impl Shard {
     /// connection the packet created, then lets the connection's helper
     /// read the packet. Returns the packet's connection; `InsertFailed`
     /// means the packet should be dropped.
+    #[inline]
     pub fn egress(
+        &mut self,
+        v: &mut Verdict,
+        c: &Classified<'_>,
+        now: u64,
+    ) -> Result<Option<ConnRef>, ConfirmError> {
+        // Most packets belong to a confirmed connection without a helper:
+        // nothing to do, and no call.
+        if v.unconfirmed.is_none() && !v.help {
+            return Ok(v.conn);
+        }
+        self.confirm_and_help(v, c, now)
+    }
+
+    fn confirm_and_help(
         &mut self,
         v: &mut Verdict,
         c: &Classified<'_>,
@@ -871,23 +809,6 @@ impl Shard {
             dir,
         ))
     }
-}
-
-/// What the protocol tracker decided, as the shard acts on it.
-enum Track {
-    Accept,
-    Ignore,
-    Invalid(&'static str),
-    Kill,
-    Reopen,
-}
-
-/// Per-direction packet and byte counters (`nf_ct_acct`); bytes are the IP
-/// length, as Linux counts `skb->len`.
-#[inline]
-fn account(conn: &mut Conn, dir: Dir, c: &Classified<'_>) {
-    conn.packets[dir.index()] += 1;
-    conn.bytes[dir.index()] += u64::from(c.wire_len);
 }
 
 #[cfg(test)]

@@ -1,0 +1,129 @@
+//! The protocol step of ingress (`nf_conntrack_handle_packet`): the
+//! protocol tracker's verdict on a packet of a known connection, its
+//! timeout and its counters.
+
+use super::classify::{Classified, L4};
+use super::conn::{Conn, ProtoState, Status};
+use super::table::Slot;
+use super::tuple::Dir;
+use super::{udp, Shard, TcpVerdict, SEC};
+use crate::wire::L3;
+
+impl Shard {
+    /// The protocol tracker's verdict, with timeout and accounting applied
+    /// (`nf_conntrack_handle_packet`). UDP, the most common and the
+    /// simplest, is handled here, in line; the others in `track_other`.
+    #[inline]
+    pub(super) fn track_l4(
+        &mut self,
+        slot: Slot,
+        dir: Dir,
+        c: &Classified<'_>,
+        l4: &L4<'_>,
+        now: u64,
+    ) -> Track {
+        let L4::Udp(_) = l4 else {
+            return self.track_other(slot, dir, c, l4, now);
+        };
+        let conn = self.table.get_mut(slot);
+        let seen_reply = conn.status.has(Status::SEEN_REPLY);
+        // No test of `conn.proto` before this: the state is read only
+        // until the flow is ASSURED. Matching `ProtoState::Udp` read its
+        // discriminant, on the connection's third cache line, for every
+        // packet.
+        let proto = &conn.proto;
+        let timeout = udp::packet(
+            &mut conn.status,
+            || match proto {
+                ProtoState::Udp { stream_after } => *stream_after,
+                // Cannot be: the protocol is part of the tuple.
+                _ => u64::MAX,
+            },
+            seen_reply,
+            now,
+            &self.cfg.timeouts,
+        );
+        conn.deadline = now + u64::from(timeout) * SEC;
+        account(conn, dir, c);
+        Track::Accept
+    }
+
+    /// `track_l4` for TCP, ICMP queries and other protocols.
+    fn track_other(
+        &mut self,
+        slot: Slot,
+        dir: Dir,
+        c: &Classified<'_>,
+        l4: &L4<'_>,
+        now: u64,
+    ) -> Track {
+        let cfg = &self.cfg;
+        let conn = self.table.get_mut(slot);
+        let seen_reply = conn.status.has(Status::SEEN_REPLY);
+        let timeout = match (&mut conn.proto, l4) {
+            (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
+                let assured = conn.status.has(Status::ASSURED);
+                // The peer acknowledges data NAT shifted: its ACK is
+                // taken back to the sender's numbers (`tcp_in_window`'s
+                // receiver_offset).
+                let ack_offset = match self.exts.of(slot) {
+                    Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
+                        a.seqadj[dir.other().index()].offset(seg.hdr.ack.wrapping_sub(1))
+                    }
+                    _ => 0,
+                };
+                match tcp.packet(dir, seg, seen_reply, assured, ack_offset, &cfg.tcp) {
+                    TcpVerdict::Accept { timeout, assured } => {
+                        if assured {
+                            conn.status.set(Status::ASSURED);
+                        }
+                        Some(timeout)
+                    }
+                    TcpVerdict::AcceptNoRefresh => None,
+                    TcpVerdict::Ignore => return Track::Ignore,
+                    TcpVerdict::Invalid { reason, shrink_to } => {
+                        if let Some(s) = shrink_to {
+                            conn.deadline = conn.deadline.min(now + u64::from(s) * SEC);
+                        }
+                        return Track::Invalid(reason);
+                    }
+                    TcpVerdict::Kill => {
+                        account(conn, dir, c);
+                        return Track::Kill;
+                    }
+                    TcpVerdict::Reopen => return Track::Reopen,
+                }
+            }
+            (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
+                Some(cfg.timeouts.icmpv6)
+            }
+            (ProtoState::Other, L4::IcmpQuery) => Some(cfg.timeouts.icmp),
+            (ProtoState::Other, L4::Other) => Some(cfg.timeouts.generic),
+            // A tuple shared by two trackers cannot happen: the protocol is
+            // part of the tuple.
+            _ => return Track::Invalid("protocol-mismatch"),
+        };
+        if let Some(t) = timeout {
+            conn.deadline = now + u64::from(t) * SEC;
+        }
+        account(conn, dir, c);
+        Track::Accept
+    }
+}
+
+/// What the protocol tracker decided, as the shard acts on it.
+pub(super) enum Track {
+    Accept,
+    Ignore,
+    Invalid(&'static str),
+    Kill,
+    Reopen,
+}
+
+/// Per-direction packet and byte counters (`nf_ct_acct`); bytes are the IP
+/// length, as Linux counts `skb->len`.
+#[inline]
+fn account(conn: &mut Conn, dir: Dir, c: &Classified<'_>) {
+    conn.packets[dir.index()] += 1;
+    conn.bytes[dir.index()] += u64::from(c.wire_len);
+}
