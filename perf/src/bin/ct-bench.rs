@@ -211,28 +211,32 @@ fn track_burst(
     snat: Option<&NatRange>,
     r: &mut Run,
 ) {
-    let mut classified: Vec<Classified<'_>> = Vec::with_capacity(BURST);
+    // On the stack, as the workers' chunk is: no allocation per burst.
+    let mut slots: [Option<Classified<'_>>; BURST] = [None; BURST];
     let w0 = Instant::now();
     let c0 = tsc();
+    let mut n = 0;
     for (buf, &len) in bufs.iter().zip(lens) {
         if let Ok(Frame::Ip(ip)) = parse_frame(LinkType::Ethernet, &buf[..len], len) {
-            classified.push(shard.classify(ip, 0));
+            slots[n] = Some(shard.classify(ip, 0));
+            n += 1;
         }
     }
     r.classify_cycles += tsc() - c0;
+    let classified = &mut slots[..n];
     // The data plane's order (`Stages::ct_prepare` and `ct_in`): every
     // bucket first, then each connection `PREFETCH_AHEAD` lookups early.
-    for c in &classified {
+    for c in classified.iter().flatten() {
         shard.prefetch_bucket(c, prefetch);
     }
-    for c in classified.iter_mut().take(Shard::PREFETCH_AHEAD) {
+    for c in classified.iter_mut().take(Shard::PREFETCH_AHEAD).flatten() {
         shard.prefetch_candidate(c, prefetch);
     }
     for i in 0..classified.len() {
-        if let Some(ahead) = classified.get_mut(i + Shard::PREFETCH_AHEAD) {
+        if let Some(Some(ahead)) = classified.get_mut(i + Shard::PREFETCH_AHEAD) {
             shard.prefetch_candidate(ahead, prefetch);
         }
-        let c = &classified[i];
+        let Some(c) = &classified[i] else { continue };
         let mut v = shard.ingress(c, now);
         r.new += u64::from(v.ctinfo == CtInfo::New && v.unconfirmed.is_some());
         if let Some(range) = snat {
