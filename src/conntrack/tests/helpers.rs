@@ -288,10 +288,23 @@ fn extension_records_follow_their_connections() {
     assert!(h.shard.table().is_empty());
     assert_eq!(h.shard.exts.in_use(), 0);
     h.shard.check_invariants(fed(&h)).unwrap();
-    // A new control connection reuses a record.
+    // A new control connection reuses a record; `conntrack -D` takes it.
     ftp_session(&mut h, FC, FS);
     assert_eq!(h.shard.exts.in_use(), 1);
     h.shard.check_invariants(fed(&h)).unwrap();
+    let (deleted, _) = h.shard.delete_slice(0, usize::MAX, |_| true, h.now);
+    assert_eq!(deleted, 1);
+    assert_eq!(h.shard.exts.in_use(), 0);
+    // A TFTP request whose packet is dropped before egress, and one whose
+    // token is lost (reaped at the end of the burst).
+    let request = udp_frame("198.18.0.5:3000", "198.19.0.1:69", &tftp_request(1));
+    let mut v = h.ingress(&request);
+    assert_eq!(h.shard.exts.in_use(), 1, "a helper from the first packet");
+    h.shard.discard(v.unconfirmed.take().expect("new"));
+    let mut v = h.ingress(&request);
+    let _lost = v.unconfirmed.take();
+    assert_eq!(h.shard.reap_unconfirmed(), 1);
+    assert_eq!(h.shard.exts.in_use(), 0);
 }
 
 #[test]
