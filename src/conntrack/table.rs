@@ -500,27 +500,27 @@ impl ConnTable {
     /// `insert` with both tuples' hashes known.
     pub fn insert_hashed(&mut self, s: Slot, hashes: [u64; 2]) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
-        let tuples = self.conns[s.0 as usize].tuples;
-        debug_assert_eq!(hashes, tuples.map(|t| self.hash(&t)));
         let c = &self.conns[s.0 as usize];
-        let one = one_entry(c);
-        if one {
-            if let Some(other) = self.holder_of_either(&tuples[0], &tuples[1], hashes[0]) {
-                return Err(other);
-            }
-        } else {
-            for (t, &h) in tuples.iter().zip(&hashes) {
-                if let Some((other, _)) = self.lookup(t, h) {
-                    return Err(other);
-                }
-            }
+        debug_assert_eq!(hashes, c.tuples.map(|t| self.hash(&t)));
+        let [orig, reply] = &c.tuples;
+        // The one entry, if the connection takes one.
+        let both = one_entry(c).then(|| both_entry(s, c));
+        let clash = match both {
+            Some(_) => self.holder_of_either(orig, reply, hashes[0]),
+            None => [orig, reply]
+                .into_iter()
+                .zip(hashes)
+                .find_map(|(t, h)| self.lookup(t, h).map(|(other, _)| other)),
+        };
+        if let Some(other) = clash {
+            return Err(other);
         }
-        let c = &self.conns[s.0 as usize];
-        if one {
-            self.insert_entry(hashes[0], both_entry(s, c));
-        } else {
-            self.insert_entry(hashes[0], s.0);
-            self.insert_entry(hashes[1], s.0 | REPLY_BIT);
+        match both {
+            Some(entry) => self.insert_entry(hashes[0], entry),
+            None => {
+                self.insert_entry(hashes[0], s.0);
+                self.insert_entry(hashes[1], s.0 | REPLY_BIT);
+            }
         }
         self.kinds[s.0 as usize] = SlotKind::Confirmed;
         self.conns[s.0 as usize].status.set(Status::CONFIRMED);
