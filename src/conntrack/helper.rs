@@ -393,10 +393,10 @@ impl super::Shard {
     /// Runs a connection's helper on one of its packets and records the
     /// expectation it asks for (`nf_conntrack_helper`'s help callback).
     pub(super) fn help(&mut self, r: ConnRef, ctinfo: CtInfo, c: &Classified<'_>, now: u64) {
-        let Some(aux) = self.exts.of_mut(r.slot) else {
+        let Some(ext) = self.exts.of_mut(r.slot) else {
             return;
         };
-        let Some(helper) = aux.helper else { return };
+        let Some(helper) = ext.helper else { return };
         let conn = *self.table.get(r.slot);
         let dir = match ctinfo {
             CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
@@ -424,7 +424,7 @@ impl super::Shard {
                     sender: sender.src,
                     l3: sender.l3(),
                 };
-                match ftp_help(&mut aux.ftp, &fseg, self.cfg.helpers.ftp_loose) {
+                match ftp_help(&mut ext.ftp, &fseg, self.cfg.helpers.ftp_loose) {
                     FtpOutcome::Nothing => None,
                     FtpOutcome::Refused(_) => {
                         self.stats.helper_refused += 1;
@@ -439,7 +439,7 @@ impl super::Shard {
                             Ok(Some((seen, seen_port, edit))) => {
                                 let growth = edit.growth();
                                 if growth != 0 {
-                                    aux.seqadj[dir.index()].set(seg.hdr.seq, growth);
+                                    ext.seqadj[dir.index()].set(seg.hdr.seq, growth);
                                     self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
                                 }
                                 self.edit = Some(edit);

@@ -687,6 +687,22 @@ mod tests {
         }
     }
 
+    /// A new, unconfirmed connection with tuples `orig` and `reply`.
+    fn new_conn(t: &mut ConnTable, orig: Tuple, reply: Tuple) -> Slot {
+        t.alloc(Conn {
+            tuples: [orig, reply],
+            ..Conn::BLANK
+        })
+        .unwrap()
+    }
+
+    /// A connection with tuples `orig` and `reply`, confirmed.
+    fn add(t: &mut ConnTable, orig: Tuple, reply: Tuple) -> Slot {
+        let s = new_conn(t, orig, reply);
+        t.insert(s).unwrap();
+        s
+    }
+
     fn entries(t: &ConnTable) -> usize {
         t.buckets
             .iter()
@@ -705,16 +721,6 @@ mod tests {
         let plain = udp([198, 18, 0, 1], 1024, [198, 19, 0, 1], 53);
         let natted = udp([198, 18, 0, 2], 1024, [198, 19, 0, 1], 53);
         let natted_reply = udp([198, 19, 0, 1], 53, [198, 19, 255, 1], 40000);
-        let add = |t: &mut ConnTable, orig: Tuple, reply: Tuple| {
-            let s = t
-                .alloc(Conn {
-                    tuples: [orig, reply],
-                    ..Conn::BLANK
-                })
-                .unwrap();
-            t.insert(s).unwrap();
-            s
-        };
         let a = add(&mut t, plain, plain.swapped());
         assert_eq!(entries(&t), 1);
         let b = add(&mut t, natted, natted_reply);
@@ -738,12 +744,7 @@ mod tests {
         t.delete(d);
         t.delete(e);
         // A clash from either direction is refused.
-        let c = t
-            .alloc(Conn {
-                tuples: [plain.swapped(), plain],
-                ..Conn::BLANK
-            })
-            .unwrap();
+        let c = new_conn(&mut t, plain.swapped(), plain);
         assert_eq!(t.insert(c), Err(a));
         t.delete(c);
         t.delete(a);
@@ -774,23 +775,12 @@ mod tests {
         ];
         for (i, &(orig, reply)) in holders.iter().enumerate() {
             let mut t = ConnTable::new(64, false, None);
-            let held = t
-                .alloc(Conn {
-                    tuples: [orig, reply],
-                    ..Conn::BLANK
-                })
-                .unwrap();
-            t.insert(held).unwrap();
+            add(&mut t, orig, reply);
             let by_lookup = [client, client.swapped()]
                 .iter()
                 .find_map(|x| t.lookup(x, t.hash(x)))
                 .map(|(s, _)| s);
-            let new = t
-                .alloc(Conn {
-                    tuples: [client, client.swapped()],
-                    ..Conn::BLANK
-                })
-                .unwrap();
+            let new = new_conn(&mut t, client, client.swapped());
             let clash = t.insert(new).err();
             assert_eq!(clash, by_lookup, "holder {i}");
             assert_eq!(clash.is_some(), i < 6, "holder {i}");
@@ -808,16 +798,7 @@ mod tests {
             .collect();
         let slots: Vec<Slot> = tuples
             .iter()
-            .map(|&x| {
-                let s = t
-                    .alloc(Conn {
-                        tuples: [x, x.swapped()],
-                        ..Conn::BLANK
-                    })
-                    .unwrap();
-                t.insert(s).unwrap();
-                s
-            })
+            .map(|&x| add(&mut t, x, x.swapped()))
             .collect();
         let absent = udp([198, 18, 1, 1], 9, [198, 19, 0, 1], 53);
         let agree = |t: &ConnTable| {
