@@ -441,7 +441,11 @@ impl Shard {
                     },
                 },
             };
-            match self.track_l4(slot, dir, c, l4, now) {
+            let tracked = match l4 {
+                L4::Udp(_) => self.track_udp(slot, dir, c, now),
+                _ => self.track_l4(slot, dir, c, l4, now),
+            };
+            match tracked {
                 Track::Accept => return self.accept(slot, dir, fresh),
                 Track::Ignore => return self.ctinfo_only(slot, dir, fresh),
                 Track::Kill => {

@@ -10,21 +10,18 @@ use super::{udp, Shard, TcpVerdict, SEC};
 use crate::wire::L3;
 
 impl Shard {
-    /// The protocol tracker's verdict, with timeout and accounting applied
-    /// (`nf_conntrack_handle_packet`). UDP, the most common and the
-    /// simplest, is handled here, in line; the others in `track_other`.
-    #[inline]
-    pub(super) fn track_l4(
+    /// The protocol tracker's verdict on a UDP packet, with timeout and
+    /// accounting applied (`nf_conntrack_handle_packet`). UDP, the most
+    /// common and the simplest, is tracked in line; the others in
+    /// `track_l4`.
+    #[inline(always)]
+    pub(super) fn track_udp(
         &mut self,
         slot: Slot,
         dir: Dir,
         c: &Classified<'_>,
-        l4: &L4<'_>,
         now: u64,
     ) -> Track {
-        let L4::Udp(_) = l4 else {
-            return self.track_other(slot, dir, c, l4, now);
-        };
         let conn = self.table.get_mut(slot);
         let seen_reply = conn.status.has(Status::SEEN_REPLY);
         // No test of `conn.proto` before this: the state is read only
@@ -48,8 +45,9 @@ impl Shard {
         Track::Accept
     }
 
-    /// `track_l4` for TCP, ICMP queries and other protocols.
-    fn track_other(
+    /// `track_udp` for a TCP packet, an ICMP query, or a packet of
+    /// another protocol.
+    pub(super) fn track_l4(
         &mut self,
         slot: Slot,
         dir: Dir,
