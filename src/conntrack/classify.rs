@@ -34,8 +34,8 @@ pub struct Classified<'a> {
     /// IP length on the wire, for the byte counters.
     pub(super) wire_len: u32,
     /// The way of its home bucket that `prefetch_candidate` found the
-    /// likely connection in, plus one; 0 for none (`ConnTable::lookup_at`).
-    pub(super) hint: u8,
+    /// likely connection in (`ConnTable::lookup_at`).
+    pub(super) hint: Option<u8>,
 }
 
 /// A verdict reached before any lookup.
@@ -69,7 +69,7 @@ impl<'a> Classified<'a> {
             tuple,
             hash: 0,
             wire_len: ip.wire_len as u32,
-            hint: 0,
+            hint: None,
         }
     }
 
@@ -224,7 +224,7 @@ impl Shard {
             return;
         }
         if let Some((way, a)) = self.table.candidate(c.hash) {
-            c.hint = way as u8 + 1;
+            c.hint = Some(way as u8);
             // Only TCP reads the protocol state's line.
             let lines = if c.tuple.proto == PROTO_TCP {
                 CONN_LINES

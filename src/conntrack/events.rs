@@ -2,6 +2,9 @@
 //! and DESTROY (however a connection goes) in a buffer reserved once,
 //! which its caller drains between bursts.
 
+use super::expect::{Expectations, Ledger};
+use super::ext::Exts;
+use super::table::{ConnTable, Slot};
 use super::{Conn, Shard};
 
 /// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
@@ -41,10 +44,40 @@ impl EventLog {
     }
 }
 
-/// Notes a connection's end in `events`, if they are kept.
-pub(super) fn note_destroy(events: &mut Option<EventLog>, conn: &Conn, now: u64) {
-    if let Some(log) = events {
-        log.push(CtEventKind::Destroy, conn, now);
+/// What goes with a confirmed connection however it ends (Linux's
+/// `nf_ct_destroy` and its extensions' destructors): the expectations it
+/// announced, a DESTROY event if events are kept, and its extension
+/// record. Holds the shard's parts other than its table, so that the
+/// table's own sweeps (`ConnTable::gc`, `early_drop`) can call it.
+pub(super) struct Teardown<'a> {
+    set: &'a Expectations,
+    ledger: &'a mut Ledger,
+    events: &'a mut Option<EventLog>,
+    exts: &'a mut Exts,
+}
+
+impl Teardown<'_> {
+    pub(super) fn conn(&mut self, slot: Slot, conn: &Conn, now: u64) {
+        self.ledger.forget_master(self.set, conn);
+        if let Some(log) = self.events {
+            log.push(CtEventKind::Destroy, conn, now);
+        }
+        self.exts.release(slot);
+    }
+}
+
+impl Shard {
+    /// The table, and the teardown of its connections beside it.
+    pub(super) fn table_and_teardown(&mut self) -> (&mut ConnTable, Teardown<'_>) {
+        (
+            &mut self.table,
+            Teardown {
+                set: &self.expectations,
+                ledger: &mut self.ledger,
+                events: &mut self.events,
+                exts: &mut self.exts,
+            },
+        )
     }
 }
 

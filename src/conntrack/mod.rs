@@ -69,7 +69,7 @@ pub use conn::{Conn, ConnLine, EventLine, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
-use events::{note_destroy, EventLog};
+use events::EventLog;
 pub use events::{CtEvent, CtEventKind};
 use expect::Ledger;
 pub use expect::{
@@ -341,11 +341,9 @@ impl Shard {
 
     /// Deletes a connection, and with it the expectations it announced.
     fn delete_conn(&mut self, slot: Slot, now: u64) {
-        let conn = self.table.get(slot);
-        self.ledger.forget_master(&self.expectations, conn);
-        note_destroy(&mut self.events, conn, now);
-        self.exts.release(slot);
-        self.table.delete(slot);
+        let (table, mut teardown) = self.table_and_teardown();
+        teardown.conn(slot, table.get(slot), now);
+        table.delete(slot);
     }
 
     /// Frees a connection that was never confirmed: nobody saw it, so no
@@ -430,7 +428,7 @@ impl Shard {
     fn resolve_and_track(&mut self, c: &Classified<'_>, l4: &L4<'_>, now: u64) -> Verdict {
         // A TCP reopen deletes the old connection and resolves once more.
         for _ in 0..2 {
-            let hint = usize::from(c.hint).checked_sub(1);
+            let hint = c.hint.map(usize::from);
             let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, hint, now) {
                 Some((slot, dir)) => (slot, dir, false),
                 None => match self.unconfirmed_match(&c.tuple, c.hash) {
@@ -561,17 +559,8 @@ impl Shard {
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
             None => {
-                let (set, ledger, events, exts) = (
-                    &self.expectations,
-                    &mut self.ledger,
-                    &mut self.events,
-                    &mut self.exts,
-                );
-                if self.table.early_drop(c.hash, now, |s, c| {
-                    ledger.forget_master(set, c);
-                    note_destroy(events, c, now);
-                    exts.release(s);
-                }) {
+                let (table, mut teardown) = self.table_and_teardown();
+                if table.early_drop(c.hash, now, |s, c| teardown.conn(s, c, now)) {
                     self.stats.early_drop += 1;
                 } else {
                     self.stats.drop += 1;
@@ -773,17 +762,8 @@ impl Shard {
     /// (`ConnTable::gc`), looking at `budget` slots at most; returns how
     /// many it removed.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
-        let (set, ledger, events, exts) = (
-            &self.expectations,
-            &mut self.ledger,
-            &mut self.events,
-            &mut self.exts,
-        );
-        let swept = self.table.gc(now, budget, |s, c| {
-            ledger.forget_master(set, c);
-            note_destroy(events, c, now);
-            exts.release(s);
-        });
+        let (table, mut teardown) = self.table_and_teardown();
+        let swept = table.gc(now, budget, |s, c| teardown.conn(s, c, now));
         self.stats.expired += swept.expired as u64;
         self.stats.early_drop += swept.evicted as u64;
         // Expectations nobody used time out; this shard's own, swept once

@@ -4,7 +4,6 @@
 //! without holding its queues unpolled for long.
 
 use super::conn::Conn;
-use super::events::note_destroy;
 use super::expect::Expectation;
 use super::table::Slot;
 use super::Shard;
@@ -51,23 +50,22 @@ impl Shard {
         kill: impl Fn(&Conn) -> bool,
         now: u64,
     ) -> (usize, Cursor) {
-        let end = self.table.slots().min(from.saturating_add(budget));
+        let (table, mut teardown) = self.table_and_teardown();
+        let end = table.slots().min(from.saturating_add(budget));
         let mut deleted = 0;
         for i in from..end {
             let slot = Slot(i as u32);
-            let Some(c) = self.table.confirmed(slot) else {
+            let Some(c) = table.confirmed(slot) else {
                 continue;
             };
             if !kill(c) {
                 continue;
             }
-            self.ledger.forget_master(&self.expectations, c);
-            note_destroy(&mut self.events, c, now);
-            self.exts.release(slot);
-            self.table.delete(slot);
+            teardown.conn(slot, c, now);
+            table.delete(slot);
             deleted += 1;
         }
-        (deleted, (end < self.table.slots()).then_some(end))
+        (deleted, (end < table.slots()).then_some(end))
     }
 
     /// The expectations this shard's connections made that are still

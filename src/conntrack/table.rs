@@ -183,7 +183,7 @@ impl<'a> Region<'a> {
 /// Writes `blank` once per page of `v`'s spare capacity, so the kernel
 /// maps those pages now rather than on the packet path. The writes go to
 /// uninitialised (`MaybeUninit`) memory: `v`'s length does not change.
-pub(crate) fn prefault_spare<T: Copy>(v: &mut Vec<T>, blank: T) {
+fn prefault_spare<T: Copy>(v: &mut Vec<T>, blank: T) {
     let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
     for slot in v.spare_capacity_mut().iter_mut().step_by(per_page) {
         slot.write(blank);
