@@ -120,7 +120,13 @@ fn is_icmp_query(t: &Tuple) -> bool {
 /// IPv4 header and transport checksums updated incrementally (RFC 1624).
 /// A later fragment has addresses only: its datagram's ports and
 /// checksum are in the first.
+#[inline(always)]
 pub fn rewrite(ip: &mut IpPacketMut<'_>, from: &Tuple, to: &Tuple) -> Result<(), wire::Error> {
+    // The usual case: TCP or UDP with its ports, all four fields and each
+    // checksum once (unchanged fields add nothing to the update).
+    if ip.carries_ports() && matches!(from.proto, PROTO_TCP | PROTO_UDP) {
+        return ip.set_endpoints(to.src, to.dst, to.sport, to.dport);
+    }
     if from.src != to.src {
         ip.set_src(to.src);
     }

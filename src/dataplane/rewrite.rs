@@ -46,6 +46,7 @@ pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewri
 
 /// Rewrites the view's addresses and ports (and its sequence numbers if
 /// `rw` asks); `whole`: a packet, not a fragment.
+#[inline(always)]
 fn translate(ip: &mut IpPacketMut<'_>, rw: &Rewrite, whole: bool) -> bool {
     // A whole packet whose transport checksum is not in this segment
     // cannot be changed and stay right; a later fragment has no transport
