@@ -27,7 +27,8 @@ fn checksum_delta(old: &[u8], new: &[u8]) -> u32 {
     fold(acc)
 }
 
-/// HC' = ~(~HC + delta).
+/// HC' = ~(~HC + delta), for a delta folded or not (a sum of a few
+/// 16-bit words: `fold` takes any 32-bit sum).
 #[inline]
 fn apply_delta(hc: u16, delta: u32) -> u16 {
     !(fold(u32::from(!hc) + delta) as u16)
@@ -175,11 +176,8 @@ impl<'a> IpPacketMut<'a> {
         self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 
-    /// Adjusts the IPv4 header checksum for a change of its bytes.
-    fn adjust_header(&mut self, old: &[u8], new: &[u8]) {
-        self.adjust_header_by(checksum_delta(old, new));
-    }
-
+    /// Adjusts the IPv4 header checksum by the delta of a change of its
+    /// bytes (`replace`).
     fn adjust_header_by(&mut self, delta: u32) {
         if self.l3 == L3::V4 {
             let c = apply_delta(self.word(10), delta);
@@ -187,12 +185,8 @@ impl<'a> IpPacketMut<'a> {
         }
     }
 
-    /// Adjusts the transport checksum for a change of covered bytes
-    /// (`pseudo`: the bytes are the pseudo-header's addresses).
-    fn adjust_l4(&mut self, old: &[u8], new: &[u8], pseudo: bool) {
-        self.adjust_l4_by(checksum_delta(old, new), pseudo);
-    }
-
+    /// Adjusts the transport checksum by the delta of a change of covered
+    /// bytes (`pseudo`: the bytes are the pseudo-header's addresses).
     fn adjust_l4_by(&mut self, delta: u32, pseudo: bool) {
         let Some(at) = self.csum else { return };
         // ICMPv4's checksum covers no pseudo-header (RFC 792).
@@ -213,32 +207,23 @@ impl<'a> IpPacketMut<'a> {
     }
 
     /// Where the source (`dst` false) or destination address sits.
-    fn addr_range(&self, dst: bool) -> std::ops::Range<usize> {
+    fn addr_at(&self, dst: bool) -> usize {
         match (self.l3, dst) {
-            (L3::V4, false) => 12..16,
-            (L3::V4, true) => 16..20,
-            (L3::V6, false) => 8..24,
-            (L3::V6, true) => 24..40,
+            (L3::V4, false) => 12,
+            (L3::V4, true) => 16,
+            (L3::V6, false) => 8,
+            (L3::V6, true) => 24,
         }
     }
 
     fn set_addr(&mut self, dst: bool, a: Addr) {
-        let r = self.addr_range(dst);
-        let (v4, v6);
-        let new: &[u8] = match self.l3 {
-            L3::V4 => {
-                v4 = (a.words()[1] as u32).to_be_bytes();
-                &v4
-            }
-            L3::V6 => {
-                v6 = a.octets();
-                &v6
-            }
+        let at = self.addr_at(dst);
+        let delta = match self.l3 {
+            L3::V4 => self.replace32(at, a.words()[1] as u32),
+            L3::V6 => self.replace(at, a.octets()),
         };
         // The IPv4 header checksum and the pseudo-header's both cover the
         // address: one delta serves both.
-        let delta = checksum_delta(&self.buf[r.clone()], new);
-        self.buf[r].copy_from_slice(new);
         self.adjust_header_by(delta);
         self.adjust_l4_by(delta, true);
     }
@@ -275,9 +260,8 @@ impl<'a> IpPacketMut<'a> {
     /// Sets a 16-bit transport field at `off` from the transport header.
     fn set_l4_word(&mut self, off: usize, v: u16) -> Result<(), Error> {
         let at = self.l4.ok_or(Error::TruncatedTcp)? + off;
-        let old = self.word(at).to_be_bytes();
-        self.set_word(at, v);
-        self.adjust_l4(&old, &v.to_be_bytes(), false);
+        let delta = self.replace(at, v.to_be_bytes());
+        self.adjust_l4_by(delta, false);
         Ok(())
     }
 
@@ -287,9 +271,8 @@ impl<'a> IpPacketMut<'a> {
 
     /// Sets a 32-bit transport field at `at` (from the IP header).
     fn set_l4_word32(&mut self, at: usize, v: u32) {
-        let old = self.word32(at).to_be_bytes();
-        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
-        self.adjust_l4(&old, &v.to_be_bytes(), false);
+        let delta = self.replace32(at, v);
+        self.adjust_l4_by(delta, false);
     }
 
     /// Where a whole TCP header is: its offset and length.
@@ -405,12 +388,12 @@ impl<'a> IpPacketMut<'a> {
                 let mut new = [0u8; 32];
                 new[..16].copy_from_slice(&src.octets());
                 new[16..].copy_from_slice(&dst.octets());
-                self.replace::<32>(8, new)
+                self.replace(8, new)
             }
         };
         let ports = self.replace32(l4, u32::from(sport) << 16 | u32::from(dport));
         self.adjust_header_by(addrs);
-        self.adjust_l4_by(fold(addrs + ports), true);
+        self.adjust_l4_by(addrs + ports, true);
         Ok(())
     }
 
@@ -437,10 +420,8 @@ impl<'a> IpPacketMut<'a> {
         match self.l3 {
             L3::V4 => {
                 // TTL shares its word with the protocol.
-                let old = [self.buf[8], self.buf[9]];
-                self.buf[8] = ttl;
-                let new = [self.buf[8], self.buf[9]];
-                self.adjust_header(&old, &new);
+                let delta = self.replace(8, [ttl, self.buf[9]]);
+                self.adjust_header_by(delta);
             }
             L3::V6 => self.buf[7] = ttl,
         }
