@@ -216,12 +216,19 @@ impl<'a> IpPacketMut<'a> {
         }
     }
 
-    fn set_addr(&mut self, dst: bool, a: Addr) {
+    /// Writes the source (`dst` false) or destination address; the
+    /// checksum delta of the change.
+    #[inline]
+    fn replace_addr(&mut self, dst: bool, a: Addr) -> u32 {
         let at = self.addr_at(dst);
-        let delta = match self.l3 {
+        match self.l3 {
             L3::V4 => self.replace32(at, a.words()[1] as u32),
             L3::V6 => self.replace(at, a.octets()),
-        };
+        }
+    }
+
+    fn set_addr(&mut self, dst: bool, a: Addr) {
+        let delta = self.replace_addr(dst, a);
         // The IPv4 header checksum and the pseudo-header's both cover the
         // address: one delta serves both.
         self.adjust_header_by(delta);
@@ -378,19 +385,8 @@ impl<'a> IpPacketMut<'a> {
         dport: u16,
     ) -> Result<(), Error> {
         self.ports()?;
-        let l4 = self.l4.ok_or(Error::TruncatedUdp)?;
-        let addrs = match self.l3 {
-            L3::V4 => {
-                self.replace32(12, src.words()[1] as u32)
-                    + self.replace32(16, dst.words()[1] as u32)
-            }
-            L3::V6 => {
-                let mut new = [0u8; 32];
-                new[..16].copy_from_slice(&src.octets());
-                new[16..].copy_from_slice(&dst.octets());
-                self.replace(8, new)
-            }
-        };
+        let l4 = self.l4.ok_or(Error::TruncatedTcp)?;
+        let addrs = self.replace_addr(false, src) + self.replace_addr(true, dst);
         let ports = self.replace32(l4, u32::from(sport) << 16 | u32::from(dport));
         self.adjust_header_by(addrs);
         self.adjust_l4_by(addrs + ports, true);
