@@ -20,7 +20,8 @@
 use std::time::{Duration, Instant};
 
 use ctfwd::conntrack::{
-    Classified, Config, CtInfo, Expectation, Helper, Manip, MasterRef, NatRange, Shard, Tuple, SEC,
+    Classified, Config, CtInfo, Expectation, Helper, Manip, MasterRef, NatRange, Shard, Tuple,
+    Verdict, SEC,
 };
 use ctfwd::dataplane::cpu::{advise_huge_pages, prefetch, tsc, tsc_hz};
 use ctfwd::synth::{frame, ip_packet, udp, xorshift, Tcp};
@@ -232,6 +233,10 @@ fn track_burst(
     for c in classified.iter_mut().take(Shard::PREFETCH_AHEAD).flatten() {
         shard.prefetch_candidate(c, prefetch);
     }
+    // Ingress for the whole burst before any egress, as `Stages::track`
+    // runs `ct_in` over a chunk before `confirm`: a burst's new
+    // connections are all unconfirmed together.
+    let mut verdicts: [Option<Verdict>; BURST] = [const { None }; BURST];
     for i in 0..classified.len() {
         if let Some(Some(ahead)) = classified.get_mut(i + Shard::PREFETCH_AHEAD) {
             shard.prefetch_candidate(ahead, prefetch);
@@ -245,8 +250,14 @@ fn track_burst(
             }
         }
         r.invalid += u64::from(v.ctinfo == CtInfo::Invalid);
-        let _ = shard.egress(&mut v, c, now);
+        verdicts[i] = Some(v);
     }
+    for (v, c) in verdicts.iter_mut().zip(classified.iter()) {
+        if let (Some(v), Some(c)) = (v, c) {
+            let _ = shard.egress(v, c, now);
+        }
+    }
+    shard.reap_unconfirmed();
     shard.gc(now, GC_BUDGET);
     r.cycles += tsc() - c0;
     r.wall += w0.elapsed();
