@@ -56,6 +56,7 @@ mod timeouts;
 mod track;
 mod tuple;
 mod udp;
+mod unconfirmed;
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
 use track::Track;
 pub use tuple::{proto_name, Dir, HashKey, Tuple};
+use unconfirmed::UnconfirmedList;
 
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
@@ -195,6 +197,8 @@ pub struct ConnRef {
 pub struct Unconfirmed {
     slot: Slot,
     gen: u32,
+    /// Its place on the shard's unconfirmed list.
+    at: u32,
 }
 
 /// The result of ingress for one packet.
@@ -265,7 +269,7 @@ pub struct Shard {
     /// Connections created and not yet confirmed, with the hashes of their
     /// two tuples: a later packet of the same burst finds them by these,
     /// and confirm inserts with them.
-    unconfirmed: Vec<(Slot, [u64; 2])>,
+    unconfirmed: UnconfirmedList,
     next_id: u32,
     /// This shard's number, in its connections' `MasterRef`s.
     id: u16,
@@ -303,7 +307,7 @@ impl Shard {
             table: ConnTable::new(cfg.max, cfg.prefault, cfg.advise_memory),
             cfg,
             stats: Stats::default(),
-            unconfirmed: Vec::with_capacity(1024),
+            unconfirmed: UnconfirmedList::new(),
             next_id: 1,
             id,
             expectations,
@@ -349,6 +353,7 @@ impl Shard {
     /// Frees a connection that was never confirmed: nobody saw it, so no
     /// event and no expectation can name it.
     fn free_unconfirmed(&mut self, slot: Slot) {
+        // (`reap_unconfirmed` repeats these two steps.)
         self.exts.release(slot);
         self.table.delete(slot);
     }
@@ -429,12 +434,13 @@ impl Shard {
         // A TCP reopen deletes the old connection and resolves once more.
         for _ in 0..2 {
             let hint = c.hint.map(usize::from);
+            // `fresh`: the new connection's place on the unconfirmed list.
             let (slot, dir, fresh) = match self.lookup(&c.tuple, c.hash, hint, now) {
-                Some((slot, dir)) => (slot, dir, false),
+                Some((slot, dir)) => (slot, dir, None),
                 None => match self.unconfirmed_match(&c.tuple, c.hash) {
-                    Some((slot, dir)) => (slot, dir, false),
+                    Some((slot, dir)) => (slot, dir, None),
                     None => match self.init_conntrack(c, l4, now) {
-                        Ok(slot) => (slot, Dir::Original, true),
+                        Ok((slot, at)) => (slot, Dir::Original, Some(at)),
                         Err(reason) => return Verdict::invalid(reason),
                     },
                 },
@@ -447,7 +453,7 @@ impl Shard {
                 Track::Accept => return self.accept(slot, dir, fresh),
                 Track::Ignore => return self.ctinfo_only(slot, dir, fresh),
                 Track::Kill => {
-                    let mut v = self.accept(slot, dir, false);
+                    let mut v = self.accept(slot, dir, None);
                     // Gone: no helper may announce expectations for it.
                     v.help = false;
                     if self.table.is_unconfirmed(slot) {
@@ -459,7 +465,7 @@ impl Shard {
                     return v;
                 }
                 Track::Invalid(reason) => {
-                    if fresh {
+                    if fresh.is_some() {
                         self.drop_unconfirmed(slot);
                     }
                     return Verdict::invalid(reason);
@@ -499,27 +505,23 @@ impl Shard {
     /// a whole burst before it confirms any of it, so without this a new
     /// flow's second packet in a burst would start a second connection
     /// (Linux, which finishes each packet before the next, never meets an
-    /// unconfirmed entry this way). Only misses pay for it: a scan of the
-    /// burst's new connections by hash.
+    /// unconfirmed entry this way). Only misses pay for it, most of them
+    /// one look at the list's filter (`unconfirmed`).
     #[inline]
     fn unconfirmed_match(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
-        self.unconfirmed.iter().rev().find_map(|&(slot, h)| {
-            let tuples = &self.table.get(slot).tuples;
-            [Dir::Original, Dir::Reply]
-                .into_iter()
-                .find(|d| h[d.index()] == hash && tuples[d.index()] == *t)
-                .map(|d| (slot, d))
-        })
+        self.unconfirmed
+            .find(hash, |slot, d| self.table.get(slot).tuples[d.index()] == *t)
     }
 
     /// Creates an unconfirmed connection for a packet that matched nothing
-    /// (`init_conntrack`), if its protocol lets it start one.
+    /// (`init_conntrack`), if its protocol lets it start one; returns its
+    /// slot and its place on the unconfirmed list.
     fn init_conntrack(
         &mut self,
         c: &Classified<'_>,
         l4: &L4<'_>,
         now: u64,
-    ) -> Result<Slot, &'static str> {
+    ) -> Result<(Slot, u32), &'static str> {
         let orig = c.tuple;
         let (reply, proto) = match l4 {
             L4::Tcp(seg) => {
@@ -571,15 +573,15 @@ impl Shard {
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let reply_hash = self.table.reply_hash(self.table.get(slot), c.hash);
-        self.unconfirmed.push((slot, [c.hash, reply_hash]));
-        self.attach_helper_or_master(slot, now);
-        Ok(slot)
+        let at = self.unconfirmed.push(slot, [c.hash, reply_hash]);
+        self.attach_helper_or_master(slot, at, now);
+        Ok((slot, at))
     }
 
     /// A new connection either fulfils an expectation (EXPECTED, linked to
     /// its master) or may get a helper, found by its reply tuple's source
     /// port, L4 and L3 as the seed article describes.
-    fn attach_helper_or_master(&mut self, slot: Slot, now: u64) {
+    fn attach_helper_or_master(&mut self, slot: Slot, at: u32, now: u64) {
         let mut ext = Ext::default();
         if !self.expectations.is_empty() {
             let original = self.table.get(slot).tuples[0];
@@ -587,7 +589,7 @@ impl Shard {
                 self.table.get_mut(slot).status.set(Status::EXPECTED);
                 ext.master = Some(e.master);
                 if let Some(n) = e.nat {
-                    self.follow_master(slot, &n);
+                    self.follow_master(slot, at, &n);
                 }
             }
         }
@@ -606,7 +608,7 @@ impl Shard {
 
     /// Builds the verdict of an accepted packet and notes a first reply.
     #[inline]
-    fn accept(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
+    fn accept(&mut self, slot: Slot, dir: Dir, fresh: Option<u32>) -> Verdict {
         let v = self.ctinfo_only(slot, dir, fresh);
         if dir == Dir::Reply {
             self.table.get_mut(slot).status.set(Status::SEEN_REPLY);
@@ -618,7 +620,7 @@ impl Shard {
     /// original-direction hit is ESTABLISHED once a reply was seen, else
     /// RELATED if the connection was expected, else NEW.
     #[inline]
-    fn ctinfo_only(&mut self, slot: Slot, dir: Dir, fresh: bool) -> Verdict {
+    fn ctinfo_only(&mut self, slot: Slot, dir: Dir, fresh: Option<u32>) -> Verdict {
         let conn = self.table.get(slot);
         let ctinfo = match dir {
             Dir::Reply => CtInfo::EstablishedReply,
@@ -630,9 +632,10 @@ impl Shard {
             ctinfo,
             conn: Some(ConnRef { slot, id: conn.id }),
             reason: None,
-            unconfirmed: fresh.then(|| Unconfirmed {
+            unconfirmed: fresh.map(|at| Unconfirmed {
                 slot,
                 gen: self.table.generation(slot),
+                at,
             }),
             status: conn.status,
             help: conn.status.has(Status::HELPER),
@@ -649,7 +652,7 @@ impl Shard {
         if self.table.generation(slot) != u.gen || !self.table.is_unconfirmed(slot) {
             return Err(ConfirmError::Stale);
         }
-        let hashes = self.forget_unconfirmed(slot);
+        let hashes = self.unconfirmed.take(u.at, slot);
         let inserted = match hashes {
             Some(h) => self.table.insert_hashed(slot, h),
             None => self.table.insert(slot),
@@ -726,19 +729,14 @@ impl Shard {
     /// free the connection (Linux frees an unconfirmed conntrack with its skb).
     pub fn discard(&mut self, u: Unconfirmed) {
         if self.table.generation(u.slot) == u.gen && self.table.is_unconfirmed(u.slot) {
-            self.drop_unconfirmed(u.slot);
+            let _ = self.unconfirmed.take(u.at, u.slot);
+            self.free_unconfirmed(u.slot);
         }
     }
 
     fn drop_unconfirmed(&mut self, slot: Slot) {
-        let _ = self.forget_unconfirmed(slot);
+        let _ = self.unconfirmed.remove(slot);
         self.free_unconfirmed(slot);
-    }
-
-    /// Takes a connection off the unconfirmed list; returns its hashes.
-    fn forget_unconfirmed(&mut self, slot: Slot) -> Option<[u64; 2]> {
-        let i = self.unconfirmed.iter().rposition(|&(s, _)| s == slot)?;
-        Some(self.unconfirmed.swap_remove(i).1)
     }
 
     /// Frees every connection still unconfirmed. Called at the end of each
@@ -746,8 +744,16 @@ impl Shard {
     /// lost; each one it frees is counted as `unconfirmed_reaped`.
     pub fn reap_unconfirmed(&mut self) -> usize {
         let n = self.unconfirmed.len();
-        while let Some((slot, _)) = self.unconfirmed.pop() {
-            self.free_unconfirmed(slot);
+        let Shard {
+            unconfirmed,
+            exts,
+            table,
+            ..
+        } = self;
+        for slot in unconfirmed.drain() {
+            // `free_unconfirmed`, with the list borrowed.
+            exts.release(slot);
+            table.delete(slot);
         }
         self.stats.unconfirmed_reaped += n as u64;
         n

@@ -43,19 +43,25 @@ impl Shard {
     /// master) is left as it is, as Linux's nat hooks skip a connection
     /// whose manip is done.
     pub fn nat(&mut self, v: &mut Verdict, manip: Manip, range: &NatRange) -> Result<(), NatError> {
-        let Some(slot) = v.unconfirmed.as_ref().map(|u| u.slot) else {
+        let Some((slot, at)) = v.unconfirmed.as_ref().map(|u| (u.slot, u.at)) else {
             return Ok(());
         };
         if self.table.get(slot).status.has(nat_done(manip)) {
             return Ok(());
         }
-        v.status = self.bind_nat(slot, manip, range)?;
+        v.status = self.bind_nat(slot, at, manip, range)?;
         Ok(())
     }
 
-    /// `nf_nat_setup_info` on the unconfirmed connection in `slot`;
-    /// returns its status.
-    fn bind_nat(&mut self, slot: Slot, manip: Manip, range: &NatRange) -> Result<Status, NatError> {
+    /// `nf_nat_setup_info` on the unconfirmed connection in `slot`, at
+    /// `at` on the unconfirmed list; returns its status.
+    fn bind_nat(
+        &mut self,
+        slot: Slot,
+        at: u32,
+        manip: Manip,
+        range: &NatRange,
+    ) -> Result<Status, NatError> {
         let Shard {
             table,
             unconfirmed,
@@ -70,9 +76,11 @@ impl Shard {
         let used = |reply: &Tuple| {
             let h = table.hash(reply);
             table.lookup(reply, h).is_some()
-                || unconfirmed.iter().any(|&(s, hashes)| {
-                    s != slot && hashes.contains(&h) && table.get(s).tuples.contains(reply)
-                })
+                || unconfirmed
+                    .find(h, |s, d| {
+                        s != slot && table.get(s).tuples[d.index()] == *reply
+                    })
+                    .is_some()
         };
         let mut random = || {
             *rng ^= *rng << 13;
@@ -100,9 +108,7 @@ impl Shard {
         }
         conn.status.set(nat_done(manip));
         let status = conn.status;
-        if let Some(e) = unconfirmed.iter_mut().find(|(s, _)| *s == slot) {
-            e.1[1] = reply_hash;
-        }
+        unconfirmed.set_reply_hash(at, slot, reply_hash);
         Ok(status)
     }
 
@@ -110,7 +116,7 @@ impl Shard {
     /// Linux's `nf_nat_follow_master` does: source, then destination (and
     /// the port the master's side meant). A mapping that cannot be made
     /// leaves that manip to the rules.
-    pub(super) fn follow_master(&mut self, slot: Slot, n: &FollowNat) {
+    pub(super) fn follow_master(&mut self, slot: Slot, at: u32, n: &FollowNat) {
         let single = |a: Addr, port: Option<u16>| NatRange {
             min_addr: a,
             max_addr: a,
@@ -118,8 +124,8 @@ impl Shard {
             persistent: false,
             random: false,
         };
-        let _ = self.bind_nat(slot, Manip::Src, &single(n.src, None));
-        let _ = self.bind_nat(slot, Manip::Dst, &single(n.dst, n.dport));
+        let _ = self.bind_nat(slot, at, Manip::Src, &single(n.src, None));
+        let _ = self.bind_nat(slot, at, Manip::Dst, &single(n.dst, n.dport));
     }
 
     /// The tuple of the packet whose verdict is `v` (its own, `t`) as

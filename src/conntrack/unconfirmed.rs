@@ -1,0 +1,238 @@
+//! The connections created in the burst at hand and not confirmed yet
+//! (Linux kept them on a per-CPU unconfirmed list until 5.19): a later
+//! packet of the same burst must find them, NAT must not choose a tuple
+//! one of them holds, and what no packet confirmed is freed at the end of
+//! the burst.
+//!
+//! The pipeline looks up a whole chunk before it confirms any of it, so
+//! in a burst of new flows the list holds up to a chunk's worth at once.
+//! Two things keep that from costing a scan per packet (each was one
+//! before; `ct-bench --cases new`, which runs the stages' order, measured
+//! them at ~300 of a new connection's 1,413 instructions):
+//!
+//! - A confirmed or freed entry becomes a tombstone in place, so the
+//!   others keep their places and a token finds its own by index, as
+//!   Linux unlinks an entry from its doubly linked list. The list is
+//!   emptied once no entry is live.
+//! - A one-line filter, a bit per tuple hash, answers most misses (a new
+//!   flow's first packet) without a scan.
+
+use super::{Dir, Slot};
+
+/// Bits of the filter: one cache line. A chunk of 64 new flows sets at
+/// most 128 of them.
+const FILTER_BITS: usize = 512;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    slot: Slot,
+    /// The hashes of its two tuples (equal where the index keeps one
+    /// entry for both).
+    hashes: [u64; 2],
+    /// Still unconfirmed; otherwise a tombstone.
+    live: bool,
+}
+
+/// A shard's unconfirmed connections, in the order they were created.
+pub(super) struct UnconfirmedList {
+    entries: Vec<Entry>,
+    live: usize,
+    /// Bit `(hash >> 32) % FILTER_BITS` set for each hash an entry had:
+    /// bits the index uses for neither its home bucket (the low ones) nor
+    /// its signatures (the top 16). A hash whose bit is clear is on no
+    /// entry.
+    filter: [u64; FILTER_BITS / 64],
+}
+
+impl UnconfirmedList {
+    pub fn new() -> UnconfirmedList {
+        UnconfirmedList {
+            entries: Vec::with_capacity(1024),
+            live: 0,
+            filter: [0; FILTER_BITS / 64],
+        }
+    }
+
+    /// How many connections are unconfirmed.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    #[inline(always)]
+    fn bit(hash: u64) -> (usize, u64) {
+        let b = (hash >> 32) as usize % FILTER_BITS;
+        (b / 64, 1 << (b % 64))
+    }
+
+    #[inline(always)]
+    fn note(&mut self, hash: u64) {
+        let (w, m) = Self::bit(hash);
+        self.filter[w] |= m;
+    }
+
+    /// Adds a new connection with its tuples' hashes; returns its place,
+    /// which its token keeps.
+    #[inline]
+    pub fn push(&mut self, slot: Slot, hashes: [u64; 2]) -> u32 {
+        self.note(hashes[0]);
+        self.note(hashes[1]);
+        self.entries.push(Entry {
+            slot,
+            hashes,
+            live: true,
+        });
+        self.live += 1;
+        (self.entries.len() - 1) as u32
+    }
+
+    /// The newest unconfirmed connection one of whose tuples has hash
+    /// `hash` and for which `is` (given its slot and that tuple's
+    /// direction) says yes.
+    #[inline]
+    pub fn find(&self, hash: u64, mut is: impl FnMut(Slot, Dir) -> bool) -> Option<(Slot, Dir)> {
+        let (w, m) = Self::bit(hash);
+        if self.filter[w] & m == 0 {
+            return None;
+        }
+        self.entries.iter().rev().filter(|e| e.live).find_map(|e| {
+            [Dir::Original, Dir::Reply]
+                .into_iter()
+                .find(|&d| e.hashes[d.index()] == hash && is(e.slot, d))
+                .map(|d| (e.slot, d))
+        })
+    }
+
+    /// NAT gave the connection at `at` (in `slot`) a new reply tuple, of
+    /// hash `hash`.
+    pub fn set_reply_hash(&mut self, at: u32, slot: Slot, hash: u64) {
+        let e = &mut self.entries[at as usize];
+        debug_assert!(e.live && e.slot == slot, "a token names its own entry");
+        e.hashes[1] = hash;
+        self.note(hash);
+    }
+
+    /// Takes the connection at `at` (in `slot`) off the list, to be
+    /// confirmed or freed; returns its hashes. `None` if that entry is not
+    /// the slot's live one (a token from an earlier burst).
+    #[inline]
+    pub fn take(&mut self, at: u32, slot: Slot) -> Option<[u64; 2]> {
+        let e = self
+            .entries
+            .get_mut(at as usize)
+            .filter(|e| e.live && e.slot == slot)?;
+        e.live = false;
+        let hashes = e.hashes;
+        self.retire();
+        Some(hashes)
+    }
+
+    /// Takes `slot` off the list where no token is at hand (ingress
+    /// dropping the connection it just created, or another of the burst):
+    /// a scan from the newest.
+    pub fn remove(&mut self, slot: Slot) -> Option<[u64; 2]> {
+        let e = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.live && e.slot == slot)?;
+        e.live = false;
+        let hashes = e.hashes;
+        self.retire();
+        Some(hashes)
+    }
+
+    /// One entry fewer is live; with none left the list starts afresh.
+    #[inline]
+    fn retire(&mut self) {
+        self.live -= 1;
+        if self.live == 0 {
+            self.entries.clear();
+            self.filter = [0; FILTER_BITS / 64];
+        }
+    }
+
+    /// Empties the list; returns the slots that were still unconfirmed.
+    pub fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
+        self.live = 0;
+        self.filter = [0; FILTER_BITS / 64];
+        self.entries.drain(..).filter(|e| e.live).map(|e| e.slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `find` agrees with a plain scan of the live entries (the filter
+    /// never hides one), and the places handed out stay valid while
+    /// others are taken.
+    #[test]
+    fn the_filter_never_hides_a_live_entry() {
+        proptest!(|(ops in prop::collection::vec((0u8..4, any::<u64>(), 0usize..64), 1..200))| {
+            let mut list = UnconfirmedList::new();
+            // (place, slot, hashes, live) as a model.
+            let mut model: Vec<(u32, Slot, [u64; 2], bool)> = Vec::new();
+            let mut next = 0u32;
+            for (op, hash, pick) in ops {
+                match op {
+                    0 | 1 => {
+                        let hashes = if op == 0 { [hash, hash] } else { [hash, hash.rotate_left(17)] };
+                        let at = list.push(Slot(next), hashes);
+                        if model.iter().all(|m| !m.3) {
+                            model.clear();
+                        }
+                        prop_assert_eq!(at as usize, model.len());
+                        model.push((at, Slot(next), hashes, true));
+                        next += 1;
+                    }
+                    2 => {
+                        let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| (m.0, m.1)).collect();
+                        if let Some(&(at, slot)) = live.get(pick % live.len().max(1)) {
+                            let want = model[at as usize].2;
+                            prop_assert_eq!(list.take(at, slot), Some(want));
+                            prop_assert_eq!(list.take(at, slot), None);
+                            model[at as usize].3 = false;
+                        }
+                    }
+                    _ => {
+                        let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| m.1).collect();
+                        if let Some(&slot) = live.get(pick % live.len().max(1)) {
+                            prop_assert!(list.remove(slot).is_some());
+                            model.iter_mut().find(|m| m.1 == slot).unwrap().3 = false;
+                        }
+                    }
+                }
+                prop_assert_eq!(list.len(), model.iter().filter(|m| m.3).count());
+                for m in model.iter().filter(|m| m.3) {
+                    for (d, h) in [Dir::Original, Dir::Reply].into_iter().zip(m.2) {
+                        let found = list.find(h, |s, dir| s == m.1 && dir == d);
+                        prop_assert_eq!(found, Some((m.1, d)));
+                    }
+                }
+            }
+            let left: Vec<Slot> = list.drain().collect();
+            let live: Vec<Slot> = model.iter().filter(|m| m.3).map(|m| m.1).collect();
+            prop_assert_eq!(left, live);
+            prop_assert_eq!(list.len(), 0);
+            prop_assert_eq!(list.find(0, |_, _| true), None);
+        });
+    }
+
+    /// A first packet of a new flow, the common miss, is answered by the
+    /// filter alone when no entry has its bit.
+    #[test]
+    fn a_miss_needs_no_scan() {
+        let mut list = UnconfirmedList::new();
+        list.push(Slot(1), [1 << 32, 2 << 32]);
+        let mut asked = 0;
+        assert_eq!(
+            list.find(3 << 32, |_, _| {
+                asked += 1;
+                true
+            }),
+            None
+        );
+        assert_eq!(asked, 0);
+    }
+}
