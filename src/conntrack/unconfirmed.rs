@@ -87,13 +87,18 @@ impl UnconfirmedList {
 
     /// The newest unconfirmed connection one of whose tuples has hash
     /// `hash` and for which `is` (given its slot and that tuple's
-    /// direction) says yes.
-    #[inline]
-    pub fn find(&self, hash: u64, mut is: impl FnMut(Slot, Dir) -> bool) -> Option<(Slot, Dir)> {
+    /// direction) says yes. The filter is asked in line; only a possible
+    /// hit calls the scan.
+    #[inline(always)]
+    pub fn find(&self, hash: u64, is: impl FnMut(Slot, Dir) -> bool) -> Option<(Slot, Dir)> {
         let (w, m) = Self::bit(hash);
         if self.filter[w] & m == 0 {
             return None;
         }
+        self.scan(hash, is)
+    }
+
+    fn scan(&self, hash: u64, mut is: impl FnMut(Slot, Dir) -> bool) -> Option<(Slot, Dir)> {
         self.entries.iter().rev().filter(|e| e.live).find_map(|e| {
             [Dir::Original, Dir::Reply]
                 .into_iter()
