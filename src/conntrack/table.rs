@@ -363,7 +363,7 @@ impl ConnTable {
     /// read afresh, so a hint that went stale meanwhile (an entry removed
     /// or another added since) costs only the full lookup: any entry whose
     /// tuple is `t` is the one connection that has it.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_at(&self, t: &Tuple, hash: u64, hint: Option<usize>) -> Option<(Slot, Dir)> {
         if let Some(way) = hint {
             let e = self.buckets[self.home(hash)].entry[way % WAYS];
