@@ -47,7 +47,9 @@ impl<'a> ChecksumView<'a> {
 
     /// Whether the transport checksum is right. `None` when it cannot be
     /// told: the segment was not captured whole, or it is a fragment.
-    #[inline]
+    /// Always in line, with `total`: each was a call on every packet, 6
+    /// instructions an established packet together (`perf/bench-instructions`).
+    #[inline(always)]
     pub fn l4_ok(&self) -> Option<bool> {
         if self.l4.len() != self.l4_wire_len as usize || self.fragment != Fragment::Whole {
             return None;
@@ -92,6 +94,7 @@ impl<'a> ChecksumView<'a> {
     }
 
     /// Adds the pseudo-header to the segment's sum `acc` and checks it.
+    #[inline]
     fn finish(&self, acc: u64) -> bool {
         self.total(acc) == 0xffff
     }
@@ -119,6 +122,7 @@ impl<'a> ChecksumView<'a> {
     }
 
     /// The folded sum of the segment's sum `acc` and its pseudo-header.
+    #[inline(always)]
     fn total(&self, mut acc: u64) -> u16 {
         // ICMPv4 has no pseudo-header; everything else does (RFC 793, 768,
         // 4443).
