@@ -659,6 +659,7 @@ impl Shard {
     /// confirmed meanwhile (two packets of one new flow in a burst), UDP,
     /// ICMP and other datagram flows join it, as Linux's clash resolution
     /// does; TCP fails with `InsertFailed` and the packet should be dropped.
+    #[inline(always)]
     pub fn confirm(&mut self, u: Unconfirmed) -> Result<ConnRef, ConfirmError> {
         let slot = u.slot;
         if self.table.generation(slot) != u.gen || !self.table.is_unconfirmed(slot) {

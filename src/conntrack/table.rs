@@ -502,6 +502,7 @@ impl ConnTable {
     }
 
     /// `insert` with both tuples' hashes known.
+    #[inline(always)]
     pub fn insert_hashed(&mut self, s: Slot, hashes: [u64; 2]) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
         let c = &self.conns[s.0 as usize];
@@ -532,6 +533,7 @@ impl ConnTable {
         Ok(())
     }
 
+    #[inline(always)]
     fn insert_entry(&mut self, hash: u64, entry: u32) {
         let mut b = self.home(hash);
         let mut displacement = 0;
