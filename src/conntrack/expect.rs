@@ -328,7 +328,7 @@ impl Expectations {
     /// Counts one more expectation at filter index `i`.
     fn filter_add(&self, i: usize) {
         let _ = self.filter[i].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-            (c != STUCK).then_some(c + 1)
+            (c != STUCK).then(|| c + 1)
         });
     }
 

@@ -86,7 +86,7 @@ pub use ops::Cursor;
 pub use selfcheck::run_byte_sequence;
 pub use seqadj::SeqAdj;
 pub use stats::Stats;
-pub use table::{ConnTable, Region, Slot, Swept};
+pub use table::{ConnTable, IndexKeys, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
 use track::Track;
@@ -584,8 +584,8 @@ impl Shard {
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        let reply_hash = self.table.reply_hash(self.table.get(slot), c.hash);
-        let at = self.unconfirmed.push(slot, [c.hash, reply_hash]);
+        let keys = self.table.keys(self.table.get(slot), c.hash);
+        let at = self.unconfirmed.push(slot, keys);
         self.attach_helper_or_master(slot, at, now);
         Ok((slot, at))
     }
@@ -665,9 +665,8 @@ impl Shard {
         if self.table.generation(slot) != u.gen || !self.table.is_unconfirmed(slot) {
             return Err(ConfirmError::Stale);
         }
-        let hashes = self.unconfirmed.take(u.at, slot);
-        let inserted = match hashes {
-            Some(h) => self.table.insert_hashed(slot, h),
+        let inserted = match self.unconfirmed.take(u.at, slot) {
+            Some(keys) => self.table.insert_keyed(slot, keys),
             None => self.table.insert(slot),
         };
         let other = match inserted {

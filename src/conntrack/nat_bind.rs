@@ -97,7 +97,6 @@ impl Shard {
         }
         .unique_tuple(&cur, range, manip)?;
         let reply = invert(&new);
-        let reply_hash = table.hash(&reply);
         let conn = table.get_mut(slot);
         conn.tuples[1] = reply;
         if new != cur {
@@ -108,7 +107,7 @@ impl Shard {
         }
         conn.status.set(nat_done(manip));
         let status = conn.status;
-        unconfirmed.set_reply_hash(at, slot, reply_hash);
+        unconfirmed.rekey(at, slot, |orig_hash| table.keys(table.get(slot), orig_hash));
         Ok(status)
     }
 

@@ -53,6 +53,15 @@ const SLOT_MASK: u32 = BOTH_BIT - 1;
 /// Buckets Linux's early drop scans (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: usize = 8;
 
+/// What the index needs to insert a connection (`ConnTable::keys`): its
+/// two tuples' hashes, and whether it takes one entry for both (its reply
+/// is its original swapped, `one_entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKeys {
+    pub hashes: [u64; 2],
+    pub one: bool,
+}
+
 /// One cache line of the index.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
@@ -264,14 +273,20 @@ impl ConnTable {
         t.hash_either_way(&self.key)
     }
 
-    /// The hash of `c`'s reply tuple, given its original's: the same when
-    /// the connection takes one entry, so that it is not computed twice.
+    /// What inserting `c` into the index needs, given its original
+    /// tuple's hash: the reply's is the same when the connection takes one
+    /// entry, so that it is not computed twice.
     #[inline]
-    pub fn reply_hash(&self, c: &Conn, orig_hash: u64) -> u64 {
-        if one_entry(c) {
+    pub fn keys(&self, c: &Conn, orig_hash: u64) -> IndexKeys {
+        let one = one_entry(c);
+        let reply = if one {
             orig_hash
         } else {
             self.hash(&c.tuples[1])
+        };
+        IndexKeys {
+            hashes: [orig_hash, reply],
+            one,
         }
     }
 
@@ -497,19 +512,22 @@ impl ConnTable {
     /// table: then it returns the connection that holds it and inserts
     /// nothing. Each tuple is hashed once.
     pub fn insert(&mut self, s: Slot) -> Result<(), Slot> {
-        let hashes = self.conns[s.0 as usize].tuples.map(|t| self.hash(&t));
-        self.insert_hashed(s, hashes)
+        let c = &self.conns[s.0 as usize];
+        let keys = self.keys(c, self.hash(&c.tuples[0]));
+        self.insert_keyed(s, keys)
     }
 
-    /// `insert` with both tuples' hashes known.
+    /// `insert` with the keys worked out when the connection was made
+    /// (`keys`, again if its reply tuple changed since).
     #[inline(always)]
-    pub fn insert_hashed(&mut self, s: Slot, hashes: [u64; 2]) -> Result<(), Slot> {
+    pub fn insert_keyed(&mut self, s: Slot, keys: IndexKeys) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
         let c = &self.conns[s.0 as usize];
-        debug_assert_eq!(hashes, c.tuples.map(|t| self.hash(&t)));
+        debug_assert_eq!(keys, self.keys(c, self.hash(&c.tuples[0])));
+        let hashes = keys.hashes;
         let [orig, reply] = &c.tuples;
         // The one entry, if the connection takes one.
-        let both = one_entry(c).then(|| both_entry(s, c));
+        let both = keys.one.then(|| both_entry(s, c));
         let clash = match both {
             Some(_) => self.holder_of_either(orig, reply, hashes[0]),
             None => [orig, reply]

@@ -17,7 +17,7 @@
 //! - A one-line filter, a bit per tuple hash, answers most misses (a new
 //!   flow's first packet) without a scan.
 
-use super::{Dir, Slot};
+use super::{Dir, IndexKeys, Slot};
 
 /// Bits of the filter: one cache line. A chunk of 64 new flows sets at
 /// most 128 of them.
@@ -26,9 +26,9 @@ const FILTER_BITS: usize = 512;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     slot: Slot,
-    /// The hashes of its two tuples (equal where the index keeps one
-    /// entry for both).
-    hashes: [u64; 2],
+    /// Its tuples' hashes and whether the index keeps one entry for
+    /// both: what confirm inserts it with.
+    keys: IndexKeys,
     /// Still unconfirmed; otherwise a tombstone.
     live: bool,
 }
@@ -70,15 +70,15 @@ impl UnconfirmedList {
         self.filter[w] |= m;
     }
 
-    /// Adds a new connection with its tuples' hashes; returns its place,
+    /// Adds a new connection with its index keys; returns its place,
     /// which its token keeps.
     #[inline]
-    pub fn push(&mut self, slot: Slot, hashes: [u64; 2]) -> u32 {
-        self.note(hashes[0]);
-        self.note(hashes[1]);
+    pub fn push(&mut self, slot: Slot, keys: IndexKeys) -> u32 {
+        self.note(keys.hashes[0]);
+        self.note(keys.hashes[1]);
         self.entries.push(Entry {
             slot,
-            hashes,
+            keys,
             live: true,
         });
         self.live += 1;
@@ -102,48 +102,51 @@ impl UnconfirmedList {
         self.entries.iter().rev().filter(|e| e.live).find_map(|e| {
             [Dir::Original, Dir::Reply]
                 .into_iter()
-                .find(|&d| e.hashes[d.index()] == hash && is(e.slot, d))
+                .find(|&d| e.keys.hashes[d.index()] == hash && is(e.slot, d))
                 .map(|d| (e.slot, d))
         })
     }
 
-    /// NAT gave the connection at `at` (in `slot`) a new reply tuple, of
-    /// hash `hash`.
-    pub fn set_reply_hash(&mut self, at: u32, slot: Slot, hash: u64) {
+    /// NAT gave the connection at `at` (in `slot`) a new reply tuple:
+    /// `keys` works its keys out anew from its original tuple's hash.
+    pub fn rekey(&mut self, at: u32, slot: Slot, keys: impl FnOnce(u64) -> IndexKeys) {
         let e = &mut self.entries[at as usize];
         debug_assert!(e.live && e.slot == slot, "a token names its own entry");
-        e.hashes[1] = hash;
-        self.note(hash);
+        e.keys = keys(e.keys.hashes[0]);
+        let reply = e.keys.hashes[1];
+        self.note(reply);
     }
 
     /// Takes the connection at `at` (in `slot`) off the list, to be
-    /// confirmed or freed; returns its hashes. `None` if that entry is not
+    /// confirmed or freed; returns its keys. `None` if that entry is not
     /// the slot's live one (a token from an earlier burst).
     #[inline]
-    pub fn take(&mut self, at: u32, slot: Slot) -> Option<[u64; 2]> {
+    pub fn take(&mut self, at: u32, slot: Slot) -> Option<IndexKeys> {
         let e = self
             .entries
             .get_mut(at as usize)
             .filter(|e| e.live && e.slot == slot)?;
         e.live = false;
-        let hashes = e.hashes;
+        let keys = e.keys;
         self.retire();
-        Some(hashes)
+        Some(keys)
     }
 
     /// Takes `slot` off the list where no token is at hand (ingress
     /// dropping the connection it just created, or another of the burst):
     /// a scan from the newest.
-    pub fn remove(&mut self, slot: Slot) -> Option<[u64; 2]> {
-        let e = self
+    pub fn remove(&mut self, slot: Slot) -> bool {
+        let Some(e) = self
             .entries
             .iter_mut()
             .rev()
-            .find(|e| e.live && e.slot == slot)?;
+            .find(|e| e.live && e.slot == slot)
+        else {
+            return false;
+        };
         e.live = false;
-        let hashes = e.hashes;
         self.retire();
-        Some(hashes)
+        true
     }
 
     /// One entry fewer is live; with none left the list starts afresh.
@@ -170,26 +173,37 @@ mod tests {
     use proptest::prelude::*;
 
     /// `find` agrees with a plain scan of the live entries (the filter
-    /// never hides one), and the places handed out stay valid while
-    /// others are taken.
+    /// never hides one, a new reply hash included), and the places handed
+    /// out stay valid while others are taken.
     #[test]
     fn the_filter_never_hides_a_live_entry() {
-        proptest!(|(ops in prop::collection::vec((0u8..4, any::<u64>(), 0usize..64), 1..200))| {
+        proptest!(|(ops in prop::collection::vec((0u8..5, any::<u64>(), 0usize..64), 1..200))| {
             let mut list = UnconfirmedList::new();
-            // (place, slot, hashes, live) as a model.
-            let mut model: Vec<(u32, Slot, [u64; 2], bool)> = Vec::new();
+            // (place, slot, keys, live) as a model.
+            let mut model: Vec<(u32, Slot, IndexKeys, bool)> = Vec::new();
             let mut next = 0u32;
             for (op, hash, pick) in ops {
                 match op {
                     0 | 1 => {
-                        let hashes = if op == 0 { [hash, hash] } else { [hash, hash.rotate_left(17)] };
-                        let at = list.push(Slot(next), hashes);
+                        let one = op == 0;
+                        let hashes = if one { [hash, hash] } else { [hash, hash.rotate_left(17)] };
+                        let keys = IndexKeys { hashes, one };
+                        let at = list.push(Slot(next), keys);
                         if model.iter().all(|m| !m.3) {
                             model.clear();
                         }
                         prop_assert_eq!(at as usize, model.len());
-                        model.push((at, Slot(next), hashes, true));
+                        model.push((at, Slot(next), keys, true));
                         next += 1;
+                    }
+                    4 => {
+                        let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| (m.0, m.1)).collect();
+                        if let Some(&(at, slot)) = live.get(pick % live.len().max(1)) {
+                            let keys = |orig| IndexKeys { hashes: [orig, hash], one: false };
+                            list.rekey(at, slot, keys);
+                            let m = &mut model[at as usize].2;
+                            *m = keys(m.hashes[0]);
+                        }
                     }
                     2 => {
                         let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| (m.0, m.1)).collect();
@@ -203,14 +217,14 @@ mod tests {
                     _ => {
                         let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| m.1).collect();
                         if let Some(&slot) = live.get(pick % live.len().max(1)) {
-                            prop_assert!(list.remove(slot).is_some());
+                            prop_assert!(list.remove(slot));
                             model.iter_mut().find(|m| m.1 == slot).unwrap().3 = false;
                         }
                     }
                 }
                 prop_assert_eq!(list.len(), model.iter().filter(|m| m.3).count());
                 for m in model.iter().filter(|m| m.3) {
-                    for (d, h) in [Dir::Original, Dir::Reply].into_iter().zip(m.2) {
+                    for (d, h) in [Dir::Original, Dir::Reply].into_iter().zip(m.2.hashes) {
                         let found = list.find(h, |s, dir| s == m.1 && dir == d);
                         prop_assert_eq!(found, Some((m.1, d)));
                     }
@@ -229,7 +243,8 @@ mod tests {
     #[test]
     fn a_miss_needs_no_scan() {
         let mut list = UnconfirmedList::new();
-        list.push(Slot(1), [1 << 32, 2 << 32]);
+        let hashes = [1 << 32, 2 << 32];
+        list.push(Slot(1), IndexKeys { hashes, one: false });
         let mut asked = 0;
         assert_eq!(
             list.find(3 << 32, |_, _| {
