@@ -353,7 +353,6 @@ impl Shard {
     /// Frees a connection that was never confirmed: nobody saw it, so no
     /// event and no expectation can name it.
     fn free_unconfirmed(&mut self, slot: Slot) {
-        // (`reap_unconfirmed` repeats these two steps.)
         self.exts.release(slot);
         self.table.delete(slot);
     }
@@ -747,7 +746,7 @@ impl Shard {
     }
 
     fn drop_unconfirmed(&mut self, slot: Slot) {
-        let _ = self.unconfirmed.remove(slot);
+        self.unconfirmed.remove(slot);
         self.free_unconfirmed(slot);
     }
 
@@ -756,16 +755,8 @@ impl Shard {
     /// lost; each one it frees is counted as `unconfirmed_reaped`.
     pub fn reap_unconfirmed(&mut self) -> usize {
         let n = self.unconfirmed.len();
-        let Shard {
-            unconfirmed,
-            exts,
-            table,
-            ..
-        } = self;
-        for slot in unconfirmed.drain() {
-            // `free_unconfirmed`, with the list borrowed.
-            exts.release(slot);
-            table.delete(slot);
+        while let Some(slot) = self.unconfirmed.pop() {
+            self.free_unconfirmed(slot);
         }
         self.stats.unconfirmed_reaped += n as u64;
         n

@@ -134,19 +134,18 @@ impl UnconfirmedList {
 
     /// Takes `slot` off the list where no token is at hand (ingress
     /// dropping the connection it just created, or another of the burst):
-    /// a scan from the newest.
-    pub fn remove(&mut self, slot: Slot) -> bool {
-        let Some(e) = self
+    /// a scan from the newest. The slot must be on the list.
+    pub fn remove(&mut self, slot: Slot) {
+        let e = self
             .entries
             .iter_mut()
             .rev()
-            .find(|e| e.live && e.slot == slot)
-        else {
-            return false;
-        };
-        e.live = false;
-        self.retire();
-        true
+            .find(|e| e.live && e.slot == slot);
+        debug_assert!(e.is_some(), "an unconfirmed slot is on the list");
+        if let Some(e) = e {
+            e.live = false;
+            self.retire();
+        }
     }
 
     /// One entry fewer is live; with none left the list starts afresh.
@@ -159,11 +158,16 @@ impl UnconfirmedList {
         }
     }
 
-    /// Empties the list; returns the slots that were still unconfirmed.
-    pub fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
-        self.live = 0;
-        self.filter = [0; FILTER_BITS / 64];
-        self.entries.drain(..).filter(|e| e.live).map(|e| e.slot)
+    /// Takes the newest connection still unconfirmed off the list (the
+    /// end of a burst reaps them all).
+    pub fn pop(&mut self) -> Option<Slot> {
+        while let Some(e) = self.entries.pop() {
+            if e.live {
+                self.retire();
+                return Some(e.slot);
+            }
+        }
+        None
     }
 }
 
@@ -217,7 +221,7 @@ mod tests {
                     _ => {
                         let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| m.1).collect();
                         if let Some(&slot) = live.get(pick % live.len().max(1)) {
-                            prop_assert!(list.remove(slot));
+                            list.remove(slot);
                             model.iter_mut().find(|m| m.1 == slot).unwrap().3 = false;
                         }
                     }
@@ -230,7 +234,8 @@ mod tests {
                     }
                 }
             }
-            let left: Vec<Slot> = list.drain().collect();
+            let left: Vec<Slot> = std::iter::from_fn(|| list.pop()).collect();
+            let left: Vec<Slot> = left.into_iter().rev().collect();
             let live: Vec<Slot> = model.iter().filter(|m| m.3).map(|m| m.1).collect();
             prop_assert_eq!(left, live);
             prop_assert_eq!(list.len(), 0);
