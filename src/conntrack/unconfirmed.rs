@@ -109,12 +109,19 @@ impl UnconfirmedList {
 
     /// NAT gave the connection at `at` (in `slot`) a new reply tuple:
     /// `keys` works its keys out anew from its original tuple's hash.
+    /// A place that is not the slot's live entry (which a token of this
+    /// burst never gives) is left alone.
     pub fn rekey(&mut self, at: u32, slot: Slot, keys: impl FnOnce(u64) -> IndexKeys) {
-        let e = &mut self.entries[at as usize];
-        debug_assert!(e.live && e.slot == slot, "a token names its own entry");
-        e.keys = keys(e.keys.hashes[0]);
-        let reply = e.keys.hashes[1];
-        self.note(reply);
+        let e = self
+            .entries
+            .get_mut(at as usize)
+            .filter(|e| e.live && e.slot == slot);
+        debug_assert!(e.is_some(), "a token names its own entry");
+        if let Some(e) = e {
+            e.keys = keys(e.keys.hashes[0]);
+            let reply = e.keys.hashes[1];
+            self.note(reply);
+        }
     }
 
     /// Takes the connection at `at` (in `slot`) off the list, to be
