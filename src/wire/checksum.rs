@@ -42,7 +42,7 @@ impl<'a> ChecksumView<'a> {
     /// Whether the IPv4 header checksum is right (always true for IPv6).
     #[inline]
     pub fn header_ok(&self) -> bool {
-        self.l3 == L3::V6 || fold(sum(0, self.header)) == 0xffff
+        self.l3 == L3::V6 || fold(sum_ipv4_header(self.header)) == 0xffff
     }
 
     /// Whether the transport checksum is right. `None` when it cannot be
@@ -90,7 +90,7 @@ impl<'a> ChecksumView<'a> {
 
     /// A zero UDP checksum over IPv4 means "none" (RFC 768).
     fn no_udp_checksum(&self) -> bool {
-        self.proto == PROTO_UDP && self.l3 == L3::V4 && self.l4.get(6..8) == Some(&[0, 0])
+        self.proto == PROTO_UDP && self.l3 == L3::V4 && matches!(self.l4.get(6..8), Some([0, 0]))
     }
 
     /// Adds the pseudo-header to the segment's sum `acc` and checks it.
@@ -129,7 +129,7 @@ impl<'a> ChecksumView<'a> {
         if self.proto != PROTO_ICMP {
             // Both addresses sit side by side in the IP header.
             acc = match self.l3 {
-                L3::V4 => sum(acc, &self.header[12..20]),
+                L3::V4 => add(acc, u64::from_ne_bytes(word_at(self.header, 12))),
                 L3::V6 => sum(acc, &self.header[8..40]),
             };
             // The upper-layer length is at most 65535: IPv6 jumbograms are
@@ -185,14 +185,42 @@ fn word(v: u16) -> u64 {
     u64::from(u16::from_ne_bytes(v.to_be_bytes()))
 }
 
-#[inline]
+/// The 16-bit one's complement sum that `acc` stands for, with no loop
+/// and no branch: 64 bits to 32 with the end-around carry (2^32 is 1
+/// modulo 2^16 - 1), then 32 to 16 as Linux's `csum_fold` does it: the
+/// high half of `s + (s rotated by 16)` is the halves' sum with the carry
+/// out of the low half added back in. The loop it replaces took a
+/// mispredictable branch and two rounds on most packets.
+#[inline(always)]
 fn fold(acc: u64) -> u16 {
-    // 64 bits to 33 first: 2^32 is 1 modulo 2^16 - 1.
-    let mut acc = (acc >> 32) + (acc & 0xffff_ffff);
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
+    let (s, carry) = ((acc >> 32) as u32).overflowing_add(acc as u32);
+    // With a carry the sum is at most 2^32 - 2, so this cannot overflow.
+    let s = s + u32::from(carry);
+    (s.wrapping_add(s.rotate_right(16)) >> 16) as u16
+}
+
+/// The eight bytes of `data` from `at` (which the caller has checked it
+/// holds).
+#[inline(always)]
+fn word_at(data: &[u8], at: usize) -> [u8; 8] {
+    data[at..at + 8].try_into().expect("8 bytes")
+}
+
+/// `sum(0, header)` for an IPv4 header, with the optionless 20 bytes of
+/// nearly every packet added as three words, not through `sum`'s loop
+/// (whose set-up for a length it does not know costs more than the adds).
+#[inline(always)]
+fn sum_ipv4_header(header: &[u8]) -> u64 {
+    match header.split_first_chunk::<20>() {
+        Some((h, [])) => {
+            let (a, rest) = h.split_first_chunk::<8>().expect("20 bytes");
+            let (b, c) = rest.split_first_chunk::<8>().expect("12 bytes");
+            let c: [u8; 4] = *c.first_chunk().expect("4 bytes");
+            let acc = add(u64::from_ne_bytes(*a), u64::from_ne_bytes(*b));
+            add(acc, u64::from(u32::from_ne_bytes(c)))
+        }
+        _ => sum(0, header),
     }
-    acc as u16
 }
 
 /// Whether the IPv4 header checksum is right (always true for IPv6).
@@ -204,7 +232,7 @@ pub fn ip_header_ok(ip: &IpPacket<'_>) -> bool {
 /// The checksum field for an IPv4 header whose checksum field is zero,
 /// in the order it is stored.
 pub fn header_checksum(header: &[u8]) -> [u8; 2] {
-    (!fold(sum(0, header))).to_ne_bytes()
+    (!fold(sum_ipv4_header(header))).to_ne_bytes()
 }
 
 /// Whether the transport checksum is right. `None` when it cannot be told:
@@ -276,6 +304,39 @@ mod tests {
                     fold(add(sum(0, &data), u64::MAX - 1)),
                     "{len}"
                 );
+            }
+        }
+    }
+
+    /// `fold` against the plain definition: add the 16-bit halves with
+    /// their carries until 16 bits are left.
+    #[test]
+    fn fold_is_the_end_around_carry_sum_of_the_words() {
+        fn by_loop(mut acc: u64) -> u16 {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        }
+        let mut next = crate::synth::xorshift(0x0bad_cafe_f00d_d00d);
+        let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x1_0000_0000];
+        let randoms = (0..100_000).map(|_| next());
+        for acc in edges
+            .into_iter()
+            .chain(edges.map(|e| u64::MAX - e))
+            .chain(randoms)
+        {
+            assert_eq!(fold(acc), by_loop(acc), "{acc:#x}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_header_sums_alike_with_and_without_options() {
+        let mut next = crate::synth::xorshift(0x5eed_0f12_3456);
+        for len in [20, 24, 60] {
+            for _ in 0..1000 {
+                let h: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                assert_eq!(fold(sum_ipv4_header(&h)), fold(sum(0, &h)), "{len}");
             }
         }
     }
