@@ -122,12 +122,16 @@ fn both_entry(s: Slot, c: &Conn) -> u32 {
 
 /// Whether the tuple's source end (address, then port) sorts after its
 /// destination end; of a tuple and its swapped twin exactly one is, unless
-/// both ends are equal (and so are the tuples). Bitwise `&` and `|` on
-/// the comparisons, so that no branch depends on the direction.
+/// both ends are equal (and so are the tuples). Each address is compared
+/// as one 128-bit number (a compare and a subtract-with-borrow), and
+/// bitwise `&` and `|` join the port's tie-break, so that no branch
+/// depends on the direction; comparing the 64-bit halves in turn took
+/// twice the instructions.
 #[inline]
 fn descending(t: &Tuple) -> bool {
-    let (s, d) = (t.src.words(), t.dst.words());
-    (s[0] > d[0]) | ((s[0] == d[0]) & ((s[1] > d[1]) | ((s[1] == d[1]) & (t.sport > t.dport))))
+    let wide = |w: [u64; 2]| u128::from(w[0]) << 64 | u128::from(w[1]);
+    let (s, d) = (wide(t.src.words()), wide(t.dst.words()));
+    (s > d) | ((s == d) & (t.sport > t.dport))
 }
 
 /// A connection early drop may take although it has not timed out
