@@ -188,6 +188,12 @@ pub struct Stages<P: Policy> {
 /// are verdicts.
 #[inline]
 fn rx_checksum(ol_flags: u64) -> RxChecksum {
+    // A PMD with no checksum offload (net_pcap, net_af_packet, memif, a
+    // reassembled datagram's 0) leaves all four bits clear: one test
+    // instead of decoding both fields.
+    if ol_flags & (RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK) == 0 {
+        return RxChecksum::UNKNOWN;
+    }
     let verdict = |mask: u64, good: u64, bad: u64| match ol_flags & mask {
         f if f == good => Checked::Good,
         f if f == bad => Checked::Bad,
@@ -628,5 +634,12 @@ mod tests {
         let none = rx_checksum(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK);
         assert_eq!(none, RxChecksum::UNKNOWN);
         assert_eq!(rx_checksum(RTE_MBUF_F_RX_IP_CKSUM_GOOD).ip, Checked::Good);
+        // Other offload flags alone (an RSS hash, VLAN stripped) are no
+        // verdict.
+        assert_eq!(
+            rx_checksum(!(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK)),
+            RxChecksum::UNKNOWN
+        );
+        assert_eq!(rx_checksum(0), RxChecksum::UNKNOWN);
     }
 }
