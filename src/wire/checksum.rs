@@ -197,9 +197,10 @@ fn word(v: u16) -> u64 {
 /// modulo 2^16 - 1), then 32 to 16 as Linux's `csum_fold` does it: the
 /// high half of `s + (s rotated by 16)` is the halves' sum with the carry
 /// out of the low half added back in. The loop it replaces took a
-/// mispredictable branch and two rounds on most packets.
+/// mispredictable branch and two rounds on most packets. NAT's
+/// incremental updates (`rewrite`) fold with it too.
 #[inline(always)]
-fn fold(acc: u64) -> u16 {
+pub(super) fn fold(acc: u64) -> u16 {
     let (s, carry) = ((acc >> 32) as u32).overflowing_add(acc as u32);
     // With a carry the sum is at most 2^32 - 2, so this cannot overflow.
     let s = s + u32::from(carry);

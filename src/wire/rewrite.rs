@@ -3,7 +3,7 @@
 //! header checksum and the transport checksum right by RFC 1624's
 //! incremental update instead of a recomputation over the packet.
 
-use super::checksum::{header_checksum, ChecksumView};
+use super::checksum::{fold, header_checksum, ChecksumView};
 use super::ip::{parse_ip, Addr, Fragment, L3, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::Error;
 
@@ -24,22 +24,14 @@ fn checksum_delta(old: &[u8], new: &[u8]) -> u32 {
         acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
         acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
     }
-    fold(acc)
+    u32::from(fold(u64::from(acc)))
 }
 
 /// HC' = ~(~HC + delta), for a delta folded or not (a sum of a few
-/// 16-bit words: `fold` takes any 32-bit sum).
+/// 16-bit words: `fold` takes any sum).
 #[inline]
 fn apply_delta(hc: u16, delta: u32) -> u16 {
-    !(fold(u32::from(!hc) + delta) as u16)
-}
-
-/// Folds a 32-bit one's-complement sum into 16 bits: twice is enough for
-/// any sum (the first leaves at most 0x1fffe), and no loop to mispredict.
-#[inline]
-fn fold(acc: u32) -> u32 {
-    let acc = (acc & 0xffff) + (acc >> 16);
-    (acc & 0xffff) + (acc >> 16)
+    !fold(u64::from(!hc) + u64::from(delta))
 }
 
 /// An IP packet whose headers can be changed in place. Lengths are checked
