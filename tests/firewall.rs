@@ -221,6 +221,7 @@ fn connection_events_are_written() {
             "--forward-mode=firewall",
             "--idle-exit=2.5",
             "--ct-timeout-udp=1",
+            "--ct-acct=on",
             &events,
         ],
     );
@@ -242,7 +243,7 @@ fn connection_events_are_written() {
         assert!(rest.starts_with(kind), "{l}");
         assert!(rest.contains(&format!("id={}", i % 3 + 1)), "{l}");
     }
-    // Destroyed, with what each direction carried.
+    // Destroyed, with what each direction carried (`--ct-acct=on`).
     assert!(
         lines[3].contains("packets=2 bytes=") && !lines[3].contains("UNREPLIED"),
         "{text}"

@@ -205,6 +205,11 @@ const FLAGS: &[Flag] = &[
         help: "INVALID on a bad TCP/UDP/ICMP checksum, NIC-verified where the port can (default on)",
     },
     Flag {
+        name: "ct-acct",
+        value: Some("on|off"),
+        help: "keep packet and byte counters per connection, shown by ct list (default off, as Linux's nf_conntrack_acct)",
+    },
+    Flag {
         name: "ct-liberal",
         value: None,
         help: "TCP window tracking marks only out-of-window RSTs invalid (tcp_be_liberal)",
@@ -267,6 +272,15 @@ pub fn usage() -> String {
          set-up error).\n",
     );
     s
+}
+
+/// An `on|off` flag's value.
+fn on_off(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("--{name}: '{v}' is not on or off")),
+    }
 }
 
 /// Parses the application flags (everything after `--`).
@@ -457,13 +471,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.fwd.conntrack.helpers.ftp_loose = loose;
             }
             "ct-liberal" => o.fwd.conntrack.tcp.be_liberal = true,
-            "ct-checksum" => {
-                o.fwd.conntrack.checksum = match v {
-                    "on" => true,
-                    "off" => false,
-                    _ => return Err(format!("--ct-checksum: '{v}' is not on or off")),
-                }
-            }
+            "ct-checksum" => o.fwd.conntrack.checksum = on_off(name, v)?,
+            "ct-acct" => o.fwd.conntrack.acct = on_off(name, v)?,
             "rules" => {
                 let text = std::fs::read_to_string(v).map_err(|e| format!("--rules: {v}: {e}"))?;
                 let set = crate::rules::RuleSet::parse(&text)
@@ -625,6 +634,7 @@ mod tests {
             &["--inside-ports=0,x"],
             &["--rules=/nonexistent/rules"],
             &["--ct-checksum=maybe"],
+            &["--ct-acct=yes"],
             &["--ct-timeout-tcp-bogus=5"],
             &["--ct-timeout-udp=0"],
             &["--ct-timeout-udp"],
@@ -637,6 +647,13 @@ mod tests {
             let e = run(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
             assert!(!e.contains('\n') && !e.is_empty(), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn counters_are_off_unless_asked_for() {
+        assert!(!run(&[]).unwrap().fwd.conntrack.acct);
+        assert!(run(&["--ct-acct=on"]).unwrap().fwd.conntrack.acct);
+        assert!(!run(&["--ct-acct=off"]).unwrap().fwd.conntrack.acct);
     }
 
     #[test]

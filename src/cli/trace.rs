@@ -46,9 +46,11 @@ impl TraceOptions {
 
 fn parse(args: &[String]) -> Result<Option<TraceOptions>, String> {
     // Lazily faulted: a short capture should not pay for a large table.
+    // Counters are kept: `--list` is for looking closely.
     let mut cfg = Config {
         max: TRACE_MAX_CONNS,
         prefault: false,
+        acct: true,
         ..Config::default()
     };
     let mut json = false;
@@ -110,7 +112,8 @@ pub fn run(args: &[String]) -> i32 {
                 through conntrack ingress and confirm, and prints one line per packet:\n\
                 index, tuple, ctinfo, TCP state, connection id, and why it is INVALID.\n\
                 --json prints one JSON object per packet, then {{\"summary\": {{...}}}}.\n\
-                --list prints the connection table at the end, as conntrack -L does.\n\
+                --list prints the connection table at the end, as conntrack -L does\n\
+                (with counters, as with nf_conntrack_acct=1).\n\
                 --checksum verifies checksums (off: endpoint captures carry offloaded ones).\n\
                 --liberal and --no-loose set Linux's tcp_be_liberal and tcp_loose=0.\n\
                 --ct-helper=tftp:69,ftp:21,ftp:2121 says which helpers serve which ports\n\

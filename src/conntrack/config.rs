@@ -12,6 +12,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Verify transport checksums (`nf_conntrack_checksum`).
     pub checksum: bool,
+    /// Keep per-connection packet and byte counters
+    /// (`nf_conntrack_acct`, off by default in Linux too).
+    pub acct: bool,
     /// Touch the memory of the table and its side arrays at construction,
     /// so page faults happen then and not on the packet path.
     pub prefault: bool,
@@ -33,6 +36,7 @@ impl Default for Config {
             tcp: TcpConfig::default(),
             timeouts: Timeouts::default(),
             checksum: false,
+            acct: false,
             prefault: true,
             advise_memory: None,
             helpers: HelperConfig::default(),

@@ -1,5 +1,6 @@
 //! A tracked connection (Linux's `struct nf_conn`) and its status bits.
 
+use super::acct::Counters;
 use super::tcp::TcpConn;
 use super::tuple::{Dir, Tuple};
 
@@ -48,20 +49,23 @@ pub enum ProtoState {
     Other,
 }
 
-/// A connection: both tuples, status, timeout, per-direction counters and
-/// the protocol's state. 192 bytes; the index adds a 6-byte entry (a
-/// 16-bit signature and a 32-bit slot) for an untranslated connection,
-/// two for a translated one, in buckets sized for two a connection (see
-/// `table`).
+/// A connection: both tuples, status, timeout and the protocol's state.
+/// 160 bytes; the index adds a 6-byte entry (a 16-bit signature and a
+/// 32-bit slot) for an untranslated connection, two for a translated one,
+/// in buckets sized for two a connection (see `table`). Its packet and
+/// byte counters are kept beside the table, and only when asked for
+/// (`acct`), as Linux keeps them in an extension.
 ///
 /// The field order is the memory layout (`repr(C)`), chosen so that a
 /// packet of an established UDP, ICMP or other flow touches two cache
-/// lines, and only TCP the third: line 0 holds the original tuple and most
-/// of the reply tuple, line 1 the rest of it with status, timeout and
-/// counters, line 2 the protocol state (TCP window tracking; UDP needs its
-/// `stream_after` only between the first reply and ASSURED).
+/// lines, and only TCP the third: the tuples, status and timeout are the
+/// first 96 bytes, the protocol state (TCP window tracking; UDP needs its
+/// `stream_after` only between the first reply and ASSURED) the last 64.
+/// Aligned to 32 bytes, the first 96 span two lines wherever the slot
+/// starts, and the whole three; 64-byte alignment would round the size
+/// up to 192 for no line fewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C, align(32))]
 pub struct Conn {
     /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
     /// stored, not derived, because NAT makes it differ from the inverse.
@@ -71,8 +75,6 @@ pub struct Conn {
     pub id: u32,
     /// When it expires, in the caller's nanoseconds.
     pub deadline: u64,
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
     pub proto: ProtoState,
 }
 
@@ -84,8 +86,6 @@ impl Conn {
         id: 0,
         deadline: 0,
         proto: ProtoState::Other,
-        packets: [0; 2],
-        bytes: [0; 2],
     };
 
     pub fn tuple(&self, dir: Dir) -> &Tuple {
@@ -105,18 +105,27 @@ impl Conn {
     }
 }
 
+/// A copy of a connection with its counters (if kept), as a listing
+/// carries it away from the table.
+#[derive(Debug, Clone, Copy)]
+pub struct ListedConn {
+    pub conn: Conn,
+    pub counters: Option<Counters>,
+}
+
 /// A connection as one line of `conntrack -L`: protocol, number, seconds
-/// left, TCP state, the original tuple with its counters, `[UNREPLIED]`
-/// before any reply, the reply tuple with its counters, `[ASSURED]`, the
-/// zone and the id.
+/// left, TCP state, the original tuple with its counters (if kept),
+/// `[UNREPLIED]` before any reply, the reply tuple with its counters,
+/// `[ASSURED]`, the zone and the id.
 pub struct ConnLine<'a> {
     pub conn: &'a Conn,
+    pub counters: Option<Counters>,
     pub now: u64,
 }
 
 impl std::fmt::Display for ConnLine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write_conn(f, self.conn, Some(self.now))
+        write_conn(f, self.conn, self.counters, Some(self.now))
     }
 }
 
@@ -137,19 +146,25 @@ impl std::fmt::Display for EventLine<'_> {
         match e.kind {
             super::CtEventKind::New => {
                 f.write_str("    [NEW] ")?;
-                write_conn(f, &e.conn, Some(e.at))
+                write_conn(f, &e.conn, e.counters, Some(e.at))
             }
             super::CtEventKind::Destroy => {
                 f.write_str("[DESTROY] ")?;
-                write_conn(f, &e.conn, None)
+                write_conn(f, &e.conn, e.counters, None)
             }
         }
     }
 }
 
 /// A connection as `conntrack` prints it; with `now`, its timeout and
-/// TCP state too.
-fn write_conn(f: &mut std::fmt::Formatter<'_>, c: &Conn, now: Option<u64>) -> std::fmt::Result {
+/// TCP state too. Counters show only where kept, as Linux prints them only
+/// with `nf_conntrack_acct` on.
+fn write_conn(
+    f: &mut std::fmt::Formatter<'_>,
+    c: &Conn,
+    counters: Option<Counters>,
+    now: Option<u64>,
+) -> std::fmt::Result {
     let [orig, reply] = &c.tuples;
     write!(
         f,
@@ -163,11 +178,17 @@ fn write_conn(f: &mut std::fmt::Formatter<'_>, c: &Conn, now: Option<u64>) -> st
             write!(f, " {}", t.state.name())?;
         }
     }
-    write!(f, " {orig} packets={} bytes={}", c.packets[0], c.bytes[0])?;
+    let counted = |f: &mut std::fmt::Formatter<'_>, d: usize| match counters {
+        Some(n) => write!(f, " packets={} bytes={}", n.packets[d], n.bytes[d]),
+        None => Ok(()),
+    };
+    write!(f, " {orig}")?;
+    counted(f, 0)?;
     if !c.status.has(Status::SEEN_REPLY) {
         f.write_str(" [UNREPLIED]")?;
     }
-    write!(f, " {reply} packets={} bytes={}", c.packets[1], c.bytes[1])?;
+    write!(f, " {reply}")?;
+    counted(f, 1)?;
     if c.status.has(Status::ASSURED) {
         f.write_str(" [ASSURED]")?;
     }

@@ -2,6 +2,7 @@
 //! and DESTROY (however a connection goes) in a buffer reserved once,
 //! which its caller drains between bursts.
 
+use super::acct::{Acct, Counters};
 use super::expect::{Expectations, Ledger};
 use super::ext::Exts;
 use super::table::{ConnTable, Slot};
@@ -20,6 +21,8 @@ pub enum CtEventKind {
 pub struct CtEvent {
     pub kind: CtEventKind,
     pub conn: Conn,
+    /// Its counters then, if kept (`Config::acct`).
+    pub counters: Option<Counters>,
     pub at: u64,
 }
 
@@ -31,11 +34,18 @@ pub(super) struct EventLog {
 }
 
 impl EventLog {
-    pub(super) fn push(&mut self, kind: CtEventKind, conn: &Conn, at: u64) {
+    pub(super) fn push(
+        &mut self,
+        kind: CtEventKind,
+        conn: &Conn,
+        counters: Option<Counters>,
+        at: u64,
+    ) {
         if self.buf.len() < self.buf.capacity() {
             self.buf.push(CtEvent {
                 kind,
                 conn: *conn,
+                counters,
                 at,
             });
         } else {
@@ -54,13 +64,14 @@ pub(super) struct Teardown<'a> {
     ledger: &'a mut Ledger,
     events: &'a mut Option<EventLog>,
     exts: &'a mut Exts,
+    acct: &'a Acct,
 }
 
 impl Teardown<'_> {
     pub(super) fn conn(&mut self, slot: Slot, conn: &Conn, now: u64) {
         self.ledger.forget_master(self.set, conn);
         if let Some(log) = self.events {
-            log.push(CtEventKind::Destroy, conn, now);
+            log.push(CtEventKind::Destroy, conn, self.acct.get(slot), now);
         }
         self.exts.release(slot);
     }
@@ -76,6 +87,7 @@ impl Shard {
                 ledger: &mut self.ledger,
                 events: &mut self.events,
                 exts: &mut self.exts,
+                acct: &self.acct,
             },
         )
     }

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acct;
 mod classify;
 mod config;
 mod conn;
@@ -63,10 +64,12 @@ use std::sync::Arc;
 
 use crate::wire::{Addr, L3, PROTO_TCP};
 
+use acct::Acct;
+pub use acct::Counters;
 pub use classify::Classified;
 use classify::{Early, L4};
 pub use config::Config;
-pub use conn::{Conn, ConnLine, EventLine, ProtoState, Status};
+pub use conn::{Conn, ConnLine, EventLine, ListedConn, ProtoState, Status};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
@@ -96,8 +99,9 @@ use unconfirmed::UnconfirmedList;
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
 
-/// Cache lines of one connection (`Conn` is 64-byte aligned), and those a
-/// packet of a flow other than TCP reads (see `Conn`'s layout).
+/// Cache lines of one connection (`Conn` is 32-byte aligned, so that its
+/// 160 bytes span three lines wherever it starts), and those a packet of
+/// a flow other than TCP reads (see `Conn`'s layout).
 const CONN_LINES: usize = std::mem::size_of::<Conn>().div_ceil(64);
 const CONN_LINES_NOT_TCP: usize = std::mem::offset_of!(Conn, proto).div_ceil(64);
 
@@ -278,6 +282,8 @@ pub struct Shard {
     ledger: Ledger,
     /// Extension records of the connections a helper is involved in.
     exts: Exts,
+    /// Packet and byte counters, if kept (`Config::acct`).
+    acct: Acct,
     /// When `gc` next sweeps expired expectations.
     next_expect_sweep: u64,
     /// With several workers, which tuples land on this one: NAT chooses
@@ -313,6 +319,7 @@ impl Shard {
             expectations,
             ledger: Ledger::new(cfg.expect_max),
             exts: Exts::new(cfg.max),
+            acct: Acct::new(cfg.max, cfg.acct, cfg.prefault, cfg.advise_memory),
             next_expect_sweep: 0,
             steering: None,
             nat_key: HashKey::random(),
@@ -365,10 +372,10 @@ impl Shard {
         &self.table
     }
 
-    /// Bytes of memory the connections take: the table, and the extension
-    /// records of those a helper is involved in.
+    /// Bytes of memory the connections take: the table, the extension
+    /// records of those a helper is involved in, and the counters.
     pub fn memory(&self) -> usize {
-        self.table.memory() + self.exts.memory()
+        self.table.memory() + self.exts.memory() + self.acct.memory()
     }
 
     /// The connection behind a handle, if it still exists.
@@ -378,6 +385,13 @@ impl Shard {
         }
         let c = self.table.get(r.slot);
         (c.id == r.id).then_some(c)
+    }
+
+    /// A connection's counters, if it still exists and they are kept
+    /// (`Config::acct`).
+    pub fn counters(&self, r: ConnRef) -> Option<Counters> {
+        self.conn(r)?;
+        self.acct.get(r.slot)
     }
 
     /// Counts a frame that is not IP (or is UNTRACKED by policy).
@@ -566,8 +580,6 @@ impl Shard {
             id: self.next_id,
             deadline: now,
             proto,
-            packets: [0; 2],
-            bytes: [0; 2],
         };
         let slot = match self.table.alloc(conn) {
             Some(s) => s,
@@ -583,6 +595,7 @@ impl Shard {
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.acct.reset(slot);
         let keys = self.table.keys(self.table.get(slot), c.hash);
         let at = self.unconfirmed.push(slot, keys);
         self.attach_helper_or_master(slot, at, now);
@@ -678,21 +691,19 @@ impl Shard {
             }
             Err(other) => other,
         };
-        let conn = *self.table.get(slot);
+        let tcp = self.table.get(slot).tuples[0].proto == PROTO_TCP;
+        if !tcp {
+            self.acct.merge(slot, other);
+        }
         self.free_unconfirmed(slot);
-        if conn.tuples[0].proto == PROTO_TCP {
+        if tcp {
             self.stats.insert_failed += 1;
             return Err(ConfirmError::InsertFailed);
         }
         self.stats.clash_resolve += 1;
-        let o = self.table.get_mut(other);
-        for d in 0..2 {
-            o.packets[d] += conn.packets[d];
-            o.bytes[d] += conn.bytes[d];
-        }
         Ok(ConnRef {
             slot: other,
-            id: o.id,
+            id: self.table.get(other).id,
         })
     }
 
@@ -727,7 +738,8 @@ impl Shard {
             v.conn = Some(r);
             // Inserted, not joined to a connection confirmed meanwhile.
             if let (Some(log), true) = (self.events.as_mut(), r.slot == slot) {
-                log.push(CtEventKind::New, self.table.get(slot), now);
+                let counters = self.acct.get(slot);
+                log.push(CtEventKind::New, self.table.get(slot), counters, now);
             }
         }
         if let (true, Some(r)) = (v.help, v.conn) {
@@ -787,8 +799,16 @@ impl Shard {
     /// The table as `conntrack -L` lines, one per connection.
     pub fn list(&self, now: u64) -> String {
         let mut s = String::new();
-        for (_, conn) in self.table.iter() {
-            s.push_str(&ConnLine { conn, now }.to_string());
+        for (slot, conn) in self.table.iter() {
+            let counters = self.acct.get(slot);
+            s.push_str(
+                &ConnLine {
+                    conn,
+                    counters,
+                    now,
+                }
+                .to_string(),
+            );
             s.push('\n');
         }
         s

@@ -3,7 +3,7 @@
 //! bounded slices, so the owner can serve an operator between two bursts
 //! without holding its queues unpolled for long.
 
-use super::conn::Conn;
+use super::conn::{Conn, ListedConn};
 use super::expect::Expectation;
 use super::table::Slot;
 use super::Shard;
@@ -23,16 +23,20 @@ impl Shard {
         budget: usize,
         max_out: usize,
         keep: impl Fn(&Conn) -> bool,
-        out: &mut Vec<Conn>,
+        out: &mut Vec<ListedConn>,
     ) -> Cursor {
         let end = self.table.slots().min(from.saturating_add(budget));
         for i in from..end {
             if out.len() >= max_out {
                 return Some(i);
             }
-            if let Some(c) = self.table.confirmed(Slot(i as u32)) {
+            let slot = Slot(i as u32);
+            if let Some(c) = self.table.confirmed(slot) {
                 if keep(c) {
-                    out.push(*c);
+                    out.push(ListedConn {
+                        conn: *c,
+                        counters: self.acct.get(slot),
+                    });
                 }
             }
         }
@@ -139,7 +143,7 @@ mod tests {
         }
         assert_eq!(out.len(), 1000);
         assert!(slices >= 1000 / 64);
-        let mut ids: Vec<u32> = out.iter().map(|c| c.id).collect();
+        let mut ids: Vec<u32> = out.iter().map(|c| c.conn.id).collect();
         ids.dedup();
         assert_eq!(ids.len(), 1000);
     }

@@ -3,7 +3,7 @@
 //! timeout and its counters.
 
 use super::classify::{Classified, L4};
-use super::conn::{Conn, ProtoState, Status};
+use super::conn::{ProtoState, Status};
 use super::table::Slot;
 use super::tuple::Dir;
 use super::{udp, Shard, TcpVerdict, SEC};
@@ -41,7 +41,7 @@ impl Shard {
             &self.cfg.timeouts,
         );
         conn.deadline = now + u64::from(timeout) * SEC;
-        account(conn, dir, c);
+        self.acct.add(slot, dir, c.wire_len);
         Track::Accept
     }
 
@@ -86,7 +86,7 @@ impl Shard {
                         return Track::Invalid(reason);
                     }
                     TcpVerdict::Kill => {
-                        account(conn, dir, c);
+                        self.acct.add(slot, dir, c.wire_len);
                         return Track::Kill;
                     }
                     TcpVerdict::Reopen => return Track::Reopen,
@@ -104,7 +104,7 @@ impl Shard {
         if let Some(t) = timeout {
             conn.deadline = now + u64::from(t) * SEC;
         }
-        account(conn, dir, c);
+        self.acct.add(slot, dir, c.wire_len);
         Track::Accept
     }
 }
@@ -116,12 +116,4 @@ pub(super) enum Track {
     Invalid(&'static str),
     Kill,
     Reopen,
-}
-
-/// Per-direction packet and byte counters (`nf_ct_acct`); bytes are the IP
-/// length, as Linux counts `skb->len`.
-#[inline]
-fn account(conn: &mut Conn, dir: Dir, c: &Classified<'_>) {
-    conn.packets[dir.index()] += 1;
-    conn.bytes[dir.index()] += u64::from(c.wire_len);
 }

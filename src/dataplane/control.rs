@@ -24,7 +24,7 @@ use crossbeam_queue::ArrayQueue;
 use super::cpu::tsc;
 use super::policy::Policy;
 use super::stages::Stages;
-use crate::conntrack::{Conn, Cursor, Expectation, Stats};
+use crate::conntrack::{Cursor, Expectation, ListedConn, Stats};
 use crate::rules::{ConnFilter, RuleSet};
 
 /// Table slots one slice looks at. A slot is a sequential read of the
@@ -78,7 +78,7 @@ pub enum Reply {
     /// the worker's clock, and where the walk goes on (`None`: the end).
     /// `last` is the walk's final slice (the end, or a full page).
     Slice {
-        conns: Vec<Conn>,
+        conns: Vec<ListedConn>,
         deleted: usize,
         now: u64,
         next: Cursor,
@@ -106,7 +106,7 @@ struct Command {
 /// lock of the worker's arena, which the worker would then wait on.
 struct Replies {
     queue: ArrayQueue<Reply>,
-    spares: ArrayQueue<Vec<Conn>>,
+    spares: ArrayQueue<Vec<ListedConn>>,
 }
 
 impl Replies {
@@ -122,7 +122,7 @@ impl Replies {
     }
 
     /// A page read: its buffer goes back to the worker.
-    fn recycle(&self, mut page: Vec<Conn>) {
+    fn recycle(&self, mut page: Vec<ListedConn>) {
         page.clear();
         let _ = self.spares.push(page);
     }
@@ -325,7 +325,7 @@ pub struct Control {
 /// A page of a listing: connections, the worker's clock, and the slot the
 /// next page starts from (`None`: the worker's table is done).
 pub struct Page {
-    pub conns: Vec<Conn>,
+    pub conns: Vec<ListedConn>,
     pub now: u64,
     pub next: Cursor,
 }
@@ -402,7 +402,7 @@ impl Control {
     fn slices(
         worker: usize,
         reply: &Replies,
-        mut slice: impl FnMut(&[Conn], usize, u64, Cursor),
+        mut slice: impl FnMut(&[ListedConn], usize, u64, Cursor),
     ) -> Result<(), String> {
         loop {
             let Reply::Slice {
@@ -428,7 +428,7 @@ impl Control {
     pub fn list(
         &self,
         filter: &Arc<ConnFilter>,
-        mut each: impl FnMut(&Conn, u64),
+        mut each: impl FnMut(&ListedConn, u64),
     ) -> Result<usize, String> {
         self.check()?;
         let mut n = 0;

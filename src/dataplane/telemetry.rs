@@ -25,7 +25,7 @@ use dpdk_sys as sys;
 use super::control::Control;
 use super::forwarding::{Forwarding, DROP_REASONS, HANDOFF_COUNTERS};
 use super::worker::{CtCounters, StreamCounters};
-use crate::conntrack::{proto_name, Conn, CtInfo, Status};
+use crate::conntrack::{proto_name, CtInfo, ListedConn, Status};
 
 /// Connections per `/ctfwd/ct/list` page: each is a dictionary of 16
 /// fields, about 400 bytes of JSON with IPv6 addresses, and a reply must
@@ -339,8 +339,9 @@ fn ct_list(s: &State, params: &str, out: &Tel) -> Result<(), String> {
 }
 
 /// A connection as a dictionary: the fields of its `conntrack -L` line.
-fn conn_dict(c: &Conn, now: u64) -> Result<Tel, String> {
+fn conn_dict(listed: &ListedConn, now: u64) -> Result<Tel, String> {
     let d = Tel::new_dict().ok_or("out of memory")?;
+    let c = &listed.conn;
     let [orig, reply] = &c.tuples;
     let l3 = orig.l3();
     d.str("proto", proto_name(orig.proto));
@@ -354,8 +355,11 @@ fn conn_dict(c: &Conn, now: u64) -> Result<Tel, String> {
         d.u64(&format!("{prefix}_sport"), u64::from(t.sport));
         d.u64(&format!("{prefix}_dport"), u64::from(t.dport));
     }
-    d.u64("packets", c.packets[0] + c.packets[1]);
-    d.u64("bytes", c.bytes[0] + c.bytes[1]);
+    // As `conntrack -L`, only where counters are kept (`--ct-acct=on`).
+    if let Some(n) = listed.counters {
+        d.u64("packets", n.packets[0] + n.packets[1]);
+        d.u64("bytes", n.bytes[0] + n.bytes[1]);
+    }
     d.int("assured", i32::from(c.status.has(Status::ASSURED)));
     d.u64("id", u64::from(c.id));
     Ok(d)
