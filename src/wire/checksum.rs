@@ -294,6 +294,36 @@ mod tests {
         }
     }
 
+    /// RFC 768: a zero UDP checksum over IPv4 means none, whatever the
+    /// datagram sums to; over IPv6 it is wrong (RFC 8200, section 8.1).
+    #[test]
+    fn a_zero_udp_checksum_is_none_over_ipv4_only() {
+        use crate::synth::{ip_packet, udp};
+        for (a, b, ok) in [
+            ("198.18.0.1", "198.19.0.1", Some(true)),
+            ("2001:2::1", "2001:2::2", Some(false)),
+        ] {
+            let mut p = ip_packet(
+                a.parse().unwrap(),
+                b.parse().unwrap(),
+                17,
+                &[],
+                &udp(1, 2, b"x"),
+            );
+            let l4 = p.len() - 9;
+            p[l4 + 6..l4 + 8].fill(0);
+            let ip = crate::wire::parse_ip(&p, p.len(), false).unwrap();
+            assert_eq!(ChecksumView::of(&ip).l4_ok(), ok, "{a}");
+            let rest = [&p[p.len() - 1..]];
+            let first = crate::wire::parse_ip(&p[..p.len() - 1], p.len(), false).unwrap();
+            assert_eq!(
+                ChecksumView::of(&first).l4_ok_spread(rest.into_iter()),
+                ok,
+                "{a}"
+            );
+        }
+    }
+
     #[test]
     fn native_order_sum_is_the_byte_swapped_reference() {
         let mut next = crate::synth::xorshift(0x1234_5678_9abc_def1);
