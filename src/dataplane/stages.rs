@@ -110,7 +110,10 @@ impl<'a> Chunk<'a> {
             ol_flags,
         });
         self.spread |= spread;
-        self.cl.push(Classified::extract(ip, 0));
+        // Filled where it stays (`Classified::fill`).
+        self.cl.push(Classified::EMPTY);
+        let n = self.cl.len();
+        self.cl[n - 1].fill(ip, 0);
         self.sums.push(ChecksumView::of(ip));
     }
 
