@@ -74,11 +74,15 @@ impl<'a> Classified<'a> {
     /// profile with `perf/callgrind-inlined`: 859 against 823).
     #[inline(always)]
     pub fn fill(&mut self, ip: &IpPacket<'a>, zone: u16) {
+        let (sport, dport) = self.transport(ip);
+        // Written whole, after the ports are known: a wide load of the
+        // tuple (its hash) right after narrow stores of the ports into it
+        // could not be forwarded from them.
         self.tuple = Tuple {
             src: ip.src,
             dst: ip.dst,
-            sport: 0,
-            dport: 0,
+            sport,
+            dport,
             proto: ip.proto,
             family: if ip.l3 == L3::V4 { 4 } else { 6 },
             zone,
@@ -86,13 +90,13 @@ impl<'a> Classified<'a> {
         self.hash = 0;
         self.wire_len = ip.wire_len as u32;
         self.hint = None;
-        self.transport(ip);
     }
 
-    /// The transport part of `fill`: ports (or ICMP id, type and code)
-    /// into the tuple, and the view or the early verdict into `l4`.
+    /// The transport part of `fill`: the view or the early verdict into
+    /// `l4`; returns the tuple's ports (for ICMP the id, and type and
+    /// code; zero where there are none).
     #[inline(always)]
-    fn transport(&mut self, ip: &IpPacket<'a>) {
+    fn transport(&mut self, ip: &IpPacket<'a>) -> (u16, u16) {
         let malformed = |e: wire::Error| Early::Invalid {
             reason: e.reason(),
             malformed: true,
@@ -103,7 +107,7 @@ impl<'a> Classified<'a> {
                 reason: "fragment",
                 malformed: false,
             });
-            return;
+            return (0, 0);
         }
         // Each arm stores its own result: a `match` yielding the result
         // to one assignment built it aside and copied its 72 bytes.
@@ -118,8 +122,7 @@ impl<'a> Classified<'a> {
                         })
                     }
                     Ok(()) => {
-                        self.tuple.sport = hdr.sport;
-                        self.tuple.dport = hdr.dport;
+                        let ports = (hdr.sport, hdr.dport);
                         let payload_len = ip.l4_wire_len().saturating_sub(hdr.header_len) as u32;
                         let payload = &ip.l4[hdr.header_len..];
                         self.l4 = Ok(L4::Tcp(Segment {
@@ -127,34 +130,36 @@ impl<'a> Classified<'a> {
                             payload_len,
                             payload,
                         }));
+                        return ports;
                     }
                 },
             },
             (PROTO_UDP, _) => match UdpHeader::parse(ip.l4, ip.l4_wire_len(), false) {
                 Err(e) => self.l4 = Err(malformed(e)),
                 Ok(hdr) => {
-                    self.tuple.sport = hdr.sport;
-                    self.tuple.dport = hdr.dport;
                     self.l4 = Ok(L4::Udp(&ip.l4[8..]));
+                    return (hdr.sport, hdr.dport);
                 }
             },
             (PROTO_ICMP, L3::V4) | (PROTO_ICMPV6, L3::V6) => match IcmpHeader::parse(ip.l4) {
                 Err(e) => self.l4 = Err(malformed(e)),
                 Ok(icmp) => {
                     let v6 = ip.l3 == L3::V6;
-                    self.tuple.dport = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
+                    let ty_code = u16::from(icmp.ty) << 8 | u16::from(icmp.code);
                     if is_icmp_error(icmp.ty, v6) {
                         self.l4 = Ok(L4::IcmpError(icmp.body));
+                        return (0, ty_code);
                     } else if v6 && icmpv6_untracked(icmp.ty) {
                         self.l4 = Err(Early::Untracked("icmpv6-neighbour-discovery"));
-                    } else {
-                        self.tuple.sport = icmp.id;
-                        self.l4 = Ok(L4::IcmpQuery);
+                        return (0, ty_code);
                     }
+                    self.l4 = Ok(L4::IcmpQuery);
+                    return (icmp.id, ty_code);
                 }
             },
             _ => self.l4 = Ok(L4::Other),
         }
+        (0, 0)
     }
 
     pub fn tuple(&self) -> &Tuple {
