@@ -66,17 +66,16 @@ pub struct IndexKeys {
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Bucket {
-    /// The eight 16-bit signatures, four to a word (way `i` in bits
-    /// `16 * (i % 4)..` of word `i / 4`), so that `matches` compares them
-    /// four at a time in plain integer registers.
-    sig: [u64; 2],
+    /// The eight 16-bit signatures, way `i`'s at `i`: one 128-bit vector
+    /// for `matches`.
+    sig: [u16; WAYS],
     entry: [u32; WAYS],
     /// Entries whose probe passed this bucket because it was full.
     overflow: u32,
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    sig: [0; 2],
+    sig: [0; WAYS],
     entry: [EMPTY; WAYS],
     overflow: 0,
 };
@@ -331,30 +330,22 @@ impl ConnTable {
     /// Bit i set where signature i equals `sig`: one 128-bit compare of the
     /// eight lanes, narrowed to a bit each (the `wide` crate: SSE2 here,
     /// which every x86-64 has; NEON or plain integers elsewhere). The SWAR
-    /// form before it (XOR with `sig` in four lanes of a word, a carry
-    /// trick to find zero lanes, a multiply to gather their top bits) took
-    /// 34 more instructions a packet in the worker (ten-pass profile,
-    /// 813.5 against 779.5): the connection prefetch compares one bucket's
-    /// signatures for every packet, and a lookup that misses its hint
-    /// more.
+    /// form before it (the signatures four to a 64-bit word, XORed with
+    /// `sig` in four lanes, a carry trick to find zero lanes, a multiply to
+    /// gather their top bits) took 34 more instructions a packet in the
+    /// worker (ten-pass profile, 813.5 against 779.6): the connection
+    /// prefetch compares one bucket's signatures for every packet, and a
+    /// lookup that misses its hint more.
     #[inline]
     fn matches(b: &Bucket, sig: u16) -> u32 {
         use wide::u16x8;
-        let [lo, hi] = b.sig;
-        // Way i is lane i: word 0 holds ways 0-3, lowest first.
-        let lanes = |w: u64| -> [u16; 4] { std::array::from_fn(|i| (w >> (16 * i)) as u16) };
-        let [a, b2, c, d] = lanes(lo);
-        let [e, f, g, h] = lanes(hi);
-        let sigs = u16x8::new([a, b2, c, d, e, f, g, h]);
-        sigs.simd_eq(u16x8::splat(sig)).to_bitmask()
+        u16x8::new(b.sig).simd_eq(u16x8::splat(sig)).to_bitmask()
     }
 
     /// Sets way `i`'s signature.
     #[inline]
     fn set_sig(b: &mut Bucket, i: usize, sig: u16) {
-        let shift = 16 * (i % 4);
-        let word = &mut b.sig[i / 4];
-        *word = (*word & !(0xffff << shift)) | u64::from(sig) << shift;
+        b.sig[i] = sig;
     }
 
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
