@@ -313,14 +313,9 @@ pub fn list(control: &Control, filter: &Arc<ConnFilter>, out: &mut String) -> Re
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut failed = None;
-    let n = control.list(filter, |l, now| {
+    let n = control.list(filter, |conn, now| {
         if failed.is_none() {
-            let line = ConnLine {
-                conn: &l.conn,
-                counters: l.counters,
-                now,
-            };
-            failed = writeln!(w, "{line}").err();
+            failed = writeln!(w, "{}", ConnLine { conn, now }).err();
         }
     })?;
     if let Some(e) = failed.or_else(|| w.flush().err()) {

@@ -105,8 +105,8 @@ impl Conn {
     }
 }
 
-/// A copy of a connection with its counters (if kept), as a listing
-/// carries it away from the table.
+/// A copy of a connection with its counters (if kept), as a listing or
+/// an event carries it away from the table.
 #[derive(Debug, Clone, Copy)]
 pub struct ListedConn {
     pub conn: Conn,
@@ -118,14 +118,13 @@ pub struct ListedConn {
 /// `[UNREPLIED]` before any reply, the reply tuple with its counters,
 /// `[ASSURED]`, the zone and the id.
 pub struct ConnLine<'a> {
-    pub conn: &'a Conn,
-    pub counters: Option<Counters>,
+    pub conn: &'a ListedConn,
     pub now: u64,
 }
 
 impl std::fmt::Display for ConnLine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write_conn(f, self.conn, self.counters, Some(self.now))
+        write_conn(f, self.conn, Some(self.now))
     }
 }
 
@@ -146,11 +145,11 @@ impl std::fmt::Display for EventLine<'_> {
         match e.kind {
             super::CtEventKind::New => {
                 f.write_str("    [NEW] ")?;
-                write_conn(f, &e.conn, e.counters, Some(e.at))
+                write_conn(f, &e.conn, Some(e.at))
             }
             super::CtEventKind::Destroy => {
                 f.write_str("[DESTROY] ")?;
-                write_conn(f, &e.conn, e.counters, None)
+                write_conn(f, &e.conn, None)
             }
         }
     }
@@ -161,10 +160,10 @@ impl std::fmt::Display for EventLine<'_> {
 /// with `nf_conntrack_acct` on.
 fn write_conn(
     f: &mut std::fmt::Formatter<'_>,
-    c: &Conn,
-    counters: Option<Counters>,
+    listed: &ListedConn,
     now: Option<u64>,
 ) -> std::fmt::Result {
+    let ListedConn { conn: c, counters } = listed;
     let [orig, reply] = &c.tuples;
     write!(
         f,

@@ -6,7 +6,7 @@ use super::acct::{Acct, Counters};
 use super::expect::{Expectations, Ledger};
 use super::ext::Exts;
 use super::table::{ConnTable, Slot};
-use super::{Conn, Shard};
+use super::{Conn, ListedConn, Shard};
 
 /// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +20,8 @@ pub enum CtEventKind {
 #[derive(Debug, Clone, Copy)]
 pub struct CtEvent {
     pub kind: CtEventKind,
-    pub conn: Conn,
-    /// Its counters then, if kept (`Config::acct`).
-    pub counters: Option<Counters>,
+    /// The connection then, with its counters if kept (`Config::acct`).
+    pub conn: ListedConn,
     pub at: u64,
 }
 
@@ -44,8 +43,10 @@ impl EventLog {
         if self.buf.len() < self.buf.capacity() {
             self.buf.push(CtEvent {
                 kind,
-                conn: *conn,
-                counters,
+                conn: ListedConn {
+                    conn: *conn,
+                    counters,
+                },
                 at,
             });
         } else {

@@ -800,15 +800,11 @@ impl Shard {
     pub fn list(&self, now: u64) -> String {
         let mut s = String::new();
         for (slot, conn) in self.table.iter() {
-            let counters = self.acct.get(slot);
-            s.push_str(
-                &ConnLine {
-                    conn,
-                    counters,
-                    now,
-                }
-                .to_string(),
-            );
+            let conn = &ListedConn {
+                conn: *conn,
+                counters: self.acct.get(slot),
+            };
+            s.push_str(&ConnLine { conn, now }.to_string());
             s.push('\n');
         }
         s
