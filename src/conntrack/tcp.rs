@@ -72,7 +72,18 @@ enum FlagSet {
 }
 
 impl FlagSet {
+    /// `get_conntrack_index`, as a table: one masked load where the chain
+    /// of tests was a branch each. With `valid_flags`' mask, 21 fewer
+    /// instructions an established segment in `ct-bench` (844 against
+    /// 865, under callgrind).
+    #[inline]
     fn of(flags: u8) -> FlagSet {
+        FLAG_SETS[usize::from(flags & FLAG_SET_BITS)]
+    }
+
+    /// Linux's order of tests: RST first, then SYN (with or without
+    /// ACK), FIN, ACK.
+    const fn decide(flags: u8) -> FlagSet {
         if flags & TCP_RST != 0 {
             FlagSet::Rst
         } else if flags & TCP_SYN != 0 {
@@ -90,6 +101,20 @@ impl FlagSet {
         }
     }
 }
+
+/// The flags `FlagSet::of` looks at.
+const FLAG_SET_BITS: u8 = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK;
+
+/// `FlagSet::decide` for every combination of `FLAG_SET_BITS`.
+static FLAG_SETS: [FlagSet; FLAG_SET_BITS as usize + 1] = {
+    let mut t = [FlagSet::None; FLAG_SET_BITS as usize + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = FlagSet::decide(i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// A table cell: the next state, or one of the two non-states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,22 +295,36 @@ pub(super) fn after(a: u32, b: u32) -> bool {
     before(b, a)
 }
 
-/// Linux's `tcp_valid_flags`: the combinations of FIN, SYN, RST, ACK and URG
-/// that a real stack sends (PSH, ECE and CWR are always allowed).
+/// The combinations of FIN, SYN, RST, ACK and URG that a real stack
+/// sends (Linux's `tcp_valid_flags` table; PSH, ECE and CWR are always
+/// allowed), one bit each: bit `f` is set if flags `f` are valid. One
+/// shift and test, where a `matches!` of nine values compared each.
+const VALID_FLAGS: u64 = {
+    const VALID: [u8; 9] = [
+        TCP_SYN,
+        TCP_SYN | TCP_URG,
+        TCP_SYN | TCP_ACK,
+        TCP_RST,
+        TCP_RST | TCP_ACK,
+        TCP_FIN | TCP_ACK,
+        TCP_FIN | TCP_ACK | TCP_URG,
+        TCP_ACK,
+        TCP_ACK | TCP_URG,
+    ];
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < VALID.len() {
+        mask |= 1 << VALID[i];
+        i += 1;
+    }
+    mask
+};
+
+#[inline]
 fn valid_flags(flags: u8) -> bool {
+    // At most 0x37 once PSH, ECE and CWR are masked off: within the mask.
     let f = flags & !(TCP_ECE | TCP_CWR | TCP_PSH);
-    matches!(
-        f,
-        x if x == TCP_SYN
-            || x == TCP_SYN | TCP_URG
-            || x == TCP_SYN | TCP_ACK
-            || x == TCP_RST
-            || x == TCP_RST | TCP_ACK
-            || x == TCP_FIN | TCP_ACK
-            || x == TCP_FIN | TCP_ACK | TCP_URG
-            || x == TCP_ACK
-            || x == TCP_ACK | TCP_URG
-    )
+    VALID_FLAGS >> f & 1 != 0
 }
 
 /// `tcp_error`'s flag check; the header-length checks are the parser's.
@@ -379,6 +418,10 @@ impl TcpConn {
     /// `seen_reply` and `assured` are the connection's status bits;
     /// `ack_offset` is how far NAT shifted the data the segment
     /// acknowledges (0 unless a helper changed a segment's length).
+    /// In line into `track_l4`, and `in_window` into it: as two calls,
+    /// their register saves and arguments took 59 instructions of an
+    /// established segment's 924 in `ct-bench` (under callgrind).
+    #[inline]
     pub fn packet(
         &mut self,
         dir: Dir,
@@ -645,6 +688,7 @@ impl TcpConn {
 
     /// `tcp_in_window`: checks the segment against what each end has
     /// announced, and learns from it.
+    #[inline]
     fn in_window(
         &mut self,
         dir: Dir,
@@ -871,5 +915,54 @@ fn init_sender(
     {
         sender.td_scale = 0;
         receiver.td_scale = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_sets_by_table_match_linux_order_for_every_flag_byte() {
+        for f in 0..=u8::MAX {
+            assert_eq!(FlagSet::of(f), FlagSet::decide(f), "flags {f:#04x}");
+        }
+        let cases = [
+            (TCP_RST | TCP_SYN | TCP_ACK, FlagSet::Rst),
+            (TCP_SYN | TCP_ACK | TCP_PSH, FlagSet::SynAck),
+            (TCP_SYN | TCP_FIN, FlagSet::Syn),
+            (TCP_FIN | TCP_ACK, FlagSet::Fin),
+            (TCP_ACK | TCP_PSH | TCP_URG, FlagSet::Ack),
+            (TCP_PSH | TCP_URG, FlagSet::None),
+        ];
+        for (f, want) in cases {
+            assert_eq!(FlagSet::of(f), want, "flags {f:#04x}");
+        }
+    }
+
+    #[test]
+    fn valid_flags_by_mask_take_what_stacks_send_and_refuse_scans() {
+        let always = TCP_PSH | TCP_ECE | TCP_CWR;
+        for f in [
+            TCP_SYN,
+            TCP_SYN | TCP_ACK,
+            TCP_ACK | TCP_URG,
+            TCP_RST,
+            TCP_FIN | TCP_ACK,
+        ] {
+            assert!(valid_flags(f) && valid_flags(f | always), "flags {f:#04x}");
+        }
+        // Null, FIN, SYN/FIN, SYN/RST, Xmas and RST/FIN scans.
+        let scans = [
+            0,
+            TCP_FIN,
+            TCP_SYN | TCP_FIN,
+            TCP_SYN | TCP_RST,
+            TCP_FIN | TCP_PSH | TCP_URG,
+        ];
+        for f in scans.into_iter().chain([TCP_RST | TCP_FIN, TCP_PSH]) {
+            assert!(!valid_flags(f), "flags {f:#04x}");
+        }
+        assert_eq!(VALID_FLAGS.count_ones(), 9);
     }
 }
