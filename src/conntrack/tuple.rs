@@ -283,15 +283,17 @@ mod tests {
     /// that interface id all hashed alike: 30,000 flows in one bucket),
     /// and words equal to other constants an attacker might try, cost no
     /// more probes than random interface ids. With 30,000 tuples in 16,384
-    /// buckets the fullest bucket holds about 9; 16 or more has a chance
-    /// near 1e-6 per key.
+    /// buckets the fullest bucket holds about 9; with fresh random keys,
+    /// 16 or more came up once in 2,000 runs of this test (20 spreads
+    /// each), so the keys are drawn from a seeded generator: the same
+    /// four each run.
     #[test]
     fn crafted_tuples_spread_as_ordinary_ones() {
         let mut rng = crate::synth::xorshift(0x5EED);
         let ordinary = flows_from_48(|_| rng());
         let suspects = [0, u64::MAX, 0x9E37_79B9_7F4A_7C15, 0xD6E8_FEB8_6659_FD93];
         for _ in 0..4 {
-            let key = HashKey::random();
+            let key = HashKey::fixed(std::array::from_fn(|_| rng()));
             let (distinct, worst) = spread(&ordinary, &key);
             assert_eq!(distinct, N);
             assert!(worst < 16, "ordinary tuples: {worst} in one bucket");
@@ -305,6 +307,7 @@ mod tests {
 
     /// Every word of the tuple reaches the hash: changing any one of them
     /// alone changes it, also when the others hold the suspect constants.
+    /// Each field tells tuples apart, in both hashes and in comparisons.
     #[test]
     fn every_word_counts() {
         let key = HashKey::fixed([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -333,8 +336,10 @@ mod tests {
             Tuple { dport: 54, ..base },
             Tuple { proto: 6, ..base },
             Tuple { zone: 1, ..base },
+            Tuple { family: 4, ..base },
         ];
         for v in variants {
+            assert_ne!(v, base);
             assert_ne!(v.hash(&key), base.hash(&key), "{v:?}");
             assert_ne!(v.hash_either_way(&key), base.hash_either_way(&key), "{v:?}");
         }
