@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::wire::{
     parse_ip, Addr, EthernetRepr, IcmpRepr, IpPacketMut, Ipv4Repr, Ipv6ExtRepr, Ipv6Repr, MacAddr,
-    TcpRepr, UdpRepr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L3, PROTO_TCP, PROTO_UDP,
+    TcpRepr, UdpRepr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L3, PROTO_TCP, PROTO_UDP, TCP_ACK,
 };
 
 const MAC_A: MacAddr = MacAddr([0x02, 0x18, 0, 0, 0, 1]);
@@ -251,17 +251,50 @@ pub fn sample_conversations(flows: u16, requests: u16) -> (Vec<Vec<u8>>, Vec<Vec
 pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (0..flows)
         .map(|i| {
-            let flow = UdpFlow {
-                src_mac: MAC_A,
-                dst_mac: MAC_B,
-                src: Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8),
-                dst: Ipv4Addr::new(198, 19, 0, 1),
-                sport: 1024 + (i >> 16) as u16,
-                dport: 53,
-            };
+            let flow = bulk_flow(i);
             (flow.frame(&[0; 18]), flow.reversed().frame(&[0; 18]))
         })
         .unzip()
+}
+
+/// `bulk_flows` over TCP between the same ends, as pktgen sends TCP: one
+/// segment each way carrying only ACK and 6 bytes (a 60-byte frame),
+/// with fixed sequence numbers. The firewall picks such connections up mid-stream (Linux's
+/// `nf_conntrack_tcp_loose`), and a replay repeats each segment as a
+/// retransmission would.
+pub fn bulk_tcp_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let segment = |f: &UdpFlow, seq: u32, ack: u32| {
+        let (src, dst) = (
+            SocketAddr::new(f.src.into(), f.sport),
+            SocketAddr::new(f.dst.into(), f.dport),
+        );
+        let mut frame = tcp_frame(src, dst, seq, ack, TCP_ACK, &[0; 6]);
+        frame[0..6].copy_from_slice(&f.dst_mac.0);
+        frame[6..12].copy_from_slice(&f.src_mac.0);
+        frame
+    };
+    (0..flows)
+        .map(|i| {
+            let flow = bulk_flow(i);
+            (
+                segment(&flow, 1001, 5001),
+                segment(&flow.reversed(), 5001, 1007),
+            )
+        })
+        .unzip()
+}
+
+/// The ends of bulk flow `i`, client first (the addresses and ports serve
+/// TCP as well).
+fn bulk_flow(i: u32) -> UdpFlow {
+    UdpFlow {
+        src_mac: MAC_A,
+        dst_mac: MAC_B,
+        src: Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8),
+        dst: Ipv4Addr::new(198, 19, 0, 1),
+        sport: 1024 + (i >> 16) as u16,
+        dport: 53,
+    }
 }
 
 /// The RX queue of each frame when `queues` queues are spread the way
@@ -410,10 +443,14 @@ mod tests {
 
     #[test]
     fn bulk_flows_are_distinct_minimum_frames() {
-        let (a, b) = bulk_flows(70_000);
-        assert!(a.iter().chain(&b).all(|f| f.len() == 60 && parsed_ok(f)));
-        let distinct: std::collections::HashSet<&[u8]> = a.iter().map(|f| &f[26..38]).collect();
-        assert_eq!(distinct.len(), 70_000);
+        for (a, b) in [bulk_flows(70_000), bulk_tcp_flows(70_000)] {
+            assert!(a.iter().chain(&b).all(|f| f.len() == 60 && parsed_ok(f)));
+            let distinct: std::collections::HashSet<&[u8]> = a.iter().map(|f| &f[26..38]).collect();
+            assert_eq!(distinct.len(), 70_000);
+            // Each answer swaps the request's addresses and ports.
+            assert_eq!(&a[7][26..30], &b[7][30..34]);
+            assert_eq!(&a[7][34..36], &b[7][36..38]);
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! enter port 0 (inside hosts) and port 1 (outside hosts).
 //!
 //! usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUTSIDE.pcap
-//!        ctfwd-gen --bulk N INSIDE.pcap OUTSIDE.pcap   (N flows, 64-byte frames)
+//!        ctfwd-gen --bulk N [--tcp] INSIDE.pcap OUTSIDE.pcap
+//!                                    (N UDP flows, or TCP ones as pktgen sends; 64-byte frames)
 //!        ctfwd-gen --bulk N --snat-rules RULES INSIDE.pcap OUTSIDE.pcap
 //!                                    (the same through SNAT; see bulk_nat.rs)
 //!        ctfwd-gen --flood KIND [--established N] [--rounds N] [--per N] [--tail N]
@@ -25,10 +26,10 @@ use std::io::{BufWriter, Write};
 use std::process::exit;
 
 use ctfwd::capture::PcapWriter;
-use ctfwd::synth::{bulk_flows, sample_conversations};
+use ctfwd::synth::{bulk_flows, bulk_tcp_flows, sample_conversations};
 
 const USAGE: &str = "usage: ctfwd-gen [--flows N] [--requests N] INSIDE.pcap OUTSIDE.pcap
-       ctfwd-gen --bulk N [--snat-rules RULES] INSIDE.pcap OUTSIDE.pcap
+       ctfwd-gen --bulk N [--tcp | --snat-rules RULES] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --flood none|syn|udp|expect|frag [--established N] [--rounds N] [--per N]
                  [--tail N] INSIDE.pcap OUTSIDE.pcap
        ctfwd-gen --churn inside|outside [--flows N] [--lag N] --seconds S FILE
@@ -58,6 +59,7 @@ fn main() {
     };
     let mut lag = 2000u64;
     let mut snat_rules: Option<String> = None;
+    let mut tcp = false;
     let mut seconds: Option<f64> = None;
     let mut split = split::Split {
         queues: 1,
@@ -89,6 +91,7 @@ fn main() {
             "--tail" => sc.tail = num("--tail", 1 << 20) as u32,
             "--lag" => lag = num("--lag", 1 << 30),
             "--snat-rules" => snat_rules = Some(value("--snat-rules")),
+            "--tcp" => tcp = true,
             "--queues" => split.queues = num("--queues", 64) as usize,
             "--missteer" => split.missteer = num("--missteer", 100) as u32,
             "--unsteered" => split.unsteered = true,
@@ -124,6 +127,9 @@ fn main() {
             f if !f.starts_with('-') => files.push(f.to_string()),
             other => fail(&format!("unknown option {other}")),
         }
+    }
+    if tcp && (snat_rules.is_some() || !matches!(job, Job::Bulk(_))) {
+        fail("--tcp goes with --bulk, without --snat-rules");
     }
     match job {
         Job::Demo => {
@@ -178,6 +184,7 @@ fn main() {
             };
             let sample_flows = flows.map_or(16, |f| f.min(65535) as u16);
             let (inside, outside) = match (&job, &snat_rules) {
+                (Job::Bulk(n), None) if tcp => bulk_tcp_flows(*n),
                 (Job::Bulk(n), Some(path)) => {
                     if *n > bulk_nat::MAX_FLOWS {
                         fail(&format!(
@@ -208,9 +215,10 @@ fn main() {
                 _ => u32::from(sample_flows),
             };
             println!(
-                "wrote {} frames to {inside_path} and {} to {outside_path} ({n} UDP flows)",
+                "wrote {} frames to {inside_path} and {} to {outside_path} ({n} {} flows)",
                 inside.len(),
                 outside.len(),
+                if tcp { "TCP" } else { "UDP" },
             );
         }
     }
