@@ -417,7 +417,7 @@ impl super::Shard {
                 let peer = conn.tuples[dir.other().index()];
                 let fseg = FtpSegment {
                     dir: dir.index(),
-                    seq: seg.hdr.seq,
+                    seq: seg.hdr.seq(),
                     payload: seg.payload,
                     whole: seg.payload.len() == seg.payload_len as usize,
                     established: matches!(ctinfo, CtInfo::Established | CtInfo::EstablishedReply),
@@ -439,7 +439,7 @@ impl super::Shard {
                             Ok(Some((seen, seen_port, edit))) => {
                                 let growth = edit.growth();
                                 if growth != 0 {
-                                    ext.seqadj[dir.index()].set(seg.hdr.seq, growth);
+                                    ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
                                     self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
                                 }
                                 self.edit = Some(edit);

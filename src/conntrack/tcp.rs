@@ -233,7 +233,7 @@ impl Segment<'_> {
     /// seq + payload + SYN + FIN (`segment_seq_plus_len`).
     fn end(&self) -> u32 {
         self.hdr
-            .seq
+            .seq()
             .wrapping_add(self.payload_len)
             .wrapping_add(self.hdr.has(TCP_SYN) as u32)
             .wrapping_add(self.hdr.has(TCP_FIN) as u32)
@@ -329,7 +329,7 @@ fn valid_flags(flags: u8) -> bool {
 
 /// `tcp_error`'s flag check; the header-length checks are the parser's.
 pub fn check_flags(hdr: &TcpHeader<'_>) -> Result<(), &'static str> {
-    if valid_flags(hdr.flags) {
+    if valid_flags(hdr.flags()) {
         Ok(())
     } else {
         Err("tcp-invalid-flags")
@@ -380,7 +380,7 @@ impl TcpConn {
     /// `tcp_new`: a connection from its first segment, or `None` when that
     /// segment cannot open one (then the packet is INVALID).
     pub fn new(seg: &Segment<'_>, cfg: &TcpConfig) -> Option<TcpConn> {
-        let index = FlagSet::of(seg.hdr.flags);
+        let index = FlagSet::of(seg.hdr.flags());
         let mut c = TcpConn {
             state: TcpState::None,
             seen: [TcpPeer::default(); 2],
@@ -396,7 +396,7 @@ impl TcpConn {
         };
         let s = &mut c.seen[0];
         s.td_end = seg.end();
-        s.td_maxwin = u32::from(seg.hdr.window).max(1);
+        s.td_maxwin = u32::from(seg.hdr.window()).max(1);
         match TRANSITIONS[0][index as usize][0] {
             Next::To(TcpState::SynSent) => {
                 s.td_maxend = s.td_end;
@@ -432,7 +432,7 @@ impl TcpConn {
         cfg: &TcpConfig,
     ) -> TcpVerdict {
         let t = &cfg.timeouts;
-        let index = FlagSet::of(seg.hdr.flags);
+        let index = FlagSet::of(seg.hdr.flags());
         let d = dir.index();
         let mut old = self.state;
         let next = TRANSITIONS[d][index as usize][old as usize];
@@ -498,7 +498,7 @@ impl TcpConn {
             if index == FlagSet::SynAck
                 && self.last_index == FlagSet::Syn
                 && self.last_dir != dir
-                && seg.hdr.ack == self.last_end
+                && seg.hdr.ack() == self.last_end
             {
                 // This SYN/ACK answers a SYN we ignored: both ends are in
                 // sync and we are not. Resynchronise from that SYN.
@@ -585,9 +585,9 @@ impl TcpConn {
     fn note_ignored(&mut self, dir: Dir, index: FlagSet, seg: &Segment<'_>, old: TcpState) {
         self.last_index = index;
         self.last_dir = dir;
-        self.last_seq = seg.hdr.seq;
+        self.last_seq = seg.hdr.seq();
         self.last_end = seg.end();
-        self.last_win = seg.hdr.window;
+        self.last_win = seg.hdr.window();
         if index == FlagSet::Syn && dir == Dir::Original {
             let mut peer = TcpPeer::default();
             read_options(&seg.hdr, &mut peer);
@@ -606,7 +606,7 @@ impl TcpConn {
             }
         }
         if old == TcpState::SynSent && index == FlagSet::Ack && dir == Dir::Reply {
-            self.last_ack = seg.hdr.ack;
+            self.last_ack = seg.hdr.ack();
         }
     }
 
@@ -627,7 +627,7 @@ impl TcpConn {
         let established = self.state == TcpState::Established && assured;
         let mut verdict = RstCheck::Normal;
         if peer.flags & MAXACK_SET != 0 && self.last_index != FlagSet::Syn {
-            let seq = seg.hdr.seq;
+            let seq = seg.hdr.seq();
             if seq == 0 && !established {
                 return RstCheck::Normal;
             }
@@ -648,7 +648,7 @@ impl TcpConn {
         }
         if ((seen_reply && self.last_index == FlagSet::Syn)
             || (!assured && self.last_index == FlagSet::Ack))
-            && seg.hdr.ack == self.last_end
+            && seg.hdr.ack() == self.last_end
         {
             // The RST answers a SYN or ACK we let through while out of sync.
             return RstCheck::SkipWindow;
@@ -656,7 +656,7 @@ impl TcpConn {
         if old == TcpState::SynSent
             && self.last_index == FlagSet::Ack
             && self.last_dir == Dir::Reply
-            && seg.hdr.seq == self.last_ack
+            && seg.hdr.seq() == self.last_ack
         {
             // Reset answering a challenge ACK we let through.
             return RstCheck::SkipWindow;
@@ -707,11 +707,11 @@ impl TcpConn {
             (&mut hi[0], &mut lo[0])
         };
         let liberal = liberal || sender.flags & BE_LIBERAL != 0;
-        let mut seq = h.seq;
-        let mut ack = h.ack;
+        let mut seq = h.seq();
+        let mut ack = h.ack();
         let mut sack = ack;
         let mut end = seg.end();
-        let win_raw = h.window;
+        let win_raw = h.window();
         let mut win = u32::from(win_raw);
         if receiver.flags & SACK_PERM != 0 {
             sack = highest_sack(h, sack);
@@ -754,7 +754,7 @@ impl TcpConn {
         if !h.has(TCP_ACK) {
             ack = receiver.td_end;
             sack = ack;
-        } else if h.flags & (TCP_ACK | TCP_RST) == TCP_ACK | TCP_RST && ack == 0 {
+        } else if h.flags() & (TCP_ACK | TCP_RST) == TCP_ACK | TCP_RST && ack == 0 {
             // Stacks that set ACK with a zero value in RSTs.
             ack = receiver.td_end;
             sack = ack;

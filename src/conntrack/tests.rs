@@ -831,9 +831,11 @@ fn nic_checksum_verdicts() {
 }
 
 /// The sizes the documentation states: a connection is 160 bytes over
-/// three cache lines, a tuple 40 bytes, an index bucket one line.
+/// three cache lines, a tuple 40 bytes, an index bucket one line, a
+/// packet's classification record 112 bytes.
 #[test]
 fn layout_sizes() {
+    assert_eq!(std::mem::size_of::<Classified>(), 112);
     assert_eq!(std::mem::size_of::<Conn>(), 160);
     assert_eq!(std::mem::align_of::<Conn>(), 32);
     assert_eq!(std::mem::size_of::<Tuple>(), 40);

@@ -66,7 +66,7 @@ impl Shard {
                 // receiver_offset).
                 let ack_offset = match self.exts.of(slot) {
                     Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
-                        a.seqadj[dir.other().index()].offset(seg.hdr.ack.wrapping_sub(1))
+                        a.seqadj[dir.other().index()].offset(seg.hdr.ack().wrapping_sub(1))
                     }
                     _ => 0,
                 };

@@ -271,9 +271,9 @@ mod tests {
         assert!(crate::wire::ip_header_ok(&ip));
         assert_eq!(crate::wire::l4_ok(&ip), Some(true));
         let h = TcpHeader::parse(ip.l4).unwrap();
-        assert_eq!((h.sport, h.dport, h.seq, h.ack), (40000, 443, 7, 9));
-        assert_eq!((h.flags, h.window, h.header_len), (0x12, 512, 28));
-        assert_eq!(&ip.l4[h.header_len..], b"data");
+        assert_eq!((h.sport(), h.dport(), h.seq(), h.ack()), (40000, 443, 7, 9));
+        assert_eq!((h.flags(), h.window(), h.header_len()), (0x12, 512, 28));
+        assert_eq!(&ip.l4[h.header_len()..], b"data");
     }
 
     #[test]

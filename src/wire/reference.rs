@@ -315,7 +315,7 @@ fn compare_transport(p: &IpPacket<'_>, theirs: &LaxSlicedPacket<'_>) -> Result<V
     match (p.proto, &theirs.transport) {
         (PROTO_TCP, t) => match (TcpHeader::parse(p.l4), t, stop) {
             (Ok(h), Some(TransportSlice::Tcp(t)), None)
-                if (h.sport, h.dport, h.header_len)
+                if (h.sport(), h.dport(), h.header_len())
                     == (
                         t.source_port(),
                         t.destination_port(),
