@@ -259,9 +259,9 @@ pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 /// `bulk_flows` over TCP between the same ends, as pktgen sends TCP: one
 /// segment each way carrying only ACK and 6 bytes (a 60-byte frame),
-/// with fixed sequence numbers. The firewall picks such connections up mid-stream (Linux's
-/// `nf_conntrack_tcp_loose`), and a replay repeats each segment as a
-/// retransmission would.
+/// with fixed sequence numbers. The firewall picks such connections up
+/// mid-stream (Linux's `nf_conntrack_tcp_loose`), and a replay repeats
+/// each segment as a retransmission would.
 pub fn bulk_tcp_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let segment = |f: &UdpFlow, seq: u32, ack: u32| {
         let (src, dst) = (
