@@ -14,6 +14,17 @@ eal_flags() {
   echo "--lcores=0@0,1@${last_cpu} --no-huge -m 256 --no-pci --no-shconf --file-prefix=$1"
 }
 
+# bulk_proto NAME: sets BULK_PROTO to the flags `ctfwd-gen --bulk` takes
+# for the benchmarks' PROTO (udp, the default, or tcp: TCP as pktgen
+# sends it); NAME is the calling script's, for the error.
+bulk_proto() {
+  case ${PROTO:-udp} in
+    udp) BULK_PROTO=() ;;
+    tcp) BULK_PROTO=(--tcp) ;;
+    *) echo "$1: PROTO is udp or tcp" >&2; exit 2 ;;
+  esac
+}
+
 # huge_pages MB: memory for a benchmark's DPDK processes in 2 MB huge
 # pages, as deployments run: reserves what is missing (as root) on a
 # private hugetlbfs mount, both given back by huge_release (call it on

@@ -177,7 +177,8 @@ pub fn frame(ip: &[u8], vlans: &[u16]) -> Vec<u8> {
     f
 }
 
-/// One direction of a UDP/IPv4 flow.
+/// One direction of a flow between two IPv4 ends: its UDP datagrams
+/// (`frame`) or, between the same ends, TCP segments (`tcp_segment`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpFlow {
     pub src_mac: MacAddr,
@@ -203,14 +204,25 @@ impl UdpFlow {
 
     /// An Ethernet/IPv4/UDP frame carrying `payload`.
     pub fn frame(&self, payload: &[u8]) -> Vec<u8> {
-        let ip = ip_packet(
-            self.src.into(),
-            self.dst.into(),
-            PROTO_UDP,
-            &[],
-            &udp(self.sport, self.dport, payload),
-        );
-        let mut f = frame(&ip, &[]);
+        let (src, dst) = self.ends();
+        self.addressed(udp_frame(src, dst, payload))
+    }
+
+    /// An Ethernet/IPv4/TCP frame between the same ends (`tcp_frame`).
+    pub fn tcp_segment(&self, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (src, dst) = self.ends();
+        self.addressed(tcp_frame(src, dst, seq, ack, flags, payload))
+    }
+
+    fn ends(&self) -> (SocketAddr, SocketAddr) {
+        (
+            SocketAddr::new(self.src.into(), self.sport),
+            SocketAddr::new(self.dst.into(), self.dport),
+        )
+    }
+
+    /// `f` with this flow's MAC addresses.
+    fn addressed(&self, mut f: Vec<u8>) -> Vec<u8> {
         f[0..6].copy_from_slice(&self.dst_mac.0);
         f[6..12].copy_from_slice(&self.src_mac.0);
         f
@@ -263,29 +275,18 @@ pub fn bulk_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 /// mid-stream (Linux's `nf_conntrack_tcp_loose`), and a replay repeats
 /// each segment as a retransmission would.
 pub fn bulk_tcp_flows(flows: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let segment = |f: &UdpFlow, seq: u32, ack: u32| {
-        let (src, dst) = (
-            SocketAddr::new(f.src.into(), f.sport),
-            SocketAddr::new(f.dst.into(), f.dport),
-        );
-        let mut frame = tcp_frame(src, dst, seq, ack, TCP_ACK, &[0; 6]);
-        frame[0..6].copy_from_slice(&f.dst_mac.0);
-        frame[6..12].copy_from_slice(&f.src_mac.0);
-        frame
-    };
     (0..flows)
         .map(|i| {
             let flow = bulk_flow(i);
             (
-                segment(&flow, 1001, 5001),
-                segment(&flow.reversed(), 5001, 1007),
+                flow.tcp_segment(1001, 5001, TCP_ACK, &[0; 6]),
+                flow.reversed().tcp_segment(5001, 1007, TCP_ACK, &[0; 6]),
             )
         })
         .unzip()
 }
 
-/// The ends of bulk flow `i`, client first (the addresses and ports serve
-/// TCP as well).
+/// The ends of bulk flow `i`, client first.
 fn bulk_flow(i: u32) -> UdpFlow {
     UdpFlow {
         src_mac: MAC_A,
