@@ -2,7 +2,7 @@
 
 use super::acct::Counters;
 use super::tcp::TcpConn;
-use super::tuple::{Dir, Tuple};
+use super::tuple::{Key, Tuple};
 
 /// Status bits, with Linux's `IPS_*` values so that dumps read the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,26 +50,26 @@ pub enum ProtoState {
 }
 
 /// A connection: both tuples, status, timeout and the protocol's state.
-/// 160 bytes; the index adds a 6-byte entry (a 16-bit signature and a
+/// 112 bytes; the index adds a 6-byte entry (a 16-bit signature and a
 /// 32-bit slot) for an untranslated connection, two for a translated one,
-/// in buckets sized for two a connection (see `table`). Its packet and
-/// byte counters are kept beside the table, and only when asked for
-/// (`acct`), as Linux keeps them in an extension.
+/// in buckets sized for two a connection (see `table`). Its tuples are
+/// stored as 16-byte `Key`s, IPv6 addresses cut to 32 bits: the table keeps an
+/// IPv6 connection's full addresses beside it and gives the tuples back
+/// whole (`ConnTable::tuple`). Its packet and byte counters are kept
+/// beside the table, and only when asked for (`acct`), as Linux keeps them
+/// in an extension.
 ///
-/// The field order is the memory layout (`repr(C)`), chosen so that a
-/// packet of an established UDP, ICMP or other flow touches two cache
-/// lines, and only TCP the third: the tuples, status and timeout are the
-/// first 96 bytes, the protocol state (TCP window tracking; UDP needs its
-/// `stream_after` only between the first reply and ASSURED) the last 64.
-/// Aligned to 32 bytes, the first 96 span two lines wherever the slot
-/// starts, and the whole three; 64-byte alignment would round the size
-/// up to 192 for no line fewer.
+/// The field order is the memory layout (`repr(C)`): what a packet of an
+/// established UDP, ICMP or other flow touches (the keys, status and
+/// timeout) is the first 48 bytes, the protocol state (TCP window
+/// tracking; UDP needs its `stream_after` only between the first reply
+/// and ASSURED) the last 64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C, align(32))]
+#[repr(C, align(16))]
 pub struct Conn {
     /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
     /// stored, not derived, because NAT makes it differ from the inverse.
-    pub tuples: [Tuple; 2],
+    pub keys: [Key; 2],
     pub status: Status,
     /// Unique id (as `conntrack -L -o id` shows), assigned at creation.
     pub id: u32,
@@ -81,15 +81,16 @@ pub struct Conn {
 impl Conn {
     /// An all-zero connection, to fill memory with.
     pub const BLANK: Conn = Conn {
-        tuples: [Tuple::ZERO; 2],
+        keys: [Key::ZERO; 2],
         status: Status(0),
         id: 0,
         deadline: 0,
         proto: ProtoState::Other,
     };
 
-    pub fn tuple(&self, dir: Dir) -> &Tuple {
-        &self.tuples[dir.index()]
+    /// The transport protocol's number.
+    pub fn l4proto(&self) -> u8 {
+        self.keys[0].proto()
     }
 
     pub fn tcp(&self) -> Option<&TcpConn> {
@@ -110,6 +111,8 @@ impl Conn {
 #[derive(Debug, Clone, Copy)]
 pub struct ListedConn {
     pub conn: Conn,
+    /// Its tuples, whole (`ConnTable::tuples`).
+    pub tuples: [Tuple; 2],
     pub counters: Option<Counters>,
 }
 
@@ -163,8 +166,11 @@ fn write_conn(
     listed: &ListedConn,
     now: Option<u64>,
 ) -> std::fmt::Result {
-    let ListedConn { conn: c, counters } = listed;
-    let [orig, reply] = &c.tuples;
+    let ListedConn {
+        conn: c,
+        tuples: [orig, reply],
+        counters,
+    } = listed;
     write!(
         f,
         "{:<8} {}",

@@ -6,7 +6,7 @@ use super::acct::{Acct, Counters};
 use super::expect::{Expectations, Ledger};
 use super::ext::Exts;
 use super::table::{ConnTable, Slot};
-use super::{Conn, ListedConn, Shard};
+use super::{Conn, ListedConn, Shard, Tuple};
 
 /// What happened to a connection (`conntrack -E`'s NEW and DESTROY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,7 @@ impl EventLog {
         &mut self,
         kind: CtEventKind,
         conn: &Conn,
+        tuples: &[Tuple; 2],
         counters: Option<Counters>,
         at: u64,
     ) {
@@ -45,6 +46,7 @@ impl EventLog {
                 kind,
                 conn: ListedConn {
                     conn: *conn,
+                    tuples: *tuples,
                     counters,
                 },
                 at,
@@ -69,10 +71,10 @@ pub(super) struct Teardown<'a> {
 }
 
 impl Teardown<'_> {
-    pub(super) fn conn(&mut self, slot: Slot, conn: &Conn, now: u64) {
+    pub(super) fn conn(&mut self, slot: Slot, conn: &Conn, tuples: &[Tuple; 2], now: u64) {
         self.ledger.forget_master(self.set, conn);
         if let Some(log) = self.events {
-            log.push(CtEventKind::Destroy, conn, self.acct.get(slot), now);
+            log.push(CtEventKind::Destroy, conn, tuples, self.acct.get(slot), now);
         }
         self.exts.release(slot);
     }

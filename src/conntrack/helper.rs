@@ -398,11 +398,12 @@ impl super::Shard {
         };
         let Some(helper) = ext.helper else { return };
         let conn = *self.table.get(r.slot);
+        let tuples = self.table.tuples(r.slot);
         let dir = match ctinfo {
             CtInfo::EstablishedReply | CtInfo::RelatedReply => Dir::Reply,
             _ => Dir::Original,
         };
-        let [orig, reply] = conn.tuples;
+        let [orig, reply] = tuples;
         // The port the announcing side meant, which a translated data
         // connection is sent back to.
         let mut saved_port = 0;
@@ -413,8 +414,8 @@ impl super::Shard {
                 Some(Tuple { sport: 0, ..reply })
             }
             (Helper::Ftp, Ok(L4::Tcp(seg))) => {
-                let sender = conn.tuples[dir.index()];
-                let peer = conn.tuples[dir.other().index()];
+                let sender = tuples[dir.index()];
+                let peer = tuples[dir.other().index()];
                 let fseg = FtpSegment {
                     dir: dir.index(),
                     seq: seg.hdr.seq(),
@@ -433,34 +434,40 @@ impl super::Shard {
                     // The peer of the announcing side connects to the
                     // announced address and port, from any port; through
                     // NAT, to what the peer sees of them.
-                    FtpOutcome::Expect { addr, port } => {
-                        match ftp_nat(&conn, dir, addr, port, self.steering.is_some(), &fseg) {
-                            Ok(None) => Some((addr, port, port)),
-                            Ok(Some((seen, seen_port, edit))) => {
-                                let growth = edit.growth();
-                                if growth != 0 {
-                                    ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
-                                    self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
-                                }
-                                self.edit = Some(edit);
-                                Some((seen, seen_port, port))
+                    FtpOutcome::Expect { addr, port } => match ftp_nat(
+                        &conn,
+                        &tuples,
+                        dir,
+                        addr,
+                        port,
+                        self.steering.is_some(),
+                        &fseg,
+                    ) {
+                        Ok(None) => Some((addr, port, port)),
+                        Ok(Some((seen, seen_port, edit))) => {
+                            let growth = edit.growth();
+                            if growth != 0 {
+                                ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
+                                self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
                             }
-                            Err(()) => {
-                                self.stats.helper_refused += 1;
-                                None
-                            }
+                            self.edit = Some(edit);
+                            Some((seen, seen_port, port))
                         }
-                        .map(|(addr, seen_port, announced)| {
-                            saved_port = announced;
-                            Tuple {
-                                src: peer.src,
-                                dst: addr,
-                                sport: 0,
-                                dport: seen_port,
-                                ..orig
-                            }
-                        })
+                        Err(()) => {
+                            self.stats.helper_refused += 1;
+                            None
+                        }
                     }
+                    .map(|(addr, seen_port, announced)| {
+                        saved_port = announced;
+                        Tuple {
+                            src: peer.src,
+                            dst: addr,
+                            sport: 0,
+                            dport: seen_port,
+                            ..orig
+                        }
+                    }),
                 }
             }
             _ => None,
@@ -471,7 +478,7 @@ impl super::Shard {
             // from where the announcing side sends to, to the announcing
             // side itself at the port it meant (before NAT changed it).
             let translated = conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0;
-            let announcer = conn.tuples[dir.index()];
+            let announcer = tuples[dir.index()];
             let nat = translated.then_some(FollowNat {
                 src: announcer.dst,
                 dst: announcer.src,
@@ -513,6 +520,7 @@ impl super::Shard {
 /// control connection's do.
 fn ftp_nat(
     conn: &super::Conn,
+    tuples: &[Tuple; 2],
     dir: Dir,
     addr: Addr,
     port: u16,
@@ -522,7 +530,7 @@ fn ftp_nat(
     if conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
         return Ok(None);
     }
-    let (mine, theirs) = (conn.tuples[dir.index()], conn.tuples[dir.other().index()]);
+    let (mine, theirs) = (tuples[dir.index()], tuples[dir.other().index()]);
     let seen = theirs.dst;
     let delta = mine.sport ^ theirs.dport;
     let seen_port = match port ^ delta {

@@ -21,7 +21,7 @@ impl Shard {
         let conn = self.table.get(slot);
         // The error must be addressed to the host that sent the quoted
         // packet (Linux 5.x: "outer daddr != inner").
-        if conn.tuples[dir.index()].dst != c.tuple.dst {
+        if self.table.tuple(slot, dir).dst != c.tuple.dst {
             return Verdict::invalid("icmp-error-address-mismatch");
         }
         Verdict {

@@ -93,17 +93,16 @@ pub use table::{ConnTable, IndexKeys, Region, Slot, Swept};
 pub use tcp::{Segment, TcpConfig, TcpConn, TcpPeer, TcpState, TcpVerdict};
 pub use timeouts::{TcpTimeouts, Timeouts};
 use track::Track;
-pub use tuple::{proto_name, Dir, HashKey, Tuple};
+pub use tuple::{proto_name, Dir, HashKey, Key, Tuple};
 use unconfirmed::UnconfirmedList;
 
 /// One second in the tracker's clock (nanoseconds).
 pub const SEC: u64 = 1_000_000_000;
 
-/// Cache lines of one connection (`Conn` is 32-byte aligned, so that its
-/// 160 bytes span three lines wherever it starts), and those a packet of
-/// a flow other than TCP reads (see `Conn`'s layout).
-const CONN_LINES: usize = std::mem::size_of::<Conn>().div_ceil(64);
-const CONN_LINES_NOT_TCP: usize = std::mem::offset_of!(Conn, proto).div_ceil(64);
+/// Bytes of a connection that a TCP packet reads (all of it), and that a
+/// packet of another flow reads (see `Conn`'s layout).
+const CONN_BYTES: usize = std::mem::size_of::<Conn>();
+const CONN_BYTES_NOT_TCP: usize = std::mem::offset_of!(Conn, proto);
 
 /// UDP replies later than this after the first packet make a stream.
 const UDP_STREAM_AFTER: u64 = 2 * SEC;
@@ -353,7 +352,7 @@ impl Shard {
     /// Deletes a connection, and with it the expectations it announced.
     fn delete_conn(&mut self, slot: Slot, now: u64) {
         let (table, mut teardown) = self.table_and_teardown();
-        teardown.conn(slot, table.get(slot), now);
+        teardown.conn(slot, table.get(slot), &table.tuples(slot), now);
         table.delete(slot);
     }
 
@@ -385,6 +384,12 @@ impl Shard {
         }
         let c = self.table.get(r.slot);
         (c.id == r.id).then_some(c)
+    }
+
+    /// The tuples of the connection behind a handle, if it still exists.
+    pub fn tuples(&self, r: ConnRef) -> Option<[Tuple; 2]> {
+        self.conn(r)?;
+        Some(self.table.tuples(r.slot))
     }
 
     /// A connection's counters, if it still exists and they are kept
@@ -535,7 +540,7 @@ impl Shard {
     #[inline]
     fn unconfirmed_match(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
         self.unconfirmed
-            .find(hash, |slot, d| self.table.get(slot).tuples[d.index()] == *t)
+            .find(hash, |slot, d| self.table.has_tuple(slot, d, t))
     }
 
     /// Creates an unconfirmed connection for a packet that matched nothing
@@ -574,29 +579,30 @@ impl Shard {
             }
             L4::Other | L4::IcmpError(_) => (orig.swapped(), ProtoState::Other),
         };
+        let tuples = [orig, reply];
         let conn = Conn {
-            tuples: [orig, reply],
+            keys: tuples.map(|t| Key::of(&t)),
             status: Status::default(),
             id: self.next_id,
             deadline: now,
             proto,
         };
-        let slot = match self.table.alloc(conn) {
+        let slot = match self.table.alloc(conn, &tuples) {
             Some(s) => s,
             None => {
                 let (table, mut teardown) = self.table_and_teardown();
-                if table.early_drop(c.hash, now, |s, c| teardown.conn(s, c, now)) {
+                if table.early_drop(c.hash, now, |s, c, t| teardown.conn(s, c, t, now)) {
                     self.stats.early_drop += 1;
                 } else {
                     self.stats.drop += 1;
                     return Err("table-full");
                 }
-                self.table.alloc(conn).ok_or("table-full")?
+                self.table.alloc(conn, &tuples).ok_or("table-full")?
             }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.acct.reset(slot);
-        let keys = self.table.keys(self.table.get(slot), c.hash);
+        let keys = self.table.keys(&tuples, c.hash);
         let at = self.unconfirmed.push(slot, keys);
         self.attach_helper_or_master(slot, at, now);
         Ok((slot, at))
@@ -608,7 +614,7 @@ impl Shard {
     fn attach_helper_or_master(&mut self, slot: Slot, at: u32, now: u64) {
         let mut ext = Ext::default();
         if !self.expectations.is_empty() {
-            let original = self.table.get(slot).tuples[0];
+            let original = self.table.tuple(slot, Dir::Original);
             if let Some(e) = self.expectations.take(&original, now) {
                 self.table.get_mut(slot).status.set(Status::EXPECTED);
                 ext.master = Some(e.master);
@@ -618,7 +624,7 @@ impl Shard {
             }
         }
         if ext.master.is_none() {
-            let reply = &self.table.get(slot).tuples[1];
+            let reply = self.table.tuple(slot, Dir::Reply);
             ext.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
         }
         // Most connections have neither, and take no record.
@@ -691,7 +697,7 @@ impl Shard {
             }
             Err(other) => other,
         };
-        let tcp = self.table.get(slot).tuples[0].proto == PROTO_TCP;
+        let tcp = self.table.get(slot).l4proto() == PROTO_TCP;
         if !tcp {
             self.acct.merge(slot, other);
         }
@@ -739,7 +745,14 @@ impl Shard {
             // Inserted, not joined to a connection confirmed meanwhile.
             if let (Some(log), true) = (self.events.as_mut(), r.slot == slot) {
                 let counters = self.acct.get(slot);
-                log.push(CtEventKind::New, self.table.get(slot), counters, now);
+                let tuples = self.table.tuples(slot);
+                log.push(
+                    CtEventKind::New,
+                    self.table.get(slot),
+                    &tuples,
+                    counters,
+                    now,
+                );
             }
         }
         if let (true, Some(r)) = (v.help, v.conn) {
@@ -784,7 +797,7 @@ impl Shard {
     /// many it removed.
     pub fn gc(&mut self, now: u64, budget: usize) -> usize {
         let (table, mut teardown) = self.table_and_teardown();
-        let swept = table.gc(now, budget, |s, c| teardown.conn(s, c, now));
+        let swept = table.gc(now, budget, |s, c, t| teardown.conn(s, c, t, now));
         self.stats.expired += swept.expired as u64;
         self.stats.early_drop += swept.evicted as u64;
         // Expectations nobody used time out; this shard's own, swept once
@@ -802,6 +815,7 @@ impl Shard {
         for (slot, conn) in self.table.iter() {
             let conn = &ListedConn {
                 conn: *conn,
+                tuples: self.table.tuples(slot),
                 counters: self.acct.get(slot),
             };
             s.push_str(&ConnLine { conn, now }.to_string());

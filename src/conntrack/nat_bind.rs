@@ -70,16 +70,15 @@ impl Shard {
             rng,
             ..
         } = self;
-        let cur = invert(&table.get(slot).tuples[1]);
+        let [original, reply] = table.tuples(slot);
+        let cur = invert(&reply);
         // `nf_nat_used_tuple`: in the table, or taken by another new
         // connection of this burst (hashes compared before tuples).
         let used = |reply: &Tuple| {
             let h = table.hash(reply);
             table.lookup(reply, h).is_some()
                 || unconfirmed
-                    .find(h, |s, d| {
-                        s != slot && table.get(s).tuples[d.index()] == *reply
-                    })
+                    .find(h, |s, d| s != slot && table.has_tuple(s, d, reply))
                     .is_some()
         };
         let mut random = || {
@@ -89,7 +88,7 @@ impl Shard {
             *rng
         };
         let new = nat::Chooser {
-            original: table.get(slot).tuples[0],
+            original,
             used: &used,
             steering: steering.as_ref(),
             key: nat_key,
@@ -97,8 +96,8 @@ impl Shard {
         }
         .unique_tuple(&cur, range, manip)?;
         let reply = invert(&new);
+        table.set_reply(slot, &reply);
         let conn = table.get_mut(slot);
-        conn.tuples[1] = reply;
         if new != cur {
             conn.status.set(match manip {
                 Manip::Src => Status::SRC_NAT,
@@ -107,7 +106,9 @@ impl Shard {
         }
         conn.status.set(nat_done(manip));
         let status = conn.status;
-        unconfirmed.rekey(at, slot, |orig_hash| table.keys(table.get(slot), orig_hash));
+        unconfirmed.rekey(at, slot, |orig_hash| {
+            table.keys(&[original, reply], orig_hash)
+        });
         Ok(status)
     }
 
@@ -145,7 +146,10 @@ impl Shard {
         if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
             return None;
         }
-        Some((*c.tuple(dir), *c.tuple(dir.other())))
+        Some((
+            self.table.tuple(r.slot, dir),
+            self.table.tuple(r.slot, dir.other()),
+        ))
     }
 
     /// The tuple a packet of connection `r` in direction `dir` must carry
@@ -170,7 +174,7 @@ impl Shard {
             Dir::Original => Dir::Reply,
             Dir::Reply => Dir::Original,
         };
-        Some(invert(c.tuple(other)))
+        Some(invert(&self.table.tuple(r.slot, other)))
     }
 }
 

@@ -6,6 +6,7 @@
 use super::conn::{Conn, ListedConn};
 use super::expect::Expectation;
 use super::table::Slot;
+use super::tuple::Tuple;
 use super::Shard;
 
 /// Where a sliced walk over the table stopped: the next slot to look at,
@@ -22,7 +23,7 @@ impl Shard {
         from: usize,
         budget: usize,
         max_out: usize,
-        keep: impl Fn(&Conn) -> bool,
+        keep: impl Fn(&Conn, &[Tuple; 2]) -> bool,
         out: &mut Vec<ListedConn>,
     ) -> Cursor {
         let end = self.table.slots().min(from.saturating_add(budget));
@@ -32,9 +33,11 @@ impl Shard {
             }
             let slot = Slot(i as u32);
             if let Some(c) = self.table.confirmed(slot) {
-                if keep(c) {
+                let tuples = self.table.tuples(slot);
+                if keep(c, &tuples) {
                     out.push(ListedConn {
                         conn: *c,
+                        tuples,
                         counters: self.acct.get(slot),
                     });
                 }
@@ -51,7 +54,7 @@ impl Shard {
         &mut self,
         from: usize,
         budget: usize,
-        kill: impl Fn(&Conn) -> bool,
+        kill: impl Fn(&Conn, &[Tuple; 2]) -> bool,
         now: u64,
     ) -> (usize, Cursor) {
         let (table, mut teardown) = self.table_and_teardown();
@@ -62,10 +65,11 @@ impl Shard {
             let Some(c) = table.confirmed(slot) else {
                 continue;
             };
-            if !kill(c) {
+            let tuples = table.tuples(slot);
+            if !kill(c, &tuples) {
                 continue;
             }
-            teardown.conn(slot, c, now);
+            teardown.conn(slot, c, &tuples, now);
             table.delete(slot);
             deleted += 1;
         }
@@ -138,7 +142,7 @@ mod tests {
         let mut cursor = Some(0);
         let mut slices = 0;
         while let Some(from) = cursor {
-            cursor = s.list_slice(from, 64, usize::MAX, |_| true, &mut out);
+            cursor = s.list_slice(from, 64, usize::MAX, |_, _| true, &mut out);
             slices += 1;
         }
         assert_eq!(out.len(), 1000);
@@ -152,11 +156,11 @@ mod tests {
     fn a_page_stops_at_its_size_and_goes_on_from_there() {
         let s = shard_with(10);
         let mut page = Vec::new();
-        let next = s.list_slice(0, usize::MAX, 4, |_| true, &mut page);
+        let next = s.list_slice(0, usize::MAX, 4, |_, _| true, &mut page);
         assert_eq!(page.len(), 4);
         let mut rest = Vec::new();
         assert_eq!(
-            s.list_slice(next.unwrap(), usize::MAX, 100, |_| true, &mut rest),
+            s.list_slice(next.unwrap(), usize::MAX, 100, |_, _| true, &mut rest),
             None
         );
         assert_eq!(rest.len(), 6);
@@ -166,7 +170,7 @@ mod tests {
     fn deleting_in_slices_removes_what_the_filter_selects() {
         let mut s = shard_with(300);
         s.enable_events(1000);
-        let even = |c: &Conn| c.tuples[0].sport % 2 == 0;
+        let even = |_: &Conn, t: &[Tuple; 2]| t[0].sport % 2 == 0;
         let (mut deleted, mut cursor) = (0, Some(0));
         while let Some(from) = cursor {
             let (n, next) = s.delete_slice(from, 50, even, SEC);
@@ -175,7 +179,8 @@ mod tests {
         }
         assert_eq!(deleted, 150);
         assert_eq!(s.table().len(), 150);
-        assert!(s.table().iter().all(|(_, c)| !even(c)));
+        let t = s.table();
+        assert!(t.iter().all(|(slot, c)| !even(c, &t.tuples(slot))));
         let mut destroyed = 0;
         s.drain_events(|e| {
             destroyed += usize::from(e.kind == crate::conntrack::CtEventKind::Destroy)

@@ -41,11 +41,12 @@ impl Shard {
                 ));
             }
             for dir in [Dir::Original, Dir::Reply] {
-                let found = self.find(c.tuple(dir));
+                let tuples = self.table().tuples(slot);
+                let found = self.find(&tuples[dir.index()]);
                 // A host talking to itself on a port-less protocol has equal
                 // tuples; then either direction may be found, as in Linux.
                 let ok = match found {
-                    Some((r, d)) => r.slot == slot && (d == dir || c.tuples[0] == c.tuples[1]),
+                    Some((r, d)) => r.slot == slot && (d == dir || tuples[0] == tuples[1]),
                     None => false,
                 };
                 if !ok {

@@ -39,7 +39,8 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use super::conn::{Conn, Status};
-use super::tuple::{Dir, HashKey, Tuple};
+use super::tuple::{Dir, HashKey, Key, Tuple};
+use crate::wire::Addr;
 
 const WAYS: usize = 8;
 const EMPTY: u32 = u32::MAX;
@@ -50,6 +51,12 @@ const REPLY_BIT: u32 = 1 << 31;
 /// The one entry of a connection found from both directions.
 const BOTH_BIT: u32 = 1 << 30;
 const SLOT_MASK: u32 = BOTH_BIT - 1;
+/// An IPv6 connection's addresses as words (`Addr::words`): the
+/// original's source and destination, then the reply's. Plain words, so
+/// that their array is allocated zeroed and a page of it is faulted in
+/// only when an IPv6 connection first lands on it.
+type Ends = [u64; 8];
+
 /// Buckets Linux's early drop scans (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: usize = 8;
 
@@ -104,19 +111,15 @@ pub struct Swept {
 /// original swapped, so both hash alike (`Tuple::hash_either_way`). The
 /// tuples do not change once confirmed, so this is the same from insert
 /// to delete.
-fn one_entry(c: &Conn) -> bool {
-    c.tuples[1] == c.tuples[0].swapped()
+fn one_entry([orig, reply]: &[Tuple; 2]) -> bool {
+    *reply == orig.swapped()
 }
 
-/// The one entry of such a connection in slot `s`: `BOTH_BIT`, and
-/// `REPLY_BIT` if the original's ends sort descending.
-fn both_entry(s: Slot, c: &Conn) -> u32 {
-    s.0 | BOTH_BIT
-        | if descending(&c.tuples[0]) {
-            REPLY_BIT
-        } else {
-            0
-        }
+/// The one entry of such a connection in slot `s`, of original tuple
+/// `orig`: `BOTH_BIT`, and `REPLY_BIT` if the original's ends sort
+/// descending.
+fn both_entry(s: Slot, orig: &Tuple) -> u32 {
+    s.0 | BOTH_BIT | if descending(orig) { REPLY_BIT } else { 0 }
 }
 
 /// Whether the tuple's source end (address, then port) sorts after its
@@ -149,6 +152,18 @@ pub struct ConnTable {
     /// `push` into that reservation, so no allocation ever happens later and
     /// pages of a large table are only touched once used.
     conns: Vec<Conn>,
+    /// The addresses of the IPv6 connections, which their keys cut, by
+    /// slot: a lookup finds them without reading anything else first, and
+    /// they can be prefetched with the connection (`candidate`). A
+    /// slot's stay while it is free, as its connection does. Never
+    /// prefaulted: a page is faulted in when an IPv6 connection first
+    /// takes one of its slots (64 slots a 4 KiB page, 32,768 a 2 MiB one
+    /// where `advise` asks for huge pages), so IPv4 connections cost
+    /// nothing here.
+    v6: Vec<Ends>,
+    /// Slots below which IPv6 addresses were ever written (what `memory`
+    /// counts of `v6`).
+    v6_high: usize,
     kinds: Vec<SlotKind>,
     /// Bumped each time a slot is freed, so a stale handle can be told.
     gens: Vec<u32>,
@@ -163,9 +178,10 @@ pub struct ConnTable {
 }
 
 /// Memory reserved and not yet written, lent for the duration of a call:
-/// only an exclusive borrow of a vector's spare capacity makes one, so
-/// whoever receives it (`Config::advise_memory`) knows the bytes are one
-/// live allocation that nobody reads meanwhile.
+/// only an exclusive borrow of a vector's spare capacity, or of a slice
+/// allocated zeroed and not written since, makes one, so whoever receives
+/// it (`Config::advise_memory`) knows the bytes are one live allocation
+/// that nobody reads meanwhile.
 pub struct Region<'a> {
     start: usize,
     len: usize,
@@ -177,6 +193,16 @@ impl<'a> Region<'a> {
         Region {
             start: spare.as_ptr() as usize,
             len: std::mem::size_of_val(spare),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// A slice of plain words just allocated zeroed (`vec![[0; N]; n]`,
+    /// which large allocations map from the kernel's zero pages).
+    fn of_zeroed<const N: usize>(words: &'a mut [[u64; N]]) -> Region<'a> {
+        Region {
+            start: words.as_ptr() as usize,
+            len: std::mem::size_of_val(words),
             _borrow: PhantomData,
         }
     }
@@ -221,6 +247,10 @@ impl ConnTable {
             advise(Region::of(conns.spare_capacity_mut()));
         }
         bucket_vec.resize(buckets, EMPTY_BUCKET);
+        let mut v6 = vec![[0; 8]; max];
+        if let Some(advise) = advise {
+            advise(Region::of_zeroed(&mut v6));
+        }
         let mut kinds = Vec::with_capacity(max);
         let mut gens = Vec::with_capacity(max);
         let mut free = Vec::with_capacity(max);
@@ -236,6 +266,8 @@ impl ConnTable {
             max,
             buckets: bucket_vec,
             conns,
+            v6,
+            v6_high: 0,
             kinds,
             gens,
             free,
@@ -264,10 +296,13 @@ impl ConnTable {
         self.conns.len() - self.free.len()
     }
 
-    /// Bytes of memory the table holds.
+    /// Bytes of memory the table holds: the index, the slots, and the
+    /// addresses of the IPv6 connections (at most: the pages of their
+    /// array below the highest slot one took).
     pub fn memory(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<Bucket>()
             + self.max * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotKind>() + 4 + 4)
+            + self.v6_high * std::mem::size_of::<Ends>()
     }
 
     /// The index's hash of `t`: the same for `t` and `t.swapped()`.
@@ -276,16 +311,16 @@ impl ConnTable {
         t.hash_either_way(&self.key)
     }
 
-    /// What inserting `c` into the index needs, given its original
-    /// tuple's hash: the reply's is the same when the connection takes one
-    /// entry, so that it is not computed twice.
+    /// What inserting a connection of `tuples` into the index needs,
+    /// given its original tuple's hash: the reply's is the same when the
+    /// connection takes one entry, so that it is not computed twice.
     #[inline]
-    pub fn keys(&self, c: &Conn, orig_hash: u64) -> IndexKeys {
-        let one = one_entry(c);
+    pub fn keys(&self, tuples: &[Tuple; 2], orig_hash: u64) -> IndexKeys {
+        let one = one_entry(tuples);
         let reply = if one {
             orig_hash
         } else {
-            self.hash(&c.tuples[1])
+            self.hash(&tuples[1])
         };
         IndexKeys {
             hashes: [orig_hash, reply],
@@ -311,9 +346,9 @@ impl ConnTable {
 
     /// The connection a lookup of `hash` will most likely compare (the first
     /// signature match in its home bucket), for prefetching: its way in
-    /// the bucket, which `lookup_at` takes as a hint, and its address.
+    /// the bucket, which `lookup_at` takes as a hint, and its slot.
     #[inline]
-    pub fn candidate(&self, hash: u64) -> Option<(usize, *const u8)> {
+    pub fn candidate(&self, hash: u64) -> Option<(usize, Slot)> {
         let b = &self.buckets[self.home(hash)];
         let m = Self::matches(b, Self::sig(hash));
         if m == 0 {
@@ -321,10 +356,21 @@ impl ConnTable {
         }
         let way = m.trailing_zeros() as usize;
         let e = b.entry[way];
-        (e != EMPTY).then(|| {
-            let c: *const Conn = &self.conns[(e & SLOT_MASK) as usize];
-            (way, c.cast())
-        })
+        (e != EMPTY).then_some((way, Slot(e & SLOT_MASK)))
+    }
+
+    /// Where the connection in slot `s` is (for prefetching).
+    #[inline]
+    pub fn conn_addr(&self, s: Slot) -> *const u8 {
+        let c: *const Conn = &self.conns[s.0 as usize];
+        c.cast()
+    }
+
+    /// Where the IPv6 addresses of slot `s` are (for prefetching).
+    #[inline]
+    pub fn v6_addr(&self, s: Slot) -> *const u8 {
+        let e: *const Ends = &self.v6[s.0 as usize];
+        e.cast()
     }
 
     /// Bit i set where signature i equals `sig`: one 128-bit compare of the
@@ -351,12 +397,13 @@ impl ConnTable {
     /// Finds the connection with tuple `t` (of hash `hash`) in either direction.
     #[inline]
     pub fn lookup(&self, t: &Tuple, hash: u64) -> Option<(Slot, Dir)> {
+        let key = Key::of(t);
         // The closure is forced inline: in the data plane's build the
         // compiler left it out of line, a call per candidate.
         self.probe(
             hash,
             #[inline(always)]
-            |e, tuples| Self::holds(e, tuples, t),
+            |e, slot| self.holds(e, slot, &key, t),
         )
         .map(|(slot, dir)| (Slot(slot), dir))
     }
@@ -374,7 +421,7 @@ impl ConnTable {
             let e = self.buckets[self.home(hash)].entry[way % WAYS];
             if e != EMPTY {
                 let slot = e & SLOT_MASK;
-                if let Some(dir) = Self::holds(e, &self.conns[slot as usize].tuples, t) {
+                if let Some(dir) = self.holds(e, slot, &Key::of(t), t) {
                     return Some((Slot(slot), dir));
                 }
             }
@@ -382,10 +429,10 @@ impl ConnTable {
         self.lookup(t, hash)
     }
 
-    /// The direction in which entry `e`, of a connection with `tuples`,
-    /// holds `t`, if it does.
+    /// The direction in which entry `e`, of the connection in `slot`,
+    /// holds `t` (whose key is `key`), if it does.
     #[inline(always)]
-    fn holds(e: u32, tuples: &[Tuple; 2], t: &Tuple) -> Option<Dir> {
+    fn holds(&self, e: u32, slot: u32, key: &Key, t: &Tuple) -> Option<Dir> {
         let dir = match e & (REPLY_BIT | BOTH_BIT) {
             0 => 0,
             REPLY_BIT => 1,
@@ -395,7 +442,71 @@ impl ConnTable {
             // the traffic).
             flags => usize::from(descending(t) != (flags & REPLY_BIT != 0)),
         };
-        (tuples[dir] == *t).then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
+        // The direction stays an index until the end: as a `Dir` chosen
+        // by `if` before the comparison, the compiler branched on it, a
+        // mispredict every other packet.
+        self.has(slot, dir, key, t)
+            .then_some(if dir == 0 { Dir::Original } else { Dir::Reply })
+    }
+
+    /// Whether the connection in `slot` has tuple `t` (of key `key`) in
+    /// direction `dir` (0 or 1): its key is `t`'s and, for IPv6, so are
+    /// its addresses.
+    #[inline(always)]
+    fn has(&self, slot: u32, dir: usize, key: &Key, t: &Tuple) -> bool {
+        self.conns[slot as usize].keys[dir & 1] == *key
+            && (!key.is_v6() || self.v6_has(Slot(slot), dir, t))
+    }
+
+    /// Whether the IPv6 connection in slot `s` has `t`'s addresses in
+    /// direction `dir`. Out of line, so that an IPv4 lookup carries
+    /// nothing of it but a test of the key's family.
+    #[cold]
+    #[inline(never)]
+    fn v6_has(&self, s: Slot, dir: usize, t: &Tuple) -> bool {
+        self.v6_addrs(s, dir) == [t.src, t.dst]
+    }
+
+    /// The addresses of an IPv6 connection's tuple of direction `dir`.
+    fn v6_addrs(&self, s: Slot, dir: usize) -> [Addr; 2] {
+        let w = &self.v6[s.0 as usize][4 * (dir & 1)..];
+        [
+            Addr::from_words([w[0], w[1]]),
+            Addr::from_words([w[2], w[3]]),
+        ]
+    }
+
+    /// The tuple of direction `d` of the connection in slot `s`.
+    #[inline]
+    pub fn tuple(&self, s: Slot, d: Dir) -> Tuple {
+        let key = &self.conns[s.0 as usize].keys[d.index()];
+        key.tuple(if key.is_v6() {
+            Some(self.v6_addrs(s, d.index()))
+        } else {
+            None
+        })
+    }
+
+    /// Both tuples of the connection in slot `s`.
+    pub fn tuples(&self, s: Slot) -> [Tuple; 2] {
+        [self.tuple(s, Dir::Original), self.tuple(s, Dir::Reply)]
+    }
+
+    /// Whether the connection in slot `s` has tuple `t` in direction `d`.
+    #[inline]
+    pub fn has_tuple(&self, s: Slot, d: Dir, t: &Tuple) -> bool {
+        self.has(s.0, d.index(), &Key::of(t), t)
+    }
+
+    /// Gives an unconfirmed connection a new reply tuple (NAT's choice).
+    pub fn set_reply(&mut self, s: Slot, reply: &Tuple) {
+        debug_assert!(self.is_unconfirmed(s));
+        self.conns[s.0 as usize].keys[1] = Key::of(reply);
+        if reply.family == 6 {
+            let [s0, s1] = reply.src.words();
+            let [d0, d1] = reply.dst.words();
+            self.v6[s.0 as usize][4..].copy_from_slice(&[s0, s1, d0, d1]);
+        }
     }
 
     /// The connection that already holds `t` or its swapped twin, both of
@@ -406,12 +517,14 @@ impl ConnTable {
     /// both is enough, since its reply is the original swapped.
     #[inline]
     fn holder_of_either(&self, t: &Tuple, twin: &Tuple, hash: u64) -> Option<Slot> {
+        let (key, twin_key) = (Key::of(t), Key::of(twin));
         self.probe(
             hash,
             #[inline(always)]
-            |e, tuples| {
-                let held = &tuples[usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT)];
-                (held == t || held == twin).then_some(())
+            |e, slot| {
+                let held = usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT);
+                (self.has(slot, held, &key, t) || self.has(slot, held, &twin_key, twin))
+                    .then_some(())
             },
         )
         .map(|(slot, ())| Slot(slot))
@@ -419,13 +532,9 @@ impl ConnTable {
 
     /// Walks the bucket chain of `hash` and returns the first entry whose
     /// signature matches and for which `hit` (given the entry and its
-    /// connection's tuples) says yes, with its slot.
+    /// slot) says yes, with its slot.
     #[inline(always)]
-    fn probe<R>(
-        &self,
-        hash: u64,
-        mut hit: impl FnMut(u32, &[Tuple; 2]) -> Option<R>,
-    ) -> Option<(u32, R)> {
+    fn probe<R>(&self, hash: u64, mut hit: impl FnMut(u32, u32) -> Option<R>) -> Option<(u32, R)> {
         let sig = Self::sig(hash);
         let mut b = self.home(hash);
         let mut probed = 0;
@@ -439,7 +548,7 @@ impl ConnTable {
                     continue;
                 }
                 let slot = e & SLOT_MASK;
-                if let Some(r) = hit(e, &self.conns[slot as usize].tuples) {
+                if let Some(r) = hit(e, slot) {
                     return Some((slot, r));
                 }
             }
@@ -455,21 +564,32 @@ impl ConnTable {
     /// that the caller builds the connection in its slot: as a call it was
     /// built on the stack and copied over with `memcpy` (41 instructions
     /// and 6% of a new connection's cycles in `ct-bench`).
+    /// `conn`'s keys are `tuples`'; an IPv6 connection's addresses are
+    /// kept beside it.
     #[inline(always)]
-    pub fn alloc(&mut self, conn: Conn) -> Option<Slot> {
-        if let Some(s) = self.free.pop() {
+    pub fn alloc(&mut self, conn: Conn, tuples: &[Tuple; 2]) -> Option<Slot> {
+        debug_assert_eq!(conn.keys, tuples.map(|t| Key::of(&t)));
+        let s = if let Some(s) = self.free.pop() {
             self.conns[s as usize] = conn;
             self.kinds[s as usize] = SlotKind::Unconfirmed;
-            return Some(Slot(s));
+            Slot(s)
+        } else {
+            if self.conns.len() == self.max {
+                return None;
+            }
+            // Within the reserved capacity: no reallocation.
+            self.conns.push(conn);
+            self.kinds.push(SlotKind::Unconfirmed);
+            self.gens.push(0);
+            Slot((self.conns.len() - 1) as u32)
+        };
+        if conn.keys[0].is_v6() {
+            let [o, r] = tuples;
+            let w = [o.src, o.dst, r.src, r.dst].map(|a| a.words());
+            self.v6[s.0 as usize] = std::array::from_fn(|i| w[i / 2][i % 2]);
+            self.v6_high = self.v6_high.max(s.0 as usize + 1);
         }
-        if self.conns.len() == self.max {
-            return None;
-        }
-        // Within the reserved capacity: no reallocation.
-        self.conns.push(conn);
-        self.kinds.push(SlotKind::Unconfirmed);
-        self.gens.push(0);
-        Some(Slot((self.conns.len() - 1) as u32))
+        Some(s)
     }
 
     pub fn get(&self, s: Slot) -> &Conn {
@@ -502,8 +622,8 @@ impl ConnTable {
     /// table: then it returns the connection that holds it and inserts
     /// nothing. Each tuple is hashed once.
     pub fn insert(&mut self, s: Slot) -> Result<(), Slot> {
-        let c = &self.conns[s.0 as usize];
-        let keys = self.keys(c, self.hash(&c.tuples[0]));
+        let tuples = self.tuples(s);
+        let keys = self.keys(&tuples, self.hash(&tuples[0]));
         self.insert_keyed(s, keys)
     }
 
@@ -512,12 +632,12 @@ impl ConnTable {
     #[inline(always)]
     pub fn insert_keyed(&mut self, s: Slot, keys: IndexKeys) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
-        let c = &self.conns[s.0 as usize];
-        debug_assert_eq!(keys, self.keys(c, self.hash(&c.tuples[0])));
+        let tuples = self.tuples(s);
+        debug_assert_eq!(keys, self.keys(&tuples, self.hash(&tuples[0])));
         let hashes = keys.hashes;
-        let [orig, reply] = &c.tuples;
+        let [orig, reply] = &tuples;
         // The one entry, if the connection takes one.
-        let both = keys.one.then(|| both_entry(s, c));
+        let both = keys.one.then(|| both_entry(s, orig));
         let clash = match both {
             Some(_) => self.holder_of_either(orig, reply, hashes[0]),
             None => [orig, reply]
@@ -586,10 +706,9 @@ impl ConnTable {
         match self.kinds[i] {
             SlotKind::Free => return,
             SlotKind::Confirmed => {
-                let c = &self.conns[i];
-                let tuples = c.tuples;
-                if one_entry(c) {
-                    self.remove_entry(self.hash(&tuples[0]), both_entry(s, c));
+                let tuples = self.tuples(s);
+                if one_entry(&tuples) {
+                    self.remove_entry(self.hash(&tuples[0]), both_entry(s, &tuples[0]));
                 } else {
                     self.remove_entry(self.hash(&tuples[0]), s.0);
                     self.remove_entry(self.hash(&tuples[1]), s.0 | REPLY_BIT);
@@ -612,7 +731,12 @@ impl ConnTable {
     /// seldom has to evict on the packet path and established ones, which
     /// are ASSURED, are never touched. `on_delete` sees each connection,
     /// and its slot, before it goes.
-    pub fn gc(&mut self, now: u64, budget: usize, mut on_delete: impl FnMut(Slot, &Conn)) -> Swept {
+    pub fn gc(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut on_delete: impl FnMut(Slot, &Conn, &[Tuple; 2]),
+    ) -> Swept {
         let mut swept = Swept::default();
         if self.conns.is_empty() {
             return swept;
@@ -632,7 +756,7 @@ impl ConnTable {
             } else {
                 continue;
             }
-            on_delete(Slot(i as u32), c);
+            on_delete(Slot(i as u32), c, &self.tuples(Slot(i as u32)));
             self.delete(Slot(i as u32));
         }
         swept
@@ -643,7 +767,12 @@ impl ConnTable {
     /// `evictable`) and delete it.
     /// `on_delete` sees the evicted connection, and its slot, before it
     /// goes.
-    pub fn early_drop(&mut self, hash: u64, now: u64, on_delete: impl FnOnce(Slot, &Conn)) -> bool {
+    pub fn early_drop(
+        &mut self,
+        hash: u64,
+        now: u64,
+        on_delete: impl FnOnce(Slot, &Conn, &[Tuple; 2]),
+    ) -> bool {
         let mut b = self.home(hash);
         for _ in 0..EVICTION_RANGE {
             for e in self.buckets[b].entry {
@@ -653,7 +782,7 @@ impl ConnTable {
                 let s = Slot(e & SLOT_MASK);
                 let c = self.get(s);
                 if c.deadline <= now || evictable(c) {
-                    on_delete(s, c);
+                    on_delete(s, c, &self.tuples(s));
                     self.delete(s);
                     return true;
                 }
@@ -686,182 +815,4 @@ impl ConnTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
-        Tuple {
-            src: crate::wire::Addr::v4(src),
-            dst: crate::wire::Addr::v4(dst),
-            sport,
-            dport,
-            proto: 17,
-            family: 4,
-            zone: 0,
-        }
-    }
-
-    /// A new, unconfirmed connection with tuples `orig` and `reply`.
-    fn new_conn(t: &mut ConnTable, orig: Tuple, reply: Tuple) -> Slot {
-        t.alloc(Conn {
-            tuples: [orig, reply],
-            ..Conn::BLANK
-        })
-        .unwrap()
-    }
-
-    /// A connection with tuples `orig` and `reply`, confirmed.
-    fn add(t: &mut ConnTable, orig: Tuple, reply: Tuple) -> Slot {
-        let s = new_conn(t, orig, reply);
-        t.insert(s).unwrap();
-        s
-    }
-
-    fn entries(t: &ConnTable) -> usize {
-        t.buckets
-            .iter()
-            .map(|b| b.entry.iter().filter(|&&e| e != EMPTY).count())
-            .sum()
-    }
-
-    /// An untranslated connection takes one index entry and a translated
-    /// one two; each is found from both of its tuples, in the right
-    /// direction, and from nothing else (the swapped pre-translation
-    /// original is not a translated connection's reply); delete leaves
-    /// the index empty.
-    #[test]
-    fn one_entry_unless_translated() {
-        let mut t = ConnTable::new(64, false, None);
-        let plain = udp([198, 18, 0, 1], 1024, [198, 19, 0, 1], 53);
-        let natted = udp([198, 18, 0, 2], 1024, [198, 19, 0, 1], 53);
-        let natted_reply = udp([198, 19, 0, 1], 53, [198, 19, 255, 1], 40000);
-        let a = add(&mut t, plain, plain.swapped());
-        assert_eq!(entries(&t), 1);
-        let b = add(&mut t, natted, natted_reply);
-        assert_eq!(entries(&t), 3);
-        let find = |t: &ConnTable, x: &Tuple| t.lookup(x, t.hash(x));
-        assert_eq!(find(&t, &plain), Some((a, Dir::Original)));
-        assert_eq!(find(&t, &plain.swapped()), Some((a, Dir::Reply)));
-        assert_eq!(find(&t, &natted), Some((b, Dir::Original)));
-        assert_eq!(find(&t, &natted_reply), Some((b, Dir::Reply)));
-        assert_eq!(find(&t, &natted.swapped()), None);
-        // An original whose ends sort the other way, and one whose ends
-        // are equal (its reply is itself: found as the original).
-        let down = udp([198, 19, 0, 9], 2000, [198, 18, 0, 1], 53);
-        let d = add(&mut t, down, down.swapped());
-        let same_ends = udp([198, 18, 0, 7], 7, [198, 18, 0, 7], 7);
-        let e = add(&mut t, same_ends, same_ends);
-        assert_eq!(entries(&t), 5);
-        assert_eq!(find(&t, &down), Some((d, Dir::Original)));
-        assert_eq!(find(&t, &down.swapped()), Some((d, Dir::Reply)));
-        assert_eq!(find(&t, &same_ends), Some((e, Dir::Original)));
-        t.delete(d);
-        t.delete(e);
-        // A clash from either direction is refused.
-        let c = new_conn(&mut t, plain.swapped(), plain);
-        assert_eq!(t.insert(c), Err(a));
-        t.delete(c);
-        t.delete(a);
-        t.delete(b);
-        assert_eq!(entries(&t), 0);
-        assert_eq!(find(&t, &plain), None);
-        assert_eq!(find(&t, &natted_reply), None);
-    }
-
-    /// A new untranslated connection is refused, in the one walk of the
-    /// index its clash check makes, whichever tuple of whichever kind of
-    /// entry already holds its original or its reply; and it is refused
-    /// exactly when a lookup of either tuple finds a connection.
-    #[test]
-    fn clash_check_of_one_entry_finds_every_holder() {
-        let client = udp([198, 18, 0, 1], 1024, [198, 19, 0, 1], 53);
-        let elsewhere = udp([198, 18, 0, 9], 9, [198, 19, 0, 9], 9);
-        // Existing connections (original, reply) holding `client` or its
-        // twin in each place an entry can keep it, and one holding neither.
-        let holders = [
-            (client, client.swapped()),
-            (client.swapped(), client),
-            (client, elsewhere),
-            (elsewhere, client),
-            (client.swapped(), elsewhere),
-            (elsewhere, client.swapped()),
-            (elsewhere, elsewhere.swapped()),
-        ];
-        for (i, &(orig, reply)) in holders.iter().enumerate() {
-            let mut t = ConnTable::new(64, false, None);
-            add(&mut t, orig, reply);
-            let by_lookup = [client, client.swapped()]
-                .iter()
-                .find_map(|x| t.lookup(x, t.hash(x)))
-                .map(|(s, _)| s);
-            let new = new_conn(&mut t, client, client.swapped());
-            let clash = t.insert(new).err();
-            assert_eq!(clash, by_lookup, "holder {i}");
-            assert_eq!(clash.is_some(), i < 6, "holder {i}");
-        }
-    }
-
-    /// Whatever way a hint names (the right one, one gone stale, one of
-    /// another connection's entries or an empty one), a hinted lookup
-    /// finds what a plain one does.
-    #[test]
-    fn hinted_lookup_agrees_with_lookup() {
-        let mut t = ConnTable::new(64, false, None);
-        let tuples: Vec<Tuple> = (0..48u8)
-            .map(|i| udp([198, 18, 0, i], 1000 + u16::from(i), [198, 19, 0, 1], 53))
-            .collect();
-        let slots: Vec<Slot> = tuples
-            .iter()
-            .map(|&x| add(&mut t, x, x.swapped()))
-            .collect();
-        let absent = udp([198, 18, 1, 1], 9, [198, 19, 0, 1], 53);
-        let agree = |t: &ConnTable| {
-            for q in tuples
-                .iter()
-                .flat_map(|x| [*x, x.swapped()])
-                .chain([absent])
-            {
-                let h = t.hash(&q);
-                let plain = t.lookup(&q, h);
-                for hint in (0..WAYS).map(Some).chain([None]) {
-                    assert_eq!(t.lookup_at(&q, h, hint), plain, "{q:?} hint {hint:?}");
-                }
-            }
-        };
-        agree(&t);
-        for &s in slots.iter().step_by(2) {
-            t.delete(s);
-        }
-        agree(&t);
-    }
-
-    /// `matches` agrees with comparing the ways one by one, for lanes
-    /// drawn from a few values (so that many match), the extremes
-    /// included: 0 (an empty way), 0x7fff, 0x8000 and 0xffff, where a
-    /// carry or borrow between lanes would show.
-    #[test]
-    fn signature_match_is_exact_per_way() {
-        const VALUES: [u16; 6] = [0, 1, 0x7fff, 0x8000, 0xfffe, 0xffff];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for _ in 0..100_000 {
-            let mut b = EMPTY_BUCKET;
-            let mut sigs = [0u16; WAYS];
-            for (i, s) in sigs.iter_mut().enumerate() {
-                *s = VALUES[next() as usize % VALUES.len()];
-                ConnTable::set_sig(&mut b, i, *s);
-            }
-            let sig = VALUES[next() as usize % VALUES.len()];
-            let naive = sigs
-                .iter()
-                .enumerate()
-                .fold(0, |m, (i, &s)| m | u32::from(s == sig) << i);
-            assert_eq!(ConnTable::matches(&b, sig), naive, "{sigs:x?} vs {sig:x}");
-        }
-    }
-}
+mod tests;

@@ -283,7 +283,8 @@ fn walk<P: Policy>(mut job: Job, stages: &mut Stages<P>, now: u64) -> Option<Job
     let shard = &mut stages.shard;
     let filter = &job.filter;
     let (conns, deleted, next) = if job.delete {
-        let (n, next) = shard.delete_slice(job.cursor, SLICE_SLOTS, |c| filter.matches(c), now);
+        let (n, next) =
+            shard.delete_slice(job.cursor, SLICE_SLOTS, |c, t| filter.matches(c, t), now);
         (Vec::new(), n, next)
     } else {
         // Checked before the slice: a spare page is there.
@@ -292,7 +293,7 @@ fn walk<P: Policy>(mut job: Job, stages: &mut Stages<P>, now: u64) -> Option<Job
             job.cursor,
             SLICE_SLOTS,
             job.room,
-            |c| filter.matches(c),
+            |c, t| filter.matches(c, t),
             &mut conns,
         );
         job.room -= conns.len();

@@ -342,7 +342,7 @@ fn ct_list(s: &State, params: &str, out: &Tel) -> Result<(), String> {
 fn conn_dict(listed: &ListedConn, now: u64) -> Result<Tel, String> {
     let d = Tel::new_dict().ok_or("out of memory")?;
     let c = &listed.conn;
-    let [orig, reply] = &c.tuples;
+    let [orig, reply] = &listed.tuples;
     let l3 = orig.l3();
     d.str("proto", proto_name(orig.proto));
     d.u64("timeout", c.seconds_left(now));

@@ -4,7 +4,7 @@
 //! `-d`, `--sport` and `--dport`; every given match must hold.
 
 use super::Prefix;
-use crate::conntrack::{Conn, Status, TcpState};
+use crate::conntrack::{Conn, Status, TcpState, Tuple};
 
 /// Which connections a runtime command applies to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,8 +62,9 @@ impl ConnFilter {
         *self == ConnFilter::default()
     }
 
-    pub fn matches(&self, c: &Conn) -> bool {
-        let t = &c.tuples[0];
+    /// Whether it selects connection `c`, of tuples `tuples`.
+    pub fn matches(&self, c: &Conn, tuples: &[Tuple; 2]) -> bool {
+        let t = &tuples[0];
         let l3 = t.l3();
         self.proto.is_none_or(|p| p == t.proto)
             && self.src.is_none_or(|p| p.contains(l3, &t.src))
@@ -146,17 +147,20 @@ pub(super) fn status_bit(v: &str) -> Result<(u32, bool), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{invert, Conn, Tuple};
+    use crate::conntrack::{invert, Conn, Key};
     use crate::wire::{PROTO_TCP, PROTO_UDP};
 
-    fn conn(proto: u8, src: [u8; 4], sport: u16, dport: u16, status: Status) -> Conn {
+    /// A connection and its tuples.
+    fn conn(proto: u8, src: [u8; 4], sport: u16, dport: u16, status: Status) -> (Conn, [Tuple; 2]) {
         let src = std::net::SocketAddr::from((src, sport));
         let t = Tuple::between(src, ([198, 19, 0, 1], dport).into(), proto);
-        Conn {
-            tuples: [t, invert(&t)],
+        let tuples = [t, invert(&t)];
+        let c = Conn {
+            keys: tuples.map(|t| Key::of(&t)),
             status,
             ..Conn::BLANK
-        }
+        };
+        (c, tuples)
     }
 
     fn words(s: &str) -> Vec<&str> {
@@ -173,7 +177,7 @@ mod tests {
 
     #[test]
     fn matches_the_original_direction() {
-        let c = conn(PROTO_TCP, [198, 18, 0, 7], 40000, 22, Status::ASSURED);
+        let (c, t) = conn(PROTO_TCP, [198, 18, 0, 7], 40000, 22, Status::ASSURED);
         let yes = [
             "proto tcp",
             "dport 22",
@@ -182,7 +186,7 @@ mod tests {
             "dst 198.19.0.1",
         ];
         for f in yes {
-            assert!(ConnFilter::parse(&words(f)).unwrap().matches(&c), "{f}");
+            assert!(ConnFilter::parse(&words(f)).unwrap().matches(&c, &t), "{f}");
         }
         let no = [
             "proto udp",
@@ -192,20 +196,23 @@ mod tests {
             "status snat",
         ];
         for f in no {
-            assert!(!ConnFilter::parse(&words(f)).unwrap().matches(&c), "{f}");
+            assert!(
+                !ConnFilter::parse(&words(f)).unwrap().matches(&c, &t),
+                "{f}"
+            );
         }
     }
 
     #[test]
     fn status_and_state() {
-        let mut c = conn(PROTO_UDP, [198, 18, 0, 7], 1, 53, Status(0));
+        let (mut c, t) = conn(PROTO_UDP, [198, 18, 0, 7], 1, 53, Status(0));
         let unreplied = ConnFilter::parse(&words("status unreplied")).unwrap();
         let assured = ConnFilter::parse(&words("--status ASSURED,seen-reply")).unwrap();
-        assert!(unreplied.matches(&c) && !assured.matches(&c));
+        assert!(unreplied.matches(&c, &t) && !assured.matches(&c, &t));
         c.status = Status(Status::ASSURED.0 | Status::SEEN_REPLY.0);
-        assert!(!unreplied.matches(&c) && assured.matches(&c));
+        assert!(!unreplied.matches(&c, &t) && assured.matches(&c, &t));
         let est = ConnFilter::parse(&words("state established")).unwrap();
-        assert!(!est.matches(&c), "a state filter selects TCP only");
+        assert!(!est.matches(&c, &t), "a state filter selects TCP only");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
 //!                 [--cases established,new,mixed,flood,expect,nat]
-//!                 [--protos udp,tcp] (of the established case)
+//!                 [--protos udp,tcp,udp6] (of the established case)
 
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ impl Templates {
     fn write(&self, buf: &mut [u8; BUF], proto: Proto, p: &Pkt) -> usize {
         let (i, reply) = (p.conn, p.reply);
         if let Proto::Udp6 { crafted } = proto {
-            return self.write6(buf, crafted, i);
+            return self.write6(buf, crafted, i, reply);
         }
         *buf = if proto == Proto::Udp {
             self.udp
@@ -120,9 +120,11 @@ impl Templates {
         FRAME
     }
 
-    /// An original of flood connection `i`: from 2001:2:0:SUBNET:IID port
-    /// 40000+ to 2001:2:0:3::1 port 80, the subnet and port from `i`.
-    fn write6(&self, buf: &mut [u8; BUF], crafted: bool, i: u32) -> usize {
+    /// A packet of IPv6 connection `i`: from 2001:2:0:SUBNET:IID port
+    /// 40000+ to 2001:2:0:3::1 port 80, the subnet and port from `i`, or
+    /// the `reply` back. Checksums are left as they are: the benchmark's
+    /// shards do not check them (`Config::checksum` is off).
+    fn write6(&self, buf: &mut [u8; BUF], crafted: bool, i: u32, reply: bool) -> usize {
         let iid = if crafted {
             CRAFTED_IID
         } else {
@@ -130,9 +132,18 @@ impl Templates {
         };
         *buf = self.udp6;
         let net = 0x2001_0002_0000_0000 | u64::from(i & 0xffff);
-        buf[22..30].copy_from_slice(&net.to_be_bytes());
-        buf[30..38].copy_from_slice(&iid.to_be_bytes());
-        buf[54..56].copy_from_slice(&(40_000 + (i >> 16) as u16).to_be_bytes());
+        let port = (40_000 + (i >> 16) as u16).to_be_bytes();
+        if reply {
+            buf.copy_within(38..54, 22);
+            buf.copy_within(56..58, 54);
+            buf[38..46].copy_from_slice(&net.to_be_bytes());
+            buf[46..54].copy_from_slice(&iid.to_be_bytes());
+            buf[56..58].copy_from_slice(&port);
+        } else {
+            buf[22..30].copy_from_slice(&net.to_be_bytes());
+            buf[30..38].copy_from_slice(&iid.to_be_bytes());
+            buf[54..56].copy_from_slice(&port);
+        }
         FRAME6
     }
 }
@@ -274,13 +285,12 @@ fn room_for(n: u32) -> usize {
 /// Opens `n` connections (UDP: request and answer; TCP: handshake).
 fn populate(shard: &mut Shard, t: &Templates, proto: Proto, n: u32) {
     let setup: Vec<Pkt> = match proto {
-        Proto::Udp => vec![(false, 0), (true, 0)],
+        Proto::Udp | Proto::Udp6 { .. } => vec![(false, 0), (true, 0)],
         Proto::Tcp => vec![
             (false, TCP_SYN),
             (true, TCP_SYN | TCP_ACK),
             (false, TCP_ACK),
         ],
-        Proto::Udp6 { .. } => unreachable!("flood connections are opened by bench_flood"),
     }
     .into_iter()
     .flat_map(|(reply, flags)| {
@@ -320,7 +330,7 @@ fn main() {
     let mut conns = vec![1_000u32, 100_000, 1_000_000, 4_000_000];
     let mut packets: u64 = 20_000_000;
     let mut cases = String::from("established,new,mixed,flood,expect,nat");
-    let mut protos = String::from("udp,tcp");
+    let mut protos = String::from("udp,tcp,udp6");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -335,7 +345,7 @@ fn main() {
             "--cases" => cases = it.next().cloned().unwrap_or_default(),
             "--protos" => protos = it.next().cloned().unwrap_or_default(),
             _ => {
-                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat] [--protos udp,tcp]");
+                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat] [--protos udp,tcp,udp6]");
                 std::process::exit(2);
             }
         }
@@ -352,8 +362,9 @@ fn main() {
     } else {
         &[]
     };
-    for (proto, name) in [(Proto::Udp, "udp"), (Proto::Tcp, "tcp")] {
-        if !protos.contains(name) {
+    let udp6 = Proto::Udp6 { crafted: false };
+    for (proto, name) in [(Proto::Udp, "udp"), (Proto::Tcp, "tcp"), (udp6, "udp6")] {
+        if !protos.split(',').any(|p| p == name) {
             continue;
         }
         for &n in established {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use ctfwd::conntrack::{Conn, ConnTable, Tuple};
+use ctfwd::conntrack::{Conn, ConnTable, Key, Tuple};
 use ctfwd::dataplane::cpu::{advise_huge_pages, prefetch, tsc, tsc_hz};
 use ctfwd::wire::Addr;
 
@@ -86,11 +86,12 @@ fn main() {
         let mut map = FastMap::with_capacity_and_hasher(2 * n as usize, Default::default());
         for i in 0..n {
             let t = tuple(i);
+            let tuples = [t, t.swapped()];
             let conn = Conn {
-                tuples: [t, t.swapped()],
+                keys: tuples.map(|t| Key::of(&t)),
                 ..Conn::BLANK
             };
-            let slot = table.alloc(conn).expect("room");
+            let slot = table.alloc(conn, &tuples).expect("room");
             table.insert(slot).expect("distinct tuples");
             map.insert(t, i);
             map.insert(t.swapped(), i);
@@ -121,13 +122,13 @@ fn main() {
                 prefetch(table.bucket_addr(*h));
             }
             for h in &hashes[..burst.len()] {
-                if let Some((_, a)) = table.candidate(*h) {
-                    prefetch(a);
+                if let Some((_, s)) = table.candidate(*h) {
+                    prefetch(table.conn_addr(s));
                 }
             }
             for (k, h) in burst.iter().zip(hashes) {
                 let (slot, dir) = table.lookup(k, h).expect("present");
-                sum += table.get(slot).tuple(dir).sport as u64;
+                sum += table.tuple(slot, dir).sport as u64;
             }
         }
         let ours = (t0.elapsed(), tsc() - c0);

@@ -43,7 +43,7 @@ fn seed_walkthrough_tftp() {
     let c = h.conn(&s);
     assert!(c.status.has(Status::EXPECTED));
     assert_eq!(
-        c.tuples,
+        h.tuples(&s),
         [tuple(17, server_new, pc), tuple(17, pc, server_new)]
     );
     assert_eq!(master_of(&h, &s), Some(master));
@@ -292,7 +292,7 @@ fn extension_records_follow_their_connections() {
     ftp_session(&mut h, FC, FS);
     assert_eq!(h.shard.exts.in_use(), 1);
     h.shard.check_invariants(fed(&h)).unwrap();
-    let (deleted, _) = h.shard.delete_slice(0, usize::MAX, |_| true, h.now);
+    let (deleted, _) = h.shard.delete_slice(0, usize::MAX, |_, _| true, h.now);
     assert_eq!(deleted, 1);
     assert_eq!(h.shard.exts.in_use(), 0);
     // A TFTP request whose packet is dropped before egress, and one whose

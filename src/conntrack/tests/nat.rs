@@ -46,7 +46,7 @@ impl Harness {
     }
 
     fn reply_tuple(&self, s: &Seen) -> Tuple {
-        self.conn(s).tuples[1]
+        self.tuples(s)[1]
     }
 }
 
@@ -307,7 +307,7 @@ fn translated_replies_land_on_the_owner() {
                     // a connection from any other port of the server to
                     // the translated endpoint (a TFTP transfer) lands on
                     // one entry both ways too.
-                    let orig = h.conn(&s).tuples[0];
+                    let orig = h.tuples(&s)[0];
                     if steering.owns(&orig) {
                         assert_eq!(steering.entry(&reply), steering.entry(&orig));
                         let other_port = next() as u16;
@@ -459,13 +459,14 @@ mod properties {
                 }
                 let mut seen = std::collections::HashSet::new();
                 for (slot, c) in h.shard.table().iter() {
-                    for (d, t) in [(Dir::Original, c.tuples[0]), (Dir::Reply, c.tuples[1])] {
+                    let tuples = h.shard.table().tuples(slot);
+                    for (d, t) in [(Dir::Original, tuples[0]), (Dir::Reply, tuples[1])] {
                         prop_assert!(seen.insert(t), "two connections share {t}");
                         let (r, dir) = h.shard.find(&t).expect("found by each tuple");
                         prop_assert_eq!((r.slot, dir), (slot, d));
                     }
                     if c.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0 {
-                        prop_assert!(steering.owns(&c.tuples[1]), "reply {} lands elsewhere", c.tuples[1]);
+                        prop_assert!(steering.owns(&tuples[1]), "reply {} lands elsewhere", tuples[1]);
                     }
                 }
             }
