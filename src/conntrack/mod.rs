@@ -604,18 +604,19 @@ impl Shard {
         self.acct.reset(slot);
         let keys = self.table.keys(&tuples, c.hash);
         let at = self.unconfirmed.push(slot, keys);
-        self.attach_helper_or_master(slot, at, now);
+        self.attach_helper_or_master(slot, at, &tuples, now);
         Ok((slot, at))
     }
 
     /// A new connection either fulfils an expectation (EXPECTED, linked to
     /// its master) or may get a helper, found by its reply tuple's source
-    /// port, L4 and L3 as the seed article describes.
-    fn attach_helper_or_master(&mut self, slot: Slot, at: u32, now: u64) {
+    /// port, L4 and L3 as the seed article describes. `tuples` are the
+    /// connection's, as created.
+    fn attach_helper_or_master(&mut self, slot: Slot, at: u32, tuples: &[Tuple; 2], now: u64) {
         let mut ext = Ext::default();
+        let [original, reply] = tuples;
         if !self.expectations.is_empty() {
-            let original = self.table.tuple(slot, Dir::Original);
-            if let Some(e) = self.expectations.take(&original, now) {
+            if let Some(e) = self.expectations.take(original, now) {
                 self.table.get_mut(slot).status.set(Status::EXPECTED);
                 ext.master = Some(e.master);
                 if let Some(n) = e.nat {
@@ -624,7 +625,6 @@ impl Shard {
             }
         }
         if ext.master.is_none() {
-            let reply = self.table.tuple(slot, Dir::Reply);
             ext.helper = self.cfg.helpers.lookup(reply.proto, reply.sport);
         }
         // Most connections have neither, and take no record.

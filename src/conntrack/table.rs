@@ -61,12 +61,15 @@ type Ends = [u64; 8];
 const EVICTION_RANGE: usize = 8;
 
 /// What the index needs to insert a connection (`ConnTable::keys`): its
-/// two tuples' hashes, and whether it takes one entry for both (its reply
-/// is its original swapped, `one_entry`).
+/// two tuples' hashes, whether it takes one entry for both (its reply is
+/// its original swapped, `one_entry`), and then whether its original's
+/// ends sort `descending`: all worked out from the tuples while they are
+/// at hand, so that confirming needs only the connection's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexKeys {
     pub hashes: [u64; 2],
     pub one: bool,
+    pub descending: bool,
 }
 
 /// One cache line of the index.
@@ -118,8 +121,8 @@ fn one_entry([orig, reply]: &[Tuple; 2]) -> bool {
 /// The one entry of such a connection in slot `s`, of original tuple
 /// `orig`: `BOTH_BIT`, and `REPLY_BIT` if the original's ends sort
 /// descending.
-fn both_entry(s: Slot, orig: &Tuple) -> u32 {
-    s.0 | BOTH_BIT | if descending(orig) { REPLY_BIT } else { 0 }
+fn both_entry(s: Slot, descending: bool) -> u32 {
+    s.0 | BOTH_BIT | if descending { REPLY_BIT } else { 0 }
 }
 
 /// Whether the tuple's source end (address, then port) sorts after its
@@ -325,6 +328,7 @@ impl ConnTable {
         IndexKeys {
             hashes: [orig_hash, reply],
             one,
+            descending: one && descending(&tuples[0]),
         }
     }
 
@@ -459,9 +463,10 @@ impl ConnTable {
     }
 
     /// Whether the IPv6 connection in slot `s` has `t`'s addresses in
-    /// direction `dir`. Out of line, so that an IPv4 lookup carries
-    /// nothing of it but a test of the key's family.
-    #[cold]
+    /// direction `dir`. Out of line and given `t` by reference, so that
+    /// an IPv4 lookup carries nothing of it but a test of the key's
+    /// family (with the addresses passed by value, the compiler loaded
+    /// them before that test: 15 instructions a packet).
     #[inline(never)]
     fn v6_has(&self, s: Slot, dir: usize, t: &Tuple) -> bool {
         self.v6_addrs(s, dir) == [t.src, t.dst]
@@ -480,11 +485,17 @@ impl ConnTable {
     #[inline]
     pub fn tuple(&self, s: Slot, d: Dir) -> Tuple {
         let key = &self.conns[s.0 as usize].keys[d.index()];
-        key.tuple(if key.is_v6() {
-            Some(self.v6_addrs(s, d.index()))
-        } else {
-            None
-        })
+        if key.is_v6() {
+            return self.v6_tuple(s, d);
+        }
+        key.tuple_v4()
+    }
+
+    /// `tuple`, of an IPv6 connection: out of line, as `v6_has`.
+    #[inline(never)]
+    fn v6_tuple(&self, s: Slot, d: Dir) -> Tuple {
+        let key = &self.conns[s.0 as usize].keys[d.index()];
+        key.tuple_with(self.v6_addrs(s, d.index()))
     }
 
     /// Both tuples of the connection in slot `s`.
@@ -516,15 +527,19 @@ impl ConnTable {
     /// reply entry; for a one-entry connection comparing its original with
     /// both is enough, since its reply is the original swapped.
     #[inline]
-    fn holder_of_either(&self, t: &Tuple, twin: &Tuple, hash: u64) -> Option<Slot> {
-        let (key, twin_key) = (Key::of(t), Key::of(twin));
+    fn holder_of_either(&self, s: Slot, hash: u64) -> Option<Slot> {
+        let keys = &self.conns[s.0 as usize].keys;
+        // Whether `slot` has in direction `held` what `s` has in `dir`.
+        let same = |slot: u32, held: usize, dir: usize| {
+            self.conns[slot as usize].keys[held] == keys[dir]
+                && (!keys[dir].is_v6() || self.v6_addrs(Slot(slot), held) == self.v6_addrs(s, dir))
+        };
         self.probe(
             hash,
             #[inline(always)]
             |e, slot| {
                 let held = usize::from(e & (REPLY_BIT | BOTH_BIT) == REPLY_BIT);
-                (self.has(slot, held, &key, t) || self.has(slot, held, &twin_key, twin))
-                    .then_some(())
+                (same(slot, held, 0) || same(slot, held, 1)).then_some(())
             },
         )
         .map(|(slot, ())| Slot(slot))
@@ -632,16 +647,18 @@ impl ConnTable {
     #[inline(always)]
     pub fn insert_keyed(&mut self, s: Slot, keys: IndexKeys) -> Result<(), Slot> {
         debug_assert!(self.is_unconfirmed(s));
-        let tuples = self.tuples(s);
-        debug_assert_eq!(keys, self.keys(&tuples, self.hash(&tuples[0])));
+        debug_assert_eq!(keys, {
+            let tuples = self.tuples(s);
+            self.keys(&tuples, self.hash(&tuples[0]))
+        });
         let hashes = keys.hashes;
-        let [orig, reply] = &tuples;
         // The one entry, if the connection takes one.
-        let both = keys.one.then(|| both_entry(s, orig));
+        let both = keys.one.then(|| both_entry(s, keys.descending));
         let clash = match both {
-            Some(_) => self.holder_of_either(orig, reply, hashes[0]),
-            None => [orig, reply]
-                .into_iter()
+            Some(_) => self.holder_of_either(s, hashes[0]),
+            None => self
+                .tuples(s)
+                .iter()
                 .zip(hashes)
                 .find_map(|(t, h)| self.lookup(t, h).map(|(other, _)| other)),
         };
@@ -708,7 +725,8 @@ impl ConnTable {
             SlotKind::Confirmed => {
                 let tuples = self.tuples(s);
                 if one_entry(&tuples) {
-                    self.remove_entry(self.hash(&tuples[0]), both_entry(s, &tuples[0]));
+                    let entry = both_entry(s, descending(&tuples[0]));
+                    self.remove_entry(self.hash(&tuples[0]), entry);
                 } else {
                     self.remove_entry(self.hash(&tuples[0]), s.0);
                     self.remove_entry(self.hash(&tuples[1]), s.0 | REPLY_BIT);

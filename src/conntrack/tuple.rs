@@ -208,12 +208,39 @@ impl Key {
         (self.rest >> 32) as u8
     }
 
-    /// The tuple, given its addresses if it is IPv6.
-    pub fn tuple(&self, v6: Option<[Addr; 2]>) -> Tuple {
-        let v4 = |w: u64| Addr::from_words([0, w & 0xffff_ffff]);
-        let [src, dst] = v6.unwrap_or([v4(self.ends), v4(self.ends >> 32)]);
-        let w = Tuple::from_words([0, 0, 0, 0, self.rest]);
-        Tuple { src, dst, ..w }
+    /// The key of the tuple swapped (`Tuple::swapped`).
+    #[inline]
+    pub fn swapped(&self) -> Key {
+        let ports = self.rest as u32;
+        Key {
+            ends: self.ends.rotate_left(32),
+            rest: (self.rest & !0xffff_ffff) | u64::from(ports.rotate_left(16)),
+        }
+    }
+
+    /// The tuple of an IPv4 key.
+    #[inline]
+    pub fn tuple_v4(&self) -> Tuple {
+        let [s0, s1, d0, d1] = self.v4_words();
+        self.tuple_with([Addr::from_words([s0, s1]), Addr::from_words([d0, d1])])
+    }
+
+    /// An IPv4 key's source and destination addresses as words
+    /// (`Addr::words`).
+    #[inline]
+    pub fn v4_words(&self) -> [u64; 4] {
+        [0, self.ends & 0xffff_ffff, 0, self.ends >> 32]
+    }
+
+    /// The tuple, given its source and destination addresses (an IPv6
+    /// key's, kept beside it).
+    #[inline]
+    pub fn tuple_with(&self, [src, dst]: [Addr; 2]) -> Tuple {
+        Tuple {
+            src,
+            dst,
+            ..Tuple::from_words([0, 0, 0, 0, self.rest])
+        }
     }
 }
 
@@ -412,7 +439,8 @@ mod tests {
         );
         let k = Key::of(&v4);
         assert!(!k.is_v6());
-        assert_eq!((k.tuple(None), k.proto()), (v4, PROTO_UDP));
+        assert_eq!((k.tuple_v4(), k.proto()), (v4, PROTO_UDP));
+        assert_eq!(k.swapped().tuple_v4(), v4.swapped());
         for other in [
             Tuple { src: v4.dst, ..v4 },
             Tuple { dst: v4.src, ..v4 },
@@ -427,7 +455,8 @@ mod tests {
         for v6 in flows_from_48(|i| i as u64).into_iter().take(100) {
             let k = Key::of(&v6);
             assert!(k.is_v6());
-            assert_eq!(k.tuple(Some([v6.src, v6.dst])), v6);
+            assert_eq!(k.tuple_with([v6.src, v6.dst]), v6);
+            assert_eq!(Key::of(&v6.swapped()), k.swapped());
         }
     }
 

@@ -198,7 +198,7 @@ mod tests {
                     0 | 1 => {
                         let one = op == 0;
                         let hashes = if one { [hash, hash] } else { [hash, hash.rotate_left(17)] };
-                        let keys = IndexKeys { hashes, one };
+                        let keys = IndexKeys { hashes, one, descending: false };
                         let at = list.push(Slot(next), keys);
                         if model.iter().all(|m| !m.3) {
                             model.clear();
@@ -210,7 +210,11 @@ mod tests {
                     4 => {
                         let live: Vec<_> = model.iter().filter(|m| m.3).map(|m| (m.0, m.1)).collect();
                         if let Some(&(at, slot)) = live.get(pick % live.len().max(1)) {
-                            let keys = |orig| IndexKeys { hashes: [orig, hash], one: false };
+                            let keys = |orig| IndexKeys {
+                                hashes: [orig, hash],
+                                one: false,
+                                descending: false,
+                            };
                             list.rekey(at, slot, keys);
                             let m = &mut model[at as usize].2;
                             *m = keys(m.hashes[0]);
@@ -256,7 +260,14 @@ mod tests {
     fn a_miss_needs_no_scan() {
         let mut list = UnconfirmedList::new();
         let hashes = [1 << 32, 2 << 32];
-        list.push(Slot(1), IndexKeys { hashes, one: false });
+        list.push(
+            Slot(1),
+            IndexKeys {
+                hashes,
+                one: false,
+                descending: false,
+            },
+        );
         let mut asked = 0;
         assert_eq!(
             list.find(3 << 32, |_, _| {

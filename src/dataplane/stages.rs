@@ -463,9 +463,16 @@ impl<P: Policy> Stages<P> {
             let view = v.translated()
                 && !chunk.cl[i].is_icmp_error()
                 && self.policy.rules().is_some_and(|r| r.has_filter());
+            // Borrowed, not copied, where there is no view to make.
             let t = chunk.cl[i].tuple();
-            let seen = if view { self.shard.dnat_view(v, t) } else { *t };
-            if let Action::Drop(r) = self.policy.tracked(p.in_port, &seen, v) {
+            let viewed;
+            let seen = if view {
+                viewed = self.shard.dnat_view(v, t);
+                &viewed
+            } else {
+                t
+            };
+            if let Action::Drop(r) = self.policy.tracked(p.in_port, seen, v) {
                 if let Some(u) = v.unconfirmed.take() {
                     self.shard.discard(u);
                 }
