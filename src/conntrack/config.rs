@@ -16,7 +16,10 @@ pub struct Config {
     /// (`nf_conntrack_acct`, off by default in Linux too).
     pub acct: bool,
     /// Touch the memory of the table and its side arrays at construction,
-    /// so page faults happen then and not on the packet path.
+    /// so page faults happen then and not on the packet path. The one
+    /// exception is the IPv6 connections' addresses (`ConnTable`'s `v6`),
+    /// which an IPv4-only table never touches: a page of them is faulted
+    /// in when an IPv6 connection first lands on it.
     pub prefault: bool,
     /// Called with each large region of the table before it is touched, so
     /// the owner can advise the kernel (huge pages); this module makes no
