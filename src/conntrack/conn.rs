@@ -53,11 +53,11 @@ pub enum ProtoState {
 /// 112 bytes; the index adds a 6-byte entry (a 16-bit signature and a
 /// 32-bit slot) for an untranslated connection, two for a translated one,
 /// in buckets sized for two a connection (see `table`). Its tuples are
-/// stored as 16-byte `Key`s, IPv6 addresses cut to 32 bits: the table keeps an
-/// IPv6 connection's full addresses beside it and gives the tuples back
-/// whole (`ConnTable::tuple`). Its packet and byte counters are kept
-/// beside the table, and only when asked for (`acct`), as Linux keeps them
-/// in an extension.
+/// stored as 16-byte `Key`s, IPv6 addresses cut to 32 bits: the table
+/// keeps an IPv6 connection's full addresses beside it and gives the
+/// tuples back whole (`ConnTable::tuple`). Its packet and byte counters
+/// are kept beside the table, and only when asked for (`acct`), as Linux
+/// keeps them in an extension.
 ///
 /// The field order is the memory layout (`repr(C)`): what a packet of an
 /// established UDP, ICMP or other flow touches (the keys, status and

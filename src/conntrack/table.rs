@@ -118,9 +118,8 @@ fn one_entry([orig, reply]: &[Tuple; 2]) -> bool {
     *reply == orig.swapped()
 }
 
-/// The one entry of such a connection in slot `s`, of original tuple
-/// `orig`: `BOTH_BIT`, and `REPLY_BIT` if the original's ends sort
-/// descending.
+/// The one entry of such a connection in slot `s`: `BOTH_BIT`, and
+/// `REPLY_BIT` if its original's ends sort `descending`.
 fn both_entry(s: Slot, descending: bool) -> u32 {
     s.0 | BOTH_BIT | if descending { REPLY_BIT } else { 0 }
 }
@@ -520,7 +519,8 @@ impl ConnTable {
         }
     }
 
-    /// The connection that already holds `t` or its swapped twin, both of
+    /// The connection that already holds the original tuple of the
+    /// connection in slot `s` or its swapped twin (its reply), both of
     /// hash `hash`: the clash check of a connection taking one entry, in
     /// one walk of the bucket chain where a lookup of each tuple would walk
     /// it twice. An entry's tuple is the original's unless the entry is a
@@ -575,12 +575,12 @@ impl ConnTable {
         }
     }
 
-    /// Takes a free slot for a new, unconfirmed connection. In line, so
-    /// that the caller builds the connection in its slot: as a call it was
-    /// built on the stack and copied over with `memcpy` (41 instructions
-    /// and 6% of a new connection's cycles in `ct-bench`).
-    /// `conn`'s keys are `tuples`'; an IPv6 connection's addresses are
-    /// kept beside it.
+    /// Takes a free slot for a new, unconfirmed connection `conn`, whose
+    /// keys are those of `tuples` (an IPv6 connection's addresses are kept
+    /// beside it). In line, so that the caller builds the connection in
+    /// its slot: as a call it was built on the stack and copied over with
+    /// `memcpy` (41 instructions and 6% of a new connection's cycles in
+    /// `ct-bench`).
     #[inline(always)]
     pub fn alloc(&mut self, conn: Conn, tuples: &[Tuple; 2]) -> Option<Slot> {
         debug_assert_eq!(conn.keys, tuples.map(|t| Key::of(&t)));
@@ -748,7 +748,7 @@ impl ConnTable {
     /// finish, room is made before the table is full, so a new connection
     /// seldom has to evict on the packet path and established ones, which
     /// are ASSURED, are never touched. `on_delete` sees each connection,
-    /// and its slot, before it goes.
+    /// its slot and its tuples, before it goes.
     pub fn gc(
         &mut self,
         now: u64,
@@ -783,8 +783,8 @@ impl ConnTable {
     /// Linux's `early_drop`: with the table full, look through the buckets
     /// near `hash` for a connection not worth keeping (expired, or one
     /// `evictable`) and delete it.
-    /// `on_delete` sees the evicted connection, and its slot, before it
-    /// goes.
+    /// `on_delete` sees the evicted connection, its slot and its tuples,
+    /// before it goes.
     pub fn early_drop(
         &mut self,
         hash: u64,

@@ -165,13 +165,13 @@ impl Tuple {
 /// A tuple as a connection stores it: 16 bytes where the tuple takes 40,
 /// two words compared at once. An IPv4 address fits whole in 32 bits; of
 /// an IPv6 one the key keeps the low 32, and the table keeps the full
-/// addresses of an IPv6 connection beside it, compared only when
-/// the keys match. A better fold of IPv6 addresses would save nothing: a
-/// key is compared only after a 16-bit signature of the full tuple's
-/// hash matched, so a match of the key alone is rare whatever it keeps,
-/// and a true match reads the addresses anyway. Linux sizes every tuple for IPv6
-/// (`union nf_inet_addr`); here IPv4 connections, the common case of
-/// the targets, stop paying for it.
+/// addresses of an IPv6 connection beside it, compared only when the
+/// keys match. A better fold of IPv6 addresses would save nothing: a key
+/// is compared only after a 16-bit signature of the full tuple's hash
+/// matched, so a match of the key alone is rare whatever it keeps, and a
+/// true match reads the addresses anyway. Linux sizes every tuple for
+/// IPv6 (`union nf_inet_addr`); here an IPv4 connection, the common case,
+/// stops paying for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Key {
     /// The source's 32 bits, then the destination's.
@@ -189,6 +189,7 @@ fn low32(a: Addr) -> u64 {
 impl Key {
     pub const ZERO: Key = Key { ends: 0, rest: 0 };
 
+    /// The key of tuple `t`.
     #[inline]
     pub fn of(t: &Tuple) -> Key {
         Key {
