@@ -12,7 +12,7 @@
 //! thus costs one insert, not two, and its reply tuple's bucket is the one
 //! its lookup already read.
 //!
-//! The index is a power-of-two array of 64-byte buckets, each holding eight
+//! The index is an array of 64-byte buckets, each holding eight
 //! 16-bit hash signatures and eight 32-bit entries (slot and direction), as
 //! DPDK's `rte_hash` does: a probe reads one cache line, compares the eight
 //! signatures at once, and touches a connection only on a signature match.
@@ -21,7 +21,9 @@
 //! count and deletion never needs tombstones. Buckets are sized for at most
 //! six live entries of eight on average with two entries for each of `max`
 //! connections (all translated), so that spills stay rare in the worst
-//! case; with none translated the index is three-eighths full.
+//! case; with none translated the index is three-eighths full. The count
+//! is exactly that, not rounded up to a power of two (`home` maps a hash
+//! onto it with a multiply): 21 bytes a connection.
 //!
 //! Measured against a SwissTable map from tuple to slot (std's HashMap, with
 //! a hasher as fast as ours) by `perf/src/bin/index-bench.rs`, random
@@ -147,7 +149,8 @@ fn evictable(c: &Conn) -> bool {
 
 pub struct ConnTable {
     key: HashKey,
-    mask: usize,
+    /// The bucket count, `buckets.len()`, kept where `home` reads it.
+    nbuckets: usize,
     max: usize,
     buckets: Vec<Bucket>,
     /// Slots in use so far; reserved for `max` at construction and grown by
@@ -241,7 +244,7 @@ impl ConnTable {
         // The last slot number is left unused: with both bits it would
         // spell `EMPTY`.
         let max = max.clamp(1, SLOT_MASK as usize - 1);
-        let buckets = (2 * max).div_ceil(6).next_power_of_two();
+        let buckets = (2 * max).div_ceil(6);
         let mut bucket_vec: Vec<Bucket> = Vec::with_capacity(buckets);
         let mut conns: Vec<Conn> = Vec::with_capacity(max);
         if let Some(advise) = advise {
@@ -264,7 +267,7 @@ impl ConnTable {
         }
         ConnTable {
             key: HashKey::random(),
-            mask: buckets - 1,
+            nbuckets: buckets,
             max,
             buckets: bucket_vec,
             conns,
@@ -331,14 +334,29 @@ impl ConnTable {
         }
     }
 
+    /// The bucket `hash` belongs to: the high half of `hash` times the
+    /// bucket count (Lemire's multiply-shift range reduction), so that the
+    /// count need not be a power of two. Rounded up to one, the index took
+    /// 32-34 bytes a connection instead of 21.
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        hash as usize & self.mask
+        ((u128::from(hash) * self.nbuckets as u128) >> 64) as usize
     }
 
+    /// The bucket after `b`, round the ring.
+    #[inline]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.nbuckets {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    /// The signature: the hash's low bits, as `home` takes its high ones.
     #[inline]
     fn sig(hash: u64) -> u16 {
-        (hash >> 48) as u16
+        hash as u16
     }
 
     /// The bucket a lookup of `hash` reads first (for prefetching).
@@ -575,7 +593,7 @@ impl ConnTable {
                 return None;
             }
             probed += 1;
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
     }
 
@@ -698,7 +716,7 @@ impl ConnTable {
             // always found within a few buckets.
             bucket.overflow += 1;
             displacement += 1;
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
     }
 
@@ -712,11 +730,11 @@ impl ConnTable {
                 let mut p = home;
                 while p != b {
                     self.buckets[p].overflow -= 1;
-                    p = (p + 1) & self.mask;
+                    p = self.next(p);
                 }
                 return;
             }
-            b = (b + 1) & self.mask;
+            b = self.next(b);
             assert!(b != home, "conntrack index lost an entry");
         }
     }
@@ -809,7 +827,7 @@ impl ConnTable {
                     return true;
                 }
             }
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
         false
     }
