@@ -367,7 +367,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 None => ct.timeouts.get_mut(which),
             }
             .ok_or_else(|| format!("unknown option --{name} (see --help for the timeouts)"))?;
-            *slot = number(name, &v, 1, 365 * 24 * 3600)? as u32;
+            *slot = number(name, &v, 1, u64::from(crate::conntrack::MAX_TIMEOUT))? as u32;
             continue;
         }
         let flag = FLAGS

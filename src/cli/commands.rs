@@ -267,8 +267,13 @@ impl<'a, 'eal> Session<'a, 'eal> {
                 let secs: u32 = secs
                     .parse()
                     .ok()
-                    .filter(|s| (1..=365 * 24 * 3600).contains(s))
-                    .ok_or_else(|| format!("'{secs}' is not a whole number of seconds"))?;
+                    .filter(|s| (1..=crate::conntrack::MAX_TIMEOUT).contains(s))
+                    .ok_or_else(|| {
+                        format!(
+                            "'{secs}' is not a whole number of seconds from 1 to {}",
+                            crate::conntrack::MAX_TIMEOUT
+                        )
+                    })?;
                 let name = name.to_string();
                 self.control()
                     .each(|_| crate::dataplane::Request::Timeout {

@@ -6,7 +6,7 @@ use super::tuple::{Key, Tuple};
 
 /// Status bits, with Linux's `IPS_*` values so that dumps read the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Status(pub u32);
+pub struct Status(pub u16);
 
 impl Status {
     /// The connection was announced by a helper (an expectation matched).
@@ -73,8 +73,8 @@ pub struct Conn {
     pub status: Status,
     /// Unique id (as `conntrack -L -o id` shows), assigned at creation.
     pub id: u32,
-    /// When it expires, in the caller's nanoseconds.
-    pub deadline: u64,
+    /// When it expires.
+    pub deadline: Deadline,
     pub proto: ProtoState,
 }
 
@@ -84,7 +84,7 @@ impl Conn {
         keys: [Key::ZERO; 2],
         status: Status(0),
         id: 0,
-        deadline: 0,
+        deadline: Deadline::ZERO,
         proto: ProtoState::Other,
     };
 
@@ -102,7 +102,73 @@ impl Conn {
 
     /// Seconds left before expiry at `now`.
     pub fn seconds_left(&self, now: u64) -> u64 {
-        self.deadline.saturating_sub(now) / super::SEC
+        self.deadline.left(now) / super::SEC
+    }
+}
+
+/// A tick is 2^24 ns (16.8 ms) of the caller's clock.
+const TICK_SHIFT: u32 = 24;
+const TICK: u64 = 1 << TICK_SHIFT;
+
+/// The tick `now` falls in, wrapped to 32 bits.
+#[inline]
+fn tick(now: u64) -> u32 {
+    (now >> TICK_SHIFT) as u32
+}
+
+/// When a connection expires, in ticks of the caller's clock, as Linux
+/// keeps `nf_conn.timeout` in 32-bit jiffies: 4 bytes where nanoseconds
+/// took 8. Ticks wrap every 2^32 (2.3 years) and are compared as Linux's
+/// `nf_ct_is_expired` compares jiffies, by their signed difference, which
+/// holds while a deadline is within 2^31 ticks (417 days) of now:
+/// timeouts are at most 365 days (`MAX_TIMEOUT`), and the table's sweep
+/// removes an expired connection long before its deadline could wrap.
+/// A deadline is rounded up to a tick: a connection expires at the end
+/// of its timeout or up to a tick (16.8 ms) later, never before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadline(u32);
+
+/// The longest timeout, in seconds, that a `Deadline` holds.
+pub const MAX_TIMEOUT: u32 = 365 * 24 * 3600;
+
+impl Deadline {
+    pub const ZERO: Deadline = Deadline(0);
+
+    /// `secs` seconds after `now`.
+    #[inline]
+    pub fn after(now: u64, secs: u32) -> Deadline {
+        debug_assert!(secs <= MAX_TIMEOUT);
+        Deadline(tick(now + u64::from(secs) * super::SEC + TICK - 1))
+    }
+
+    /// Ticks from `now` to the deadline, negative once it has passed.
+    #[inline]
+    fn ahead(self, now: u64) -> i32 {
+        self.0.wrapping_sub(tick(now)) as i32
+    }
+
+    /// Whether it has come at `now`.
+    #[inline]
+    pub fn passed(self, now: u64) -> bool {
+        self.ahead(now) <= 0
+    }
+
+    /// Nanoseconds left at `now`; 0 once passed.
+    pub fn left(self, now: u64) -> u64 {
+        match self.ahead(now) {
+            ..=0 => 0,
+            ticks => ((ticks as u64) << TICK_SHIFT) - (now & (TICK - 1)),
+        }
+    }
+
+    /// The earlier of this deadline and `secs` seconds after `now`.
+    pub fn at_most(self, now: u64, secs: u32) -> Deadline {
+        let other = Deadline::after(now, secs);
+        if other.ahead(now) < self.ahead(now) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -198,4 +264,31 @@ fn write_conn(
         f.write_str(" [ASSURED]")?;
     }
     write!(f, " mark=0 zone={} use=1 id={}", orig.zone, c.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::SEC;
+
+    /// A deadline comes at the end of its timeout or within a tick after,
+    /// never before; the longest timeout fits; and all of it holds across
+    /// the wrap of the 32-bit ticks (2^56 ns).
+    #[test]
+    fn deadlines_round_up_and_survive_the_wrap() {
+        for start in [0, 1_000 * SEC + 123, (1 << 56) - 5 * SEC] {
+            let end = start + 30 * SEC;
+            let d = Deadline::after(start, 30);
+            assert!(!d.passed(end - 1));
+            assert!(d.passed(end + TICK));
+            assert!((30 * SEC..30 * SEC + TICK).contains(&d.left(start)));
+            assert_eq!(d.left(end + TICK), 0);
+            assert_eq!(d.at_most(start, 10), Deadline::after(start, 10));
+            assert_eq!(d.at_most(start, 60), d);
+            let far = Deadline::after(start, MAX_TIMEOUT);
+            let far_end = start + u64::from(MAX_TIMEOUT) * SEC;
+            assert!(!far.passed(far_end - 1));
+            assert!(far.passed(far_end + TICK));
+        }
+    }
 }

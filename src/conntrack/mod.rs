@@ -69,7 +69,7 @@ pub use acct::Counters;
 pub use classify::Classified;
 use classify::{Early, L4};
 pub use config::Config;
-pub use conn::{Conn, ConnLine, EventLine, ListedConn, ProtoState, Status};
+pub use conn::{Conn, ConnLine, Deadline, EventLine, ListedConn, ProtoState, Status, MAX_TIMEOUT};
 pub use defrag::{
     run_fragment_sequence, Defrag, DefragConfig, DefragStats, FragHeader, HeldFragment, Push,
 };
@@ -515,7 +515,7 @@ impl Shard {
         now: u64,
     ) -> Option<(Slot, Dir)> {
         let (slot, dir) = self.table.lookup_at(t, hash, hint)?;
-        if self.table.get(slot).deadline <= now {
+        if self.table.get(slot).deadline.passed(now) {
             self.expire(slot, now);
             return None;
         }
@@ -584,7 +584,7 @@ impl Shard {
             keys: tuples.map(|t| Key::of(&t)),
             status: Status::default(),
             id: self.next_id,
-            deadline: now,
+            deadline: Deadline::after(now, 0),
             proto,
         };
         let slot = match self.table.alloc(conn, &tuples) {

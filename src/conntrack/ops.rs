@@ -93,6 +93,12 @@ impl Shard {
     /// their next packet; their current deadlines stand. Names are those of
     /// `--ct-timeout-NAME` (`tcp-established`, `udp`, `udp-stream`, ...).
     pub fn set_timeout(&mut self, name: &str, secs: u32) -> Result<(), String> {
+        if !(1..=super::MAX_TIMEOUT).contains(&secs) {
+            return Err(format!(
+                "timeout {secs} s is not from 1 to {} s",
+                super::MAX_TIMEOUT
+            ));
+        }
         let slot = match name.strip_prefix("tcp-").or(name.strip_prefix("tcp_")) {
             Some(state) => self.cfg.tcp.timeouts.get_mut(state),
             None => self.cfg.timeouts.get_mut(name),
@@ -197,5 +203,7 @@ mod tests {
         assert_eq!(s.cfg.timeouts.udp_stream, 7);
         assert!(s.set_timeout("tcp-bogus", 1).is_err());
         assert!(s.set_timeout("sctp", 1).is_err());
+        assert!(s.set_timeout("udp", 0).is_err());
+        assert!(s.set_timeout("udp", super::super::MAX_TIMEOUT + 1).is_err());
     }
 }

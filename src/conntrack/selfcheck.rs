@@ -139,7 +139,7 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
                 let c = shard.classify(ip, 0);
                 let mut v = shard.ingress(&c, now);
                 if let Some(r) = v.conn {
-                    if shard.conn(r).is_some_and(|c| c.deadline <= now) {
+                    if shard.conn(r).is_some_and(|c| c.deadline.passed(now)) {
                         return Err("an expired connection was reported".into());
                     }
                 }

@@ -789,7 +789,7 @@ impl ConnTable {
                 continue;
             }
             let c = &self.conns[i];
-            if c.deadline <= now {
+            if c.deadline.passed(now) {
                 swept.expired += 1;
             } else if max95 > 0 && self.in_use() >= max95 && evictable(c) {
                 swept.evicted += 1;
@@ -821,7 +821,7 @@ impl ConnTable {
                 }
                 let s = Slot(e & SLOT_MASK);
                 let c = self.get(s);
-                if c.deadline <= now || evictable(c) {
+                if c.deadline.passed(now) || evictable(c) {
                     on_delete(s, c, &self.tuples(s));
                     self.delete(s);
                     return true;

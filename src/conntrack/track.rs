@@ -3,10 +3,10 @@
 //! timeout and its counters.
 
 use super::classify::{Classified, L4};
-use super::conn::{ProtoState, Status};
+use super::conn::{Deadline, ProtoState, Status};
 use super::table::Slot;
 use super::tuple::Dir;
-use super::{udp, Shard, TcpVerdict, SEC};
+use super::{udp, Shard, TcpVerdict};
 use crate::wire::L3;
 
 impl Shard {
@@ -40,7 +40,7 @@ impl Shard {
             now,
             &self.cfg.timeouts,
         );
-        conn.deadline = now + u64::from(timeout) * SEC;
+        conn.deadline = Deadline::after(now, timeout);
         self.acct.add(slot, dir, c.wire_len);
         Track::Accept
     }
@@ -81,7 +81,7 @@ impl Shard {
                     TcpVerdict::Ignore => return Track::Ignore,
                     TcpVerdict::Invalid { reason, shrink_to } => {
                         if let Some(s) = shrink_to {
-                            conn.deadline = conn.deadline.min(now + u64::from(s) * SEC);
+                            conn.deadline = conn.deadline.at_most(now, s);
                         }
                         return Track::Invalid(reason);
                     }
@@ -102,7 +102,7 @@ impl Shard {
             _ => return Track::Invalid("protocol-mismatch"),
         };
         if let Some(t) = timeout {
-            conn.deadline = now + u64::from(t) * SEC;
+            conn.deadline = Deadline::after(now, t);
         }
         self.acct.add(slot, dir, c.wire_len);
         Track::Accept

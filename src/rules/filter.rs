@@ -16,9 +16,9 @@ pub struct ConnFilter {
     dport: Option<u16>,
     state: Option<TcpState>,
     /// Status bits that must all be set.
-    status: u32,
+    status: u16,
     /// Status bits that must all be clear (`unreplied`).
-    status_clear: u32,
+    status_clear: u16,
 }
 
 impl ConnFilter {
@@ -123,7 +123,7 @@ fn tcp_state(v: &str) -> Result<TcpState, String> {
 /// A status name, as `conntrack --status` and the rules' `ct status`
 /// spell it, and whether the bit must be set (`unreplied`: SEEN_REPLY
 /// clear).
-pub(super) fn status_bit(v: &str) -> Result<(u32, bool), String> {
+pub(super) fn status_bit(v: &str) -> Result<(u16, bool), String> {
     let bit = match v.to_ascii_lowercase().replace('_', "-").as_str() {
         "expected" => Status::EXPECTED,
         "seen-reply" => Status::SEEN_REPLY,

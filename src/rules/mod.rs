@@ -102,7 +102,7 @@ pub struct Rule {
     /// Bit per `CtInfo` variant.
     ct_states: Option<u8>,
     /// Status bits, any of which must be set.
-    ct_status: Option<u32>,
+    ct_status: Option<u16>,
     action: Option<RuleAction>,
 }
 
@@ -540,7 +540,7 @@ pub fn run_rule_text(data: &[u8]) -> Result<(), String> {
     ] {
         let _ = set.verdict(port, &t, ctinfo, Status::default());
         for manip in [Manip::Src, Manip::Dst] {
-            let _ = set.nat(manip, port, &t, ctinfo, Status(u32::from(b(10))));
+            let _ = set.nat(manip, port, &t, ctinfo, Status(u16::from(b(10))));
         }
     }
     let _ = set.steer(port, &t, b(11) & 1 == 0);

@@ -33,6 +33,7 @@ const MAX_ACK_WINDOW: u32 = 66000;
 
 /// What is known of one end (`struct ip_ct_tcp_state`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, packed(2))]
 pub struct TcpPeer {
     /// Highest sequence number sent, plus length.
     pub td_end: u32,
