@@ -50,47 +50,88 @@ pub enum ProtoState {
 }
 
 /// A connection: both tuples, status, timeout and the protocol's state.
-/// 112 bytes; the index adds a 6-byte entry (a 16-bit signature and a
+/// 96 bytes; the index adds a 6-byte entry (a 16-bit signature and a
 /// 32-bit slot) for an untranslated connection, two for a translated one,
 /// in buckets sized for two a connection (see `table`). Its tuples are
-/// stored as 16-byte `Key`s, IPv6 addresses cut to 32 bits: the table
-/// keeps an IPv6 connection's full addresses beside it and gives the
-/// tuples back whole (`ConnTable::tuple`). Its packet and byte counters
-/// are kept beside the table, and only when asked for (`acct`), as Linux
+/// stored as `Key`s, IPv6 addresses cut to 32 bits: the table keeps an
+/// IPv6 connection's full addresses beside it and gives the tuples back
+/// whole (`ConnTable::tuple`). The two keys are kept in 28 bytes, not 32:
+/// what NAT may change (ends and ports) for each direction, and once what
+/// they share (protocol, family, zone). Its packet and byte counters are
+/// kept beside the table, and only when asked for (`acct`), as Linux
 /// keeps them in an extension.
 ///
 /// The field order is the memory layout (`repr(C)`): what a packet of an
-/// established UDP, ICMP or other flow touches (the keys, status and
-/// timeout) is the first 48 bytes, the protocol state (TCP window
+/// established UDP, ICMP or other flow touches (the keys, timeout, id and
+/// status) is the first 40 bytes, the protocol state (TCP window
 /// tracking; UDP needs its `stream_after` only between the first reply
-/// and ASSURED) the last 64.
+/// and ASSURED) the last 56. Aligned to 32 bytes, a connection starts at
+/// a line or half way through one, so that it spans two lines, never
+/// three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C, align(16))]
+#[repr(C, align(32))]
 pub struct Conn {
-    /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`. The reply is
-    /// stored, not derived, because NAT makes it differ from the inverse.
-    pub keys: [Key; 2],
-    pub status: Status,
-    /// Unique id (as `conntrack -L -o id` shows), assigned at creation.
-    pub id: u32,
+    /// `tuplehash[IP_CT_DIR_ORIGINAL]` and `[IP_CT_DIR_REPLY]`, in parts
+    /// (`Key::parts`): each direction's ends, then its ports, then what
+    /// both share. The reply is stored, not derived, because NAT makes it
+    /// differ from the inverse.
+    ends: [u64; 2],
+    ports: [u32; 2],
+    shared: u32,
     /// When it expires.
     pub deadline: Deadline,
+    /// Unique id (as `conntrack -L -o id` shows), assigned at creation.
+    pub id: u32,
+    pub status: Status,
     pub proto: ProtoState,
 }
 
 impl Conn {
     /// An all-zero connection, to fill memory with.
     pub const BLANK: Conn = Conn {
-        keys: [Key::ZERO; 2],
-        status: Status(0),
-        id: 0,
+        ends: [0; 2],
+        ports: [0; 2],
+        shared: 0,
         deadline: Deadline::ZERO,
+        id: 0,
+        status: Status(0),
         proto: ProtoState::Other,
     };
 
+    /// A blank connection with these keys (original, reply), which share
+    /// protocol, family and zone.
+    pub fn with_keys([orig, reply]: [Key; 2]) -> Conn {
+        let mut c = Conn::BLANK;
+        c.shared = orig.parts().2;
+        c.set_key(0, orig);
+        c.set_key(1, reply);
+        c
+    }
+
+    /// The key of direction `d` (0 original, 1 reply).
+    #[inline(always)]
+    pub fn key(&self, d: usize) -> Key {
+        let d = d & 1;
+        Key::from_parts(self.ends[d], self.ports[d], self.shared)
+    }
+
+    /// Both keys.
+    pub fn keys(&self) -> [Key; 2] {
+        [self.key(0), self.key(1)]
+    }
+
+    /// Sets the key of direction `d`; protocol, family and zone stay.
+    #[inline]
+    pub fn set_key(&mut self, d: usize, key: Key) {
+        let (ends, ports, shared) = key.parts();
+        debug_assert_eq!(shared, self.shared, "a key of another protocol or zone");
+        self.ends[d & 1] = ends;
+        self.ports[d & 1] = ports;
+    }
+
     /// The transport protocol's number.
     pub fn l4proto(&self) -> u8 {
-        self.keys[0].proto()
+        self.shared as u8
     }
 
     pub fn tcp(&self) -> Option<&TcpConn> {

@@ -199,7 +199,7 @@ pub struct ConnRef {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unconfirmed {
     slot: Slot,
-    gen: u32,
+    gen: u16,
     /// Its place on the shard's unconfirmed list.
     at: u32,
 }
@@ -580,13 +580,10 @@ impl Shard {
             L4::Other | L4::IcmpError(_) => (orig.swapped(), ProtoState::Other),
         };
         let tuples = [orig, reply];
-        let conn = Conn {
-            keys: tuples.map(|t| Key::of(&t)),
-            status: Status::default(),
-            id: self.next_id,
-            deadline: Deadline::after(now, 0),
-            proto,
-        };
+        let mut conn = Conn::with_keys(tuples.map(|t| Key::of(&t)));
+        conn.id = self.next_id;
+        conn.deadline = Deadline::after(now, 0);
+        conn.proto = proto;
         let slot = match self.table.alloc(conn, &tuples) {
             Some(s) => s,
             None => {

@@ -172,7 +172,7 @@ impl Shard {
             Dir::Original => Dir::Reply,
             Dir::Reply => Dir::Original,
         };
-        let key = &c.keys[other.index()];
+        let key = c.key(other.index());
         // `invert` is a swap for all but ICMP queries, and an IPv4 key
         // swapped gives the tuple wanted. The two ways meet in parts (a
         // key and address words), not in a tuple: met in a tuple, the

@@ -93,10 +93,48 @@ const EMPTY_BUCKET: Bucket = Bucket {
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
 enum SlotKind {
-    Free,
-    Unconfirmed,
-    Confirmed,
+    Free = 0,
+    Unconfirmed = 1,
+    Confirmed = 2,
+}
+
+/// A slot's kind (the low two bits) and generation (the other 14), in 16
+/// bits. The generation is bumped each time the slot is freed, so that a
+/// stale handle to an unconfirmed connection can be told; such a handle
+/// lives for one burst, in which a slot is freed at most twice a packet
+/// (bursts hold at most 512), so 14 bits do not wrap meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotMeta(u16);
+
+impl SlotMeta {
+    /// A slot never used.
+    const FRESH: SlotMeta = SlotMeta(0);
+
+    #[inline]
+    fn kind(self) -> SlotKind {
+        match self.0 & 3 {
+            0 => SlotKind::Free,
+            1 => SlotKind::Unconfirmed,
+            _ => SlotKind::Confirmed,
+        }
+    }
+
+    fn generation(self) -> u16 {
+        self.0 >> 2
+    }
+
+    /// The same generation, of kind `k`.
+    #[inline]
+    fn with(self, k: SlotKind) -> SlotMeta {
+        SlotMeta(self.0 & !3 | k as u16)
+    }
+
+    /// Free, of the next generation.
+    fn freed(self) -> SlotMeta {
+        SlotMeta((self.0 & !3).wrapping_add(4))
+    }
 }
 
 /// Where a connection lives; valid while the connection does.
@@ -169,9 +207,7 @@ pub struct ConnTable {
     /// Slots below which IPv6 addresses were ever written (what `memory`
     /// counts of `v6`).
     v6_high: usize,
-    kinds: Vec<SlotKind>,
-    /// Bumped each time a slot is freed, so a stale handle can be told.
-    gens: Vec<u32>,
+    meta: Vec<SlotMeta>,
     free: Vec<u32>,
     gc_cursor: usize,
     confirmed: usize,
@@ -256,13 +292,11 @@ impl ConnTable {
         if let Some(advise) = advise {
             advise(Region::of_zeroed(&mut v6));
         }
-        let mut kinds = Vec::with_capacity(max);
-        let mut gens = Vec::with_capacity(max);
+        let mut meta = Vec::with_capacity(max);
         let mut free = Vec::with_capacity(max);
         if prefault {
             prefault_spare(&mut conns, Conn::BLANK);
-            prefault_spare(&mut kinds, SlotKind::Free);
-            prefault_spare(&mut gens, 0);
+            prefault_spare(&mut meta, SlotMeta::FRESH);
             prefault_spare(&mut free, 0);
         }
         ConnTable {
@@ -273,8 +307,7 @@ impl ConnTable {
             conns,
             v6,
             v6_high: 0,
-            kinds,
-            gens,
+            meta,
             free,
             gc_cursor: 0,
             confirmed: 0,
@@ -306,7 +339,7 @@ impl ConnTable {
     /// array below the highest slot one took).
     pub fn memory(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<Bucket>()
-            + self.max * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotKind>() + 4 + 4)
+            + self.max * (std::mem::size_of::<Conn>() + std::mem::size_of::<SlotMeta>() + 4)
             + self.v6_high * std::mem::size_of::<Ends>()
     }
 
@@ -479,7 +512,7 @@ impl ConnTable {
     /// its addresses.
     #[inline(always)]
     fn has(&self, slot: u32, dir: usize, key: &Key, t: &Tuple) -> bool {
-        self.conns[slot as usize].keys[dir & 1] == *key
+        self.conns[slot as usize].key(dir) == *key
             && (!key.is_v6() || self.v6_has(Slot(slot), dir, t))
     }
 
@@ -505,7 +538,7 @@ impl ConnTable {
     /// The tuple of direction `d` of the connection in slot `s`.
     #[inline]
     pub fn tuple(&self, s: Slot, d: Dir) -> Tuple {
-        let key = &self.conns[s.0 as usize].keys[d.index()];
+        let key = self.conns[s.0 as usize].key(d.index());
         if key.is_v6() {
             return self.v6_tuple(s, d);
         }
@@ -515,7 +548,7 @@ impl ConnTable {
     /// `tuple`, of an IPv6 connection: out of line, as `v6_has`.
     #[inline(never)]
     fn v6_tuple(&self, s: Slot, d: Dir) -> Tuple {
-        let key = &self.conns[s.0 as usize].keys[d.index()];
+        let key = self.conns[s.0 as usize].key(d.index());
         key.tuple_with(self.v6_addrs(s, d.index()))
     }
 
@@ -533,7 +566,7 @@ impl ConnTable {
     /// Gives an unconfirmed connection a new reply tuple (NAT's choice).
     pub fn set_reply(&mut self, s: Slot, reply: &Tuple) {
         debug_assert!(self.is_unconfirmed(s));
-        self.conns[s.0 as usize].keys[1] = Key::of(reply);
+        self.conns[s.0 as usize].set_key(1, Key::of(reply));
         if reply.family == 6 {
             let [s0, s1] = reply.src.words();
             let [d0, d1] = reply.dst.words();
@@ -550,10 +583,10 @@ impl ConnTable {
     /// both is enough, since its reply is the original swapped.
     #[inline]
     fn holder_of_either(&self, s: Slot, hash: u64) -> Option<Slot> {
-        let keys = &self.conns[s.0 as usize].keys;
+        let keys = self.conns[s.0 as usize].keys();
         // Whether `slot` has in direction `held` what `s` has in `dir`.
         let same = |slot: u32, held: usize, dir: usize| {
-            self.conns[slot as usize].keys[held] == keys[dir]
+            self.conns[slot as usize].key(held) == keys[dir]
                 && (!keys[dir].is_v6() || self.v6_addrs(Slot(slot), held) == self.v6_addrs(s, dir))
         };
         self.probe(
@@ -605,10 +638,11 @@ impl ConnTable {
     /// `ct-bench`).
     #[inline(always)]
     pub fn alloc(&mut self, conn: Conn, tuples: &[Tuple; 2]) -> Option<Slot> {
-        debug_assert_eq!(conn.keys, tuples.map(|t| Key::of(&t)));
+        debug_assert_eq!(conn.keys(), tuples.map(|t| Key::of(&t)));
         let s = if let Some(s) = self.free.pop() {
             self.conns[s as usize] = conn;
-            self.kinds[s as usize] = SlotKind::Unconfirmed;
+            let m = &mut self.meta[s as usize];
+            *m = m.with(SlotKind::Unconfirmed);
             Slot(s)
         } else {
             if self.conns.len() == self.max {
@@ -616,11 +650,10 @@ impl ConnTable {
             }
             // Within the reserved capacity: no reallocation.
             self.conns.push(conn);
-            self.kinds.push(SlotKind::Unconfirmed);
-            self.gens.push(0);
+            self.meta.push(SlotMeta::FRESH.with(SlotKind::Unconfirmed));
             Slot((self.conns.len() - 1) as u32)
         };
-        if conn.keys[0].is_v6() {
+        if conn.key(0).is_v6() {
             let [o, r] = tuples;
             let w = [o.src, o.dst, r.src, r.dst].map(|a| a.words());
             self.v6[s.0 as usize] = std::array::from_fn(|i| w[i / 2][i % 2]);
@@ -637,20 +670,20 @@ impl ConnTable {
         &mut self.conns[s.0 as usize]
     }
 
-    pub fn generation(&self, s: Slot) -> u32 {
-        self.gens[s.0 as usize]
+    pub fn generation(&self, s: Slot) -> u16 {
+        self.meta[s.0 as usize].generation()
     }
 
     /// Whether the slot holds a connection (a freed slot keeps its stale
     /// data, status bits and id included).
     pub fn is_live(&self, s: Slot) -> bool {
-        self.kinds
+        self.meta
             .get(s.0 as usize)
-            .is_some_and(|k| *k != SlotKind::Free)
+            .is_some_and(|m| m.kind() != SlotKind::Free)
     }
 
     pub fn is_unconfirmed(&self, s: Slot) -> bool {
-        self.kinds[s.0 as usize] == SlotKind::Unconfirmed
+        self.meta[s.0 as usize].kind() == SlotKind::Unconfirmed
     }
 
     /// Inserts both directions of an unconfirmed connection (one entry or
@@ -694,7 +727,8 @@ impl ConnTable {
                 self.insert_entry(hashes[1], s.0 | REPLY_BIT);
             }
         }
-        self.kinds[s.0 as usize] = SlotKind::Confirmed;
+        let m = &mut self.meta[s.0 as usize];
+        *m = m.with(SlotKind::Confirmed);
         self.conns[s.0 as usize].status.set(Status::CONFIRMED);
         self.confirmed += 1;
         Ok(())
@@ -742,7 +776,7 @@ impl ConnTable {
     /// Removes a connection, confirmed or not, and frees its slot.
     pub fn delete(&mut self, s: Slot) {
         let i = s.0 as usize;
-        match self.kinds[i] {
+        match self.meta[i].kind() {
             SlotKind::Free => return,
             SlotKind::Confirmed => {
                 let tuples = self.tuples(s);
@@ -757,8 +791,7 @@ impl ConnTable {
             }
             SlotKind::Unconfirmed => {}
         }
-        self.kinds[i] = SlotKind::Free;
-        self.gens[i] = self.gens[i].wrapping_add(1);
+        self.meta[i] = self.meta[i].freed();
         self.free.push(s.0);
     }
 
@@ -785,7 +818,7 @@ impl ConnTable {
         for _ in 0..budget.min(self.conns.len()) {
             let i = self.gc_cursor;
             self.gc_cursor = (i + 1) % self.conns.len();
-            if self.kinds[i] != SlotKind::Confirmed {
+            if self.meta[i].kind() != SlotKind::Confirmed {
                 continue;
             }
             let c = &self.conns[i];
@@ -840,16 +873,16 @@ impl ConnTable {
     /// The connection in slot `s` if it is confirmed.
     pub fn confirmed(&self, s: Slot) -> Option<&Conn> {
         let i = s.0 as usize;
-        (self.kinds.get(i) == Some(&SlotKind::Confirmed)).then(|| &self.conns[i])
+        (self.meta.get(i).map(|m| m.kind()) == Some(SlotKind::Confirmed)).then(|| &self.conns[i])
     }
 
     /// The confirmed connections, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Conn)> {
-        self.kinds
+        self.meta
             .iter()
             .zip(&self.conns)
             .enumerate()
-            .filter(|(_, (k, _))| **k == SlotKind::Confirmed)
+            .filter(|(_, (m, _))| m.kind() == SlotKind::Confirmed)
             .map(|(i, (_, c))| (Slot(i as u32), c))
     }
 }

@@ -209,6 +209,23 @@ impl Key {
         (self.rest >> 32) as u8
     }
 
+    /// Its parts as a connection stores them (`Conn`): the ends, the
+    /// ports, and what a connection's two keys share (protocol, family
+    /// and zone).
+    #[inline]
+    pub(super) fn parts(&self) -> (u64, u32, u32) {
+        (self.ends, self.rest as u32, (self.rest >> 32) as u32)
+    }
+
+    /// The key of those parts.
+    #[inline]
+    pub(super) fn from_parts(ends: u64, ports: u32, shared: u32) -> Key {
+        Key {
+            ends,
+            rest: u64::from(ports) | u64::from(shared) << 32,
+        }
+    }
+
     /// The key of the tuple swapped (`Tuple::swapped`).
     #[inline]
     pub fn swapped(&self) -> Key {

@@ -155,11 +155,8 @@ mod tests {
         let src = std::net::SocketAddr::from((src, sport));
         let t = Tuple::between(src, ([198, 19, 0, 1], dport).into(), proto);
         let tuples = [t, invert(&t)];
-        let c = Conn {
-            keys: tuples.map(|t| Key::of(&t)),
-            status,
-            ..Conn::BLANK
-        };
+        let mut c = Conn::with_keys(tuples.map(|t| Key::of(&t)));
+        c.status = status;
         (c, tuples)
     }
 

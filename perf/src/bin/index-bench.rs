@@ -87,10 +87,7 @@ fn main() {
         for i in 0..n {
             let t = tuple(i);
             let tuples = [t, t.swapped()];
-            let conn = Conn {
-                keys: tuples.map(|t| Key::of(&t)),
-                ..Conn::BLANK
-            };
+            let conn = Conn::with_keys(tuples.map(|t| Key::of(&t)));
             let slot = table.alloc(conn, &tuples).expect("room");
             table.insert(slot).expect("distinct tuples");
             map.insert(t, i);

@@ -20,10 +20,7 @@ fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
 /// A new, unconfirmed connection with tuples `orig` and `reply`.
 fn new_conn(t: &mut ConnTable, orig: Tuple, reply: Tuple) -> Slot {
     let tuples = [orig, reply];
-    let c = Conn {
-        keys: tuples.map(|t| Key::of(&t)),
-        ..Conn::BLANK
-    };
+    let c = Conn::with_keys(tuples.map(|t| Key::of(&t)));
     t.alloc(c, &tuples).unwrap()
 }
 
@@ -254,4 +251,29 @@ fn ipv6_reply_set_by_nat_is_kept() {
     assert_eq!(t.tuples(s), [orig, reply]);
     assert_eq!(t.lookup(&reply, t.hash(&reply)), Some((s, Dir::Reply)));
     assert_eq!(t.lookup(&orig.swapped(), t.hash(&orig.swapped())), None);
+}
+
+/// A slot's kind and generation share 16 bits: a kind change keeps the
+/// generation, a free bumps it, and the generation wraps without
+/// touching the kind.
+#[test]
+fn slot_meta_keeps_kind_and_generation_apart() {
+    let m = SlotMeta::FRESH.with(SlotKind::Unconfirmed);
+    assert_eq!((m.kind(), m.generation()), (SlotKind::Unconfirmed, 0));
+    let m = m.with(SlotKind::Confirmed).freed();
+    assert_eq!((m.kind(), m.generation()), (SlotKind::Free, 1));
+    let last = SlotMeta(!3).with(SlotKind::Confirmed);
+    assert_eq!(last.generation(), (1 << 14) - 1);
+    let wrapped = last.freed();
+    assert_eq!((wrapped.kind(), wrapped.generation()), (SlotKind::Free, 0));
+    let mut t = ConnTable::new(4, false, None);
+    let s = new_conn(
+        &mut t,
+        udp([198, 18, 0, 1], 1, [198, 19, 0, 1], 2),
+        udp([198, 19, 0, 1], 2, [198, 18, 0, 1], 1),
+    );
+    assert!(t.is_unconfirmed(s));
+    t.delete(s);
+    assert!(!t.is_live(s));
+    assert_eq!(t.generation(s), 1);
 }
