@@ -4,6 +4,7 @@
 //! one record per slot, so that a table without them is 32 bytes a
 //! connection smaller and its packets skip the two read-modify-writes.
 
+use super::records::Records;
 use super::table::{Region, Slot};
 use super::tuple::Dir;
 
@@ -15,33 +16,23 @@ pub struct Counters {
     pub bytes: [u64; 2],
 }
 
-/// A slot's counters as stored: packets, then bytes, each original then
-/// reply. Plain words, so that a table made without prefaulting is
-/// allocated zeroed (`calloc`) and its pages faulted only when used.
-type Words = [u64; 4];
-
-/// The counters of one shard's slots; empty when accounting is off.
+/// The counters of one shard's slots, each slot's packets then bytes,
+/// original then reply, in 32 bytes that never straddle two lines
+/// (`Records`); none when accounting is off. Allocated zeroed, so that a
+/// table made without prefaulting has its pages faulted only when used.
 pub(super) struct Acct {
-    by_slot: Vec<Words>,
+    by_slot: Records<4>,
 }
 
 impl Acct {
-    /// Counters for `max` slots if `on`. With `prefault` they are written
-    /// whole here, after `advise` (see `Config::advise_memory`), so that
+    /// Counters for `max` slots if `on`. With `prefault` their pages are
+    /// written here, after `advise` (see `Config::advise_memory`), so that
     /// page faults happen now and not on the packet path.
     pub fn new(max: usize, on: bool, prefault: bool, advise: Option<fn(Region<'_>)>) -> Acct {
-        let by_slot = match (on, prefault) {
-            (false, _) => Vec::new(),
-            (true, false) => vec![[0; 4]; max],
-            (true, true) => {
-                let mut v = Vec::with_capacity(max);
-                if let Some(advise) = advise {
-                    advise(Region::of(v.spare_capacity_mut()));
-                }
-                v.resize(max, [0; 4]);
-                v
-            }
-        };
+        let mut by_slot = Records::zeroed(if on { max } else { 0 }, advise);
+        if prefault {
+            by_slot.prefault();
+        }
         Acct { by_slot }
     }
 
@@ -66,7 +57,7 @@ impl Acct {
     /// connection already in the table, as `nf_ct_acct_merge`).
     pub fn merge(&mut self, from: Slot, into: Slot) {
         if let Some(&f) = self.by_slot.get(from.0 as usize) {
-            let t = &mut self.by_slot[into.0 as usize];
+            let t = self.by_slot.at_mut(into.0 as usize);
             for (t, f) in t.iter_mut().zip(f) {
                 *t += f;
             }
@@ -84,7 +75,7 @@ impl Acct {
     }
 
     pub fn memory(&self) -> usize {
-        self.by_slot.capacity() * std::mem::size_of::<Words>()
+        self.by_slot.len() * 4 * std::mem::size_of::<u64>()
     }
 }
 

@@ -47,6 +47,7 @@ mod icmp;
 mod nat;
 mod nat_bind;
 mod ops;
+mod records;
 mod selfcheck;
 mod seqadj;
 mod stats;

@@ -41,6 +41,7 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use super::conn::{Conn, Status};
+use super::records::Records;
 use super::tuple::{Dir, HashKey, Key, Tuple};
 use crate::wire::Addr;
 
@@ -58,8 +59,6 @@ const SLOT_MASK: u32 = BOTH_BIT - 1;
 /// that their array is allocated zeroed and a page of it is faulted in
 /// only when an IPv6 connection first lands on it.
 type Ends = [u64; 8];
-/// Words of an `Ends`.
-const ENDS_WORDS: usize = 8;
 
 /// Buckets Linux's early drop scans (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: usize = 8;
@@ -205,13 +204,8 @@ pub struct ConnTable {
     /// takes one of its slots (64 slots a 4 KiB page, 32,768 a 2 MiB one
     /// where `advise` asks for huge pages), so IPv4 connections cost
     /// nothing here.
-    v6: Vec<u64>,
-    /// Where slot 0's addresses start in `v6`: the first word on a line,
-    /// so that a direction's four words never straddle two. The
-    /// allocator aligns words to 8 bytes only, and a large allocation
-    /// (from `mmap`, past its 16-byte header) starts 16 bytes into a
-    /// line: a reply's addresses then read two lines, not one.
-    v6_base: usize,
+    /// Each slot's on a line of its own (`Records`).
+    v6: Records<8>,
     /// Slots below which IPv6 addresses were ever written (what `memory`
     /// counts of `v6`).
     v6_high: usize,
@@ -248,7 +242,7 @@ impl<'a> Region<'a> {
 
     /// A slice of plain words just allocated zeroed (`vec![[0; N]; n]`,
     /// which large allocations map from the kernel's zero pages).
-    fn of_zeroed(words: &'a mut [u64]) -> Region<'a> {
+    pub(super) fn of_zeroed(words: &'a mut [u64]) -> Region<'a> {
         Region {
             start: words.as_ptr() as usize,
             len: std::mem::size_of_val(words),
@@ -296,12 +290,7 @@ impl ConnTable {
             advise(Region::of(conns.spare_capacity_mut()));
         }
         bucket_vec.resize(buckets, EMPTY_BUCKET);
-        let mut v6 = vec![0u64; max * ENDS_WORDS + ENDS_WORDS - 1];
-        // Words up to the next 64-byte boundary (the pointer is 8-aligned).
-        let v6_base = (v6.as_ptr() as usize).wrapping_neg() % 64 / 8;
-        if let Some(advise) = advise {
-            advise(Region::of_zeroed(&mut v6));
-        }
+        let v6 = Records::zeroed(max, advise);
         let mut meta = Vec::with_capacity(max);
         let mut free = Vec::with_capacity(max);
         if prefault {
@@ -316,7 +305,6 @@ impl ConnTable {
             buckets: bucket_vec,
             conns,
             v6,
-            v6_base,
             v6_high: 0,
             meta,
             free,
@@ -431,28 +419,10 @@ impl ConnTable {
         c.cast()
     }
 
-    /// The IPv6 addresses of slot `s`.
-    #[inline]
-    fn ends(&self, s: Slot) -> &Ends {
-        let at = self.v6_base + s.0 as usize * ENDS_WORDS;
-        self.v6[at..at + ENDS_WORDS]
-            .try_into()
-            .expect("a slice of ENDS_WORDS words")
-    }
-
-    fn ends_mut(&mut self, s: Slot) -> &mut Ends {
-        let at = self.v6_base + s.0 as usize * ENDS_WORDS;
-        (&mut self.v6[at..at + ENDS_WORDS])
-            .try_into()
-            .expect("a slice of ENDS_WORDS words")
-    }
-
     /// Where the IPv6 addresses of slot `s` are (for prefetching).
     #[inline]
     pub fn v6_addr(&self, s: Slot) -> *const u8 {
-        // Only an address, so no bounds check: `v6` holds every slot's.
-        let at = self.v6_base + s.0 as usize * ENDS_WORDS;
-        self.v6.as_ptr().wrapping_add(at).cast()
+        self.v6.addr(s.0 as usize)
     }
 
     /// Bit i set where signature i equals `sig`: one 128-bit compare of the
@@ -556,7 +526,7 @@ impl ConnTable {
 
     /// The addresses of an IPv6 connection's tuple of direction `dir`.
     fn v6_addrs(&self, s: Slot, dir: usize) -> [Addr; 2] {
-        let w = &self.ends(s)[4 * (dir & 1)..];
+        let w = &self.v6.at(s.0 as usize)[4 * (dir & 1)..];
         [
             Addr::from_words([w[0], w[1]]),
             Addr::from_words([w[2], w[3]]),
@@ -598,7 +568,7 @@ impl ConnTable {
         if reply.family == 6 {
             let [s0, s1] = reply.src.words();
             let [d0, d1] = reply.dst.words();
-            self.ends_mut(s)[4..].copy_from_slice(&[s0, s1, d0, d1]);
+            self.v6.at_mut(s.0 as usize)[4..].copy_from_slice(&[s0, s1, d0, d1]);
         }
     }
 
@@ -684,7 +654,7 @@ impl ConnTable {
         if conn.key(0).is_v6() {
             let [o, r] = tuples;
             let w = [o.src, o.dst, r.src, r.dst].map(|a| a.words());
-            *self.ends_mut(s) = std::array::from_fn(|i| w[i / 2][i % 2]);
+            *self.v6.at_mut(s.0 as usize) = std::array::from_fn(|i| w[i / 2][i % 2]);
             self.v6_high = self.v6_high.max(s.0 as usize + 1);
         }
         Some(s)
