@@ -91,6 +91,7 @@ fn commands_from_a_file_and_stdin() {
         "show fwd stats all",
         "ct timeout udp 5",
         "ct timeout udp-bogus 5",
+        "ct timeout udp 31536001",
         "ct delete --dport 53",
         "ct count",
         "ct expect list",
@@ -142,6 +143,13 @@ fn commands_from_a_file_and_stdin() {
     assert!(out.contains("NIC statistics for port 0 cleared"), "{out}");
     assert!(out.contains("timeout udp set to 5 s"), "{out}");
     assert!(out.contains("Bad command 'ct timeout udp-bogus 5': unknown timeout"));
+    // Past 365 days, what a connection's deadline holds.
+    assert!(
+        out.contains(
+            "Bad command 'ct timeout udp 31536001': '31536001' is not a whole number of seconds from 1 to 31536000"
+        ),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "conntrack v1.4.7 (conntrack-tools): {dns} flow entries have been deleted."
