@@ -132,9 +132,21 @@ impl Shard {
     /// The tuple of the packet whose verdict is `v` (its own, `t`) as
     /// filtering and SNAT rules see it: after destination NAT, where its
     /// connection is translated (`nat::after_dnat`).
+    ///
+    /// Only a destination translated in the packet's direction moves the
+    /// view: DNAT's for an original, SNAT's undone for a reply (Linux's
+    /// PREROUTING manip). Binding sets each bit only where it changed that
+    /// side of the tuple (`bind_nat`), so without the bit the target's
+    /// destination is the packet's and the target is not built: an
+    /// original packet of a source-translated connection, half the
+    /// traffic of plain SNAT, skips it.
     #[inline]
     pub fn dnat_view(&self, v: &Verdict, t: &Tuple) -> Tuple {
-        match v.conn.filter(|_| v.translated()) {
+        let moves_dst = match v.dir() {
+            Dir::Original => Status::DST_NAT,
+            Dir::Reply => Status::SRC_NAT,
+        };
+        match v.conn.filter(|_| v.status.has(moves_dst)) {
             Some(r) => nat::after_dnat(t, self.nat_target(r, v.dir())),
             None => *t,
         }

@@ -617,3 +617,71 @@ fn assert_data_goes_to(h: &mut Harness, from: &str, seen: &str, real: &str) {
         Some(tuple_of(&tcp_frame(from, real, 1, 0, TCP_SYN, b"")))
     );
 }
+
+/// The filter's view of each packet of a translated connection (after
+/// destination NAT) moves only where a destination was translated in
+/// its direction, and equals the view built from the full target in
+/// every case: source NAT's originals and destination NAT's replies
+/// keep their tuples, source NAT's replies and destination NAT's
+/// originals are seen with the real destination.
+#[test]
+fn dnat_view_moves_only_a_translated_destination() {
+    let mut h = Harness::new();
+    let view = |h: &mut Harness, f: &[u8]| {
+        let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
+            panic!("not IP")
+        };
+        let c = h.shard.classify(ip, 0);
+        let v = h.shard.ingress(&c, h.now);
+        let full = crate::conntrack::nat::after_dnat(
+            &c.tuple,
+            h.shard.nat_target(v.conn.unwrap(), v.dir()),
+        );
+        let seen = h.shard.dnat_view(&v, &c.tuple);
+        assert_eq!(seen, full, "{}", c.tuple);
+        (c.tuple, seen)
+    };
+    let snat = range("198.18.0.100", "198.18.0.100", None);
+    let req = udp_frame("198.18.0.1:5000", "198.19.0.1:53", b"q");
+    h.feed_nat(&req, Manip::Src, &snat).unwrap();
+    let (t, seen) = view(&mut h, &req);
+    assert_eq!(seen, t);
+    let (_, seen) = view(
+        &mut h,
+        &udp_frame("198.19.0.1:53", "198.18.0.100:5000", b"a"),
+    );
+    assert_eq!(
+        seen,
+        tuple_of(&udp_frame("198.19.0.1:53", "198.18.0.1:5000", b""))
+    );
+    let dnat = range("198.18.0.1", "198.18.0.1", Some((80, 80)));
+    let syn = tcp_frame(
+        "198.19.0.9:40000",
+        "198.18.0.200:8080",
+        1000,
+        0,
+        TCP_SYN,
+        b"",
+    );
+    h.feed_nat(&syn, Manip::Dst, &dnat).unwrap();
+    let synack = tcp_frame(
+        "198.18.0.1:80",
+        "198.19.0.9:40000",
+        5000,
+        1001,
+        TCP_SYN | TCP_ACK,
+        b"",
+    );
+    let (t, seen) = view(&mut h, &synack);
+    assert_eq!(seen, t);
+    let ack = tcp_frame(
+        "198.19.0.9:40000",
+        "198.18.0.200:8080",
+        1001,
+        5001,
+        TCP_ACK,
+        b"",
+    );
+    let (_, seen) = view(&mut h, &ack);
+    assert_eq!((seen.dst, seen.dport), (v4("198.18.0.1"), 80));
+}
