@@ -149,9 +149,9 @@ fn reply_tuples_are_unique_and_a_full_range_is_exhausted() {
     assert!(h.feed_nat(&f, Manip::Src, &r).is_ok());
 }
 
-#[test]
-fn dnat_port_forward() {
-    let mut h = Harness::new();
+/// An outside client's SYN to 198.18.0.200:8080, forwarded by DNAT to
+/// the inside server 198.18.0.1:80.
+fn forward_a_syn(h: &mut Harness) -> Seen {
     let r = range("198.18.0.1", "198.18.0.1", Some((80, 80)));
     let syn = tcp_frame(
         "198.19.0.9:40000",
@@ -161,7 +161,25 @@ fn dnat_port_forward() {
         TCP_SYN,
         b"",
     );
-    let s = h.feed_nat(&syn, Manip::Dst, &r).unwrap();
+    h.feed_nat(&syn, Manip::Dst, &r).unwrap()
+}
+
+/// The forwarded server's SYN-ACK to `forward_a_syn`'s client.
+fn forwarded_synack() -> Vec<u8> {
+    tcp_frame(
+        "198.18.0.1:80",
+        "198.19.0.9:40000",
+        5000,
+        1001,
+        TCP_SYN | TCP_ACK,
+        b"",
+    )
+}
+
+#[test]
+fn dnat_port_forward() {
+    let mut h = Harness::new();
+    let s = forward_a_syn(&mut h);
     let c = h.conn(&s);
     assert!(c.status.has(Status::DST_NAT));
     assert_eq!(
@@ -176,15 +194,7 @@ fn dnat_port_forward() {
         ))
     );
     // The server's SYN-ACK is the reply; it leaves from 198.18.0.200:8080.
-    let synack = tcp_frame(
-        "198.18.0.1:80",
-        "198.19.0.9:40000",
-        5000,
-        1001,
-        TCP_SYN | TCP_ACK,
-        b"",
-    );
-    let back = h.feed(&synack);
+    let back = h.feed(&forwarded_synack());
     assert_eq!(back.ctinfo, CtInfo::EstablishedReply);
     let t = h.shard.nat_target(back.conn.unwrap(), Dir::Reply).unwrap();
     assert_eq!((t.src, t.sport), (v4("198.18.0.200"), 8080));
@@ -654,25 +664,8 @@ fn dnat_view_moves_only_a_translated_destination() {
         seen,
         tuple_of(&udp_frame("198.19.0.1:53", "198.18.0.1:5000", b""))
     );
-    let dnat = range("198.18.0.1", "198.18.0.1", Some((80, 80)));
-    let syn = tcp_frame(
-        "198.19.0.9:40000",
-        "198.18.0.200:8080",
-        1000,
-        0,
-        TCP_SYN,
-        b"",
-    );
-    h.feed_nat(&syn, Manip::Dst, &dnat).unwrap();
-    let synack = tcp_frame(
-        "198.18.0.1:80",
-        "198.19.0.9:40000",
-        5000,
-        1001,
-        TCP_SYN | TCP_ACK,
-        b"",
-    );
-    let (t, seen) = view(&mut h, &synack);
+    forward_a_syn(&mut h);
+    let (t, seen) = view(&mut h, &forwarded_synack());
     assert_eq!(seen, t);
     let ack = tcp_frame(
         "198.19.0.9:40000",
