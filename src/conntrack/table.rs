@@ -188,8 +188,6 @@ fn evictable(c: &Conn) -> bool {
 
 pub struct ConnTable {
     key: HashKey,
-    /// The bucket count, `buckets.len()`, kept where `home` reads it.
-    nbuckets: usize,
     max: usize,
     buckets: Vec<Bucket>,
     /// Slots in use so far; reserved for `max` at construction and grown by
@@ -300,7 +298,6 @@ impl ConnTable {
         }
         ConnTable {
             key: HashKey::random(),
-            nbuckets: buckets,
             max,
             buckets: bucket_vec,
             conns,
@@ -372,13 +369,13 @@ impl ConnTable {
     /// 32-34 bytes a connection instead of 21.
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        ((u128::from(hash) * self.nbuckets as u128) >> 64) as usize
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
     }
 
     /// The bucket after `b`, round the ring.
     #[inline]
     fn next(&self, b: usize) -> usize {
-        if b + 1 == self.nbuckets {
+        if b + 1 == self.buckets.len() {
             0
         } else {
             b + 1
