@@ -29,7 +29,7 @@ use super::fwd::ForwardEngine;
 use super::handoff::{Handoff, Router};
 use super::mbuf::{Burst, Fate, HeldMbuf, MAX_BURST};
 use super::policy::{AcceptAll, Action, DropReason, Policy, StatefulFirewall};
-use super::rewrite::{apply_edit, rewrite_frame};
+use super::rewrite::{apply_edit, rewrite_frame, rewrite_usual};
 use super::stages::{Chunk, Classify, Stages};
 use super::worker::{CtCounters, EngineContext, Stream};
 use crate::conntrack::{Defrag, FragHeader, Push, Shard};
@@ -278,8 +278,13 @@ impl<P: Policy> Core<P> {
         for rw in &self.stages.rewrites {
             let at = usize::from(rw.at);
             let mut p = burst.packet_mut(at);
-            let wire_len = p.pkt_len();
-            let mut ok = rewrite_frame(p.data_mut(), Some(wire_len), rw);
+            let mut ok = match rewrite_usual(p.data_mut(), rw) {
+                Some(ok) => ok,
+                None => {
+                    let wire_len = p.pkt_len();
+                    rewrite_frame(p.data_mut(), Some(wire_len), rw)
+                }
+            };
             // An FTP announcement the helper rewrote, last: it may change
             // the packet's length, and its checksums are computed afresh.
             if let Some((_, edit)) = self.stages.edits.iter().find(|(a, _)| *a == rw.at) {

@@ -6,11 +6,40 @@
 use super::mbuf::PacketMut;
 use super::stages::Rewrite;
 use crate::conntrack::{rewrite, rewrite_icmp_error, Dir, PayloadEdit};
-use crate::wire::{parse_frame, Frame, IpPacketMut, LinkType, L3};
+use crate::wire::{
+    parse_frame, Frame, IpPacketMut, Ipv4SegmentMut, LinkType, L3, PROTO_TCP, PROTO_UDP,
+};
+
+/// NAT's usual write, in line in the engine's loop: a whole IPv4 TCP or
+/// UDP packet's addresses and ports (`Ipv4SegmentMut`), at `rw.l3` of a
+/// frame's first segment `data`; whether it could, or `None` where the
+/// packet is not such a one (then `rewrite_frame` takes it). Through the
+/// general path, a call and a view that asks the family and protocol
+/// again at every field, NAT's writes took 226 instructions a translated
+/// packet; through this one 145 (`perf/bench-instructions`, mode snat).
+#[inline(always)]
+pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
+    let (PROTO_TCP | PROTO_UDP, false, None, L3::V4) =
+        (rw.from.proto, rw.icmp_error, &rw.seqadj, rw.to.l3())
+    else {
+        return None;
+    };
+    let ([_, src], [_, dst]) = (rw.to.src.words(), rw.to.dst.words());
+    let buf = data.get_mut(usize::from(rw.l3)..)?;
+    // A `match`, not `is_ok_and`: that one's closure was left out of
+    // line, with the view passed through memory.
+    match Ipv4SegmentMut::new(buf, usize::from(rw.l4), rw.from.proto) {
+        Ok(mut ip) => ip.set_endpoints(src as u32, dst as u32, rw.to.sport, rw.to.dport),
+        Err(_) => return Some(false),
+    }
+    Some(true)
+}
 
 /// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
 /// (of `wire_len` bytes in all, if given; a fragment's IP header is found
-/// by parsing); whether it could.
+/// by parsing); whether it could. Out of line: the usual packet takes
+/// `rewrite_usual`.
+#[inline(never)]
 pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
     let from_chunk = wire_len.is_some();
     let (l3, wire_len) = match wire_len {

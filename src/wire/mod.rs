@@ -12,6 +12,7 @@ mod l4;
 #[cfg(feature = "etherparse")]
 pub mod reference;
 mod rewrite;
+mod segment;
 
 pub use checksum::{header_checksum, ip_header_ok, l4_ok, ChecksumView};
 pub use emit::{
@@ -28,6 +29,7 @@ pub use l4::{
     TCP_RST, TCP_SYN, TCP_URG,
 };
 pub use rewrite::{checksum_adjust, IpPacketMut};
+pub use segment::Ipv4SegmentMut;
 
 /// A buffer too short for the header a view needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
