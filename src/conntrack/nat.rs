@@ -115,38 +115,24 @@ fn is_icmp_query(t: &Tuple) -> bool {
     )
 }
 
-/// Rewrites a packet whose tuple is `from` to carry `to` (`nf_nat_packet`):
-/// addresses, TCP and UDP ports, the ICMP query identifier, each with the
-/// IPv4 header and transport checksums updated incrementally (RFC 1624).
-/// A later fragment has addresses only: its datagram's ports and
-/// checksum are in the first.
+/// Rewrites a packet of a translated connection to carry the tuple `to`
+/// (`nf_nat_packet`): addresses, TCP and UDP ports, the ICMP query
+/// identifier, each with the IPv4 header and transport checksums updated
+/// incrementally (RFC 1624). Every field is written, changed or not: a
+/// field written as it was adds nothing to the update. A later fragment
+/// has addresses only: its datagram's ports and checksum are in the
+/// first.
 #[inline(always)]
-pub fn rewrite(ip: &mut IpPacketMut<'_>, from: &Tuple, to: &Tuple) -> Result<(), wire::Error> {
+pub fn rewrite(ip: &mut IpPacketMut<'_>, to: &Tuple) -> Result<(), wire::Error> {
     // The usual case: TCP or UDP with its ports, all four fields and each
-    // checksum once (unchanged fields add nothing to the update).
-    if ip.carries_ports() && matches!(from.proto, PROTO_TCP | PROTO_UDP) {
+    // checksum once.
+    if ip.carries_ports() && matches!(to.proto, PROTO_TCP | PROTO_UDP) {
         return ip.set_endpoints(to.src, to.dst, to.sport, to.dport);
     }
-    if from.src != to.src {
-        ip.set_src(to.src);
-    }
-    if from.dst != to.dst {
-        ip.set_dst(to.dst);
-    }
-    if !ip.carries_ports() {
-        return Ok(());
-    }
-    if is_icmp_query(from) {
-        if from.sport != to.sport {
-            ip.set_icmp_id(to.sport)?;
-        }
-    } else if matches!(from.proto, PROTO_TCP | PROTO_UDP) {
-        if from.sport != to.sport {
-            ip.set_sport(to.sport)?;
-        }
-        if from.dport != to.dport {
-            ip.set_dport(to.dport)?;
-        }
+    ip.set_src(to.src);
+    ip.set_dst(to.dst);
+    if ip.carries_ports() && is_icmp_query(to) {
+        ip.set_icmp_id(to.sport)?;
     }
     Ok(())
 }
@@ -185,26 +171,7 @@ pub fn rewrite_icmp_error(
     let outer = wire::parse_ip(buf, wire_len, false)?;
     let (inner_at, src, dst) = (outer.l4_offset + 8, outer.src, outer.dst);
     let quoted = buf.get_mut(inner_at..).ok_or(wire::Error::TruncatedIcmp)?;
-    let q = wire::parse_ip(quoted, quoted.len(), true)?;
-    let l4 = q.l4;
-    let word = |at: usize| {
-        l4.get(at..at + 2)
-            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    let mut now = Tuple {
-        src: q.src,
-        dst: q.dst,
-        sport: word(0),
-        dport: word(2),
-        proto: q.proto,
-        family: other.family,
-        zone: other.zone,
-    };
-    if is_icmp_query(&now) {
-        now.sport = word(4);
-        now.dport = other.dport;
-    }
-    rewrite(&mut IpPacketMut::quoted(quoted)?, &now, other)?;
+    rewrite(&mut IpPacketMut::quoted(quoted)?, other)?;
     let to = invert(other);
     let mut ip = IpPacketMut::spread(buf, wire_len)?;
     if dst == this.dst {

@@ -201,6 +201,9 @@ impl<P: Policy> Core<P> {
         };
         let start = self.released_mbufs.len();
         let rw = self.stages.rewrites.pop();
+        let extra = rw
+            .and_then(|rw| rw.extra)
+            .map(|i| self.stages.extras[usize::from(i)]);
         match fate {
             Fate::Drop => self.defrag.take_fragments().for_each(drop),
             _ => {
@@ -213,12 +216,13 @@ impl<P: Policy> Core<P> {
                     // change length.)
                     let edited = !self.stages.edits.is_empty();
                     for m in &mut self.released_mbufs[start..] {
-                        if edited || !rewrite_frame(m.data_mut(), None, &rw) {
+                        if edited || !rewrite_frame(m.data_mut(), None, &rw, extra.as_ref()) {
                             self.stages.count_drop(DropReason::Nat);
                         }
                     }
                     self.stages.edits.clear();
                 }
+                self.stages.extras.clear();
                 self.released.push(Released {
                     at,
                     fate,
@@ -282,7 +286,8 @@ impl<P: Policy> Core<P> {
                 Some(ok) => ok,
                 None => {
                     let wire_len = p.pkt_len();
-                    rewrite_frame(p.data_mut(), Some(wire_len), rw)
+                    let extra = rw.extra.map(|i| &self.stages.extras[usize::from(i)]);
+                    rewrite_frame(p.data_mut(), Some(wire_len), rw, extra)
                 }
             };
             // An FTP announcement the helper rewrote, last: it may change
@@ -299,6 +304,7 @@ impl<P: Policy> Core<P> {
             self.stages.count_drop(DropReason::Nat);
         }
         self.stages.rewrites.clear();
+        self.stages.extras.clear();
         self.stages.edits.clear();
     }
 

@@ -4,8 +4,8 @@
 //! rewritten to another length (`conntrack::PayloadEdit`).
 
 use super::mbuf::PacketMut;
-use super::stages::Rewrite;
-use crate::conntrack::{rewrite, rewrite_icmp_error, Dir, PayloadEdit};
+use super::stages::{Rewrite, RewriteExtra};
+use crate::conntrack::{rewrite, rewrite_icmp_error, Dir, PayloadEdit, SeqAdj, Tuple};
 use crate::wire::{
     parse_frame, Frame, IpPacketMut, Ipv4SegmentMut, LinkType, L3, PROTO_TCP, PROTO_UDP,
 };
@@ -20,7 +20,7 @@ use crate::wire::{
 #[inline(always)]
 pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
     let (PROTO_TCP | PROTO_UDP, false, None, L3::V4) =
-        (rw.from.proto, rw.icmp_error, &rw.seqadj, rw.to.l3())
+        (rw.to.proto, rw.icmp_error, rw.extra, rw.to.l3())
     else {
         return None;
     };
@@ -28,7 +28,7 @@ pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
     let buf = data.get_mut(usize::from(rw.l3)..)?;
     // A `match`, not `is_ok_and`: that one's closure was left out of
     // line, with the view passed through memory.
-    match Ipv4SegmentMut::new(buf, usize::from(rw.l4), rw.from.proto) {
+    match Ipv4SegmentMut::new(buf, usize::from(rw.l4), rw.to.proto) {
         Ok(mut ip) => ip.set_endpoints(src as u32, dst as u32, rw.to.sport, rw.to.dport),
         Err(_) => return Some(false),
     }
@@ -37,10 +37,15 @@ pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
 
 /// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
 /// (of `wire_len` bytes in all, if given; a fragment's IP header is found
-/// by parsing); whether it could. Out of line: the usual packet takes
+/// by parsing), with what else it needs (`extra`); whether it could. Out of line: the usual packet takes
 /// `rewrite_usual`.
 #[inline(never)]
-pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewrite) -> bool {
+pub(super) fn rewrite_frame(
+    data: &mut [u8],
+    wire_len: Option<usize>,
+    rw: &Rewrite,
+    extra: Option<&RewriteExtra>,
+) -> bool {
     let from_chunk = wire_len.is_some();
     let (l3, wire_len) = match wire_len {
         Some(len) => (usize::from(rw.l3), len),
@@ -55,38 +60,47 @@ pub(super) fn rewrite_frame(data: &mut [u8], wire_len: Option<usize>, rw: &Rewri
     let Some(buf) = data.get_mut(l3..) else {
         return false;
     };
+    let extra = extra.copied().unwrap_or_default();
     if rw.icmp_error {
         // The quoted packet is rewritten and the message's checksum
         // computed afresh: all of it must be in this segment.
-        return buf.len() >= wire_len - l3
-            && rewrite_icmp_error(buf, wire_len - l3, &rw.from, &rw.to).is_ok();
+        return extra.this.is_some_and(|this| {
+            buf.len() >= wire_len - l3
+                && rewrite_icmp_error(buf, wire_len - l3, &this, &rw.to).is_ok()
+        });
     }
     // Each view is used where it is built: one variable taking either
     // would be built in memory byte by byte and moved as words, a
     // store-forwarding stall on every translated packet.
     if from_chunk {
         // Whole, and parsed by `classify`: its layout is known.
-        IpPacketMut::with_layout(buf, rw.from.l3(), rw.from.proto, usize::from(rw.l4))
-            .is_ok_and(|mut ip| translate(&mut ip, rw, true))
+        IpPacketMut::with_layout(buf, rw.to.l3(), rw.to.proto, usize::from(rw.l4))
+            .is_ok_and(|mut ip| translate(&mut ip, &rw.to, extra.seqadj, true))
     } else {
-        IpPacketMut::spread(buf, wire_len - l3).is_ok_and(|mut ip| translate(&mut ip, rw, false))
+        IpPacketMut::spread(buf, wire_len - l3)
+            .is_ok_and(|mut ip| translate(&mut ip, &rw.to, extra.seqadj, false))
     }
 }
 
-/// Rewrites the view's addresses and ports (and its sequence numbers if
-/// `rw` asks); `whole`: a packet, not a fragment.
+/// Rewrites the view's addresses and ports to `to`'s (and its sequence
+/// numbers if `seqadj` says); `whole`: a packet, not a fragment.
 #[inline(always)]
-fn translate(ip: &mut IpPacketMut<'_>, rw: &Rewrite, whole: bool) -> bool {
+fn translate(
+    ip: &mut IpPacketMut<'_>,
+    to: &Tuple,
+    seqadj: Option<(Dir, [SeqAdj; 2])>,
+    whole: bool,
+) -> bool {
     // A whole packet whose transport checksum is not in this segment
     // cannot be changed and stay right; a later fragment has no transport
     // header (its datagram's is in the first).
     if !(ip.rewritable() || !whole && !ip.carries_ports()) {
         return false;
     }
-    if rewrite(ip, &rw.from, &rw.to).is_err() {
+    if rewrite(ip, to).is_err() {
         return false;
     }
-    match rw.seqadj {
+    match seqadj {
         Some((dir, adj)) => shift(ip, dir, &adj),
         None => true,
     }
@@ -95,7 +109,7 @@ fn translate(ip: &mut IpPacketMut<'_>, rw: &Rewrite, whole: bool) -> bool {
 /// `nf_ct_seq_adjust`: the segment's sequence number shifted by its own
 /// direction's changes, its acknowledgement and SACK edges shifted back by
 /// the other's.
-fn shift(ip: &mut IpPacketMut<'_>, dir: Dir, adj: &[crate::conntrack::SeqAdj; 2]) -> bool {
+fn shift(ip: &mut IpPacketMut<'_>, dir: Dir, adj: &[SeqAdj; 2]) -> bool {
     let Some((seq, ack)) = ip.tcp_seq_ack() else {
         return false;
     };

@@ -146,18 +146,29 @@ pub enum Classify {
 }
 
 /// A packet `rewrite` found translated: burst index `at`, IP header at
-/// `l3`, its tuple `from` to become `to`; or, for an ICMP error, `from`
-/// and `to` are its connection's tuples, of the error's direction and
-/// of the other.
+/// `l3`, to leave with the tuple `to`; or, for an ICMP error, `to` is its
+/// connection's tuple of the other direction. 48 bytes: what only a few
+/// packets need is in `RewriteExtra`, which `extra` indexes. (With the
+/// packet's own tuple and the sequence adjustment in it, the record took
+/// 120 bytes, and building and storing it 55 instructions a translated
+/// packet.)
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrite {
     pub at: u16,
     pub l3: u16,
     /// The transport header's offset from the IP header's, as classified.
     pub l4: u16,
-    pub from: Tuple,
-    pub to: Tuple,
     pub icmp_error: bool,
+    /// Index of this packet's `RewriteExtra` in `Stages::extras`.
+    pub extra: Option<u8>,
+    pub to: Tuple,
+}
+
+/// What a few translated packets need besides their `Rewrite`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RewriteExtra {
+    /// An ICMP error's connection's tuple of the error's direction.
+    pub this: Option<Tuple>,
     /// The packet's direction and its connection's sequence adjustment,
     /// where NAT changed the length of one of its segments.
     pub seqadj: Option<(Dir, [SeqAdj; 2])>,
@@ -182,6 +193,8 @@ pub struct Stages<P: Policy> {
     nat_exhausted_out: Arc<[AtomicU64]>,
     /// What `rewrite` decided for the chunk at hand, for the engine.
     pub rewrites: ArrayVec<Rewrite, CHUNK>,
+    /// What some of `rewrites` need besides.
+    pub extras: ArrayVec<RewriteExtra, CHUNK>,
     /// Payload changes the FTP helper made for NAT, by burst index.
     pub edits: ArrayVec<(u16, PayloadEdit), CHUNK>,
 }
@@ -240,6 +253,7 @@ impl<P: Policy> Stages<P> {
             nat_exhausted,
             nat_exhausted_out,
             rewrites: ArrayVec::new(),
+            extras: ArrayVec::new(),
             edits: ArrayVec::new(),
         }
     }
@@ -534,15 +548,18 @@ impl<P: Policy> Stages<P> {
             let cl = &chunk.cl[i];
             let Some(r) = v.conn else { continue };
             if cl.is_icmp_error() {
-                if let Some((from, to)) = self.shard.nat_tuples(r, v.dir()) {
+                if let Some((this, to)) = self.shard.nat_tuples(r, v.dir()) {
+                    let extra = self.extra(RewriteExtra {
+                        this: Some(this),
+                        seqadj: None,
+                    });
                     self.rewrites.push(Rewrite {
                         at: p.at,
                         l3: p.l3,
                         l4: p.l4,
-                        from,
-                        to,
                         icmp_error: true,
-                        seqadj: None,
+                        extra,
+                        to,
                     });
                 }
             } else if let Some(to) = self.shard.nat_target(r, v.dir()) {
@@ -552,17 +569,30 @@ impl<P: Policy> Stages<P> {
                 // `nf_nat_setup_info`), so every packet of it changes.
                 // The comparison cost 21 instructions a translated packet.
                 debug_assert_ne!(to, *cl.tuple());
+                let extra = match self.shard.seqadj(r) {
+                    Some(a) => self.extra(RewriteExtra {
+                        this: None,
+                        seqadj: Some((v.dir(), a)),
+                    }),
+                    None => None,
+                };
                 self.rewrites.push(Rewrite {
                     at: p.at,
                     l3: p.l3,
                     l4: p.l4,
-                    from: *cl.tuple(),
-                    to,
                     icmp_error: false,
-                    seqadj: self.shard.seqadj(r).map(|a| (v.dir(), a)),
+                    extra,
+                    to,
                 });
             }
         }
+    }
+
+    /// Keeps `e` for a rewrite of this chunk; its index.
+    #[cold]
+    fn extra(&mut self, e: RewriteExtra) -> Option<u8> {
+        self.extras.push(e);
+        Some((self.extras.len() - 1) as u8)
     }
 
     /// `confirm`: egress (`__nf_conntrack_confirm` and the helpers) for
@@ -594,6 +624,7 @@ impl<P: Policy> Stages<P> {
     pub fn track(&mut self, chunk: &mut Chunk<'_>, now: u64) {
         self.ct_prepare(chunk);
         self.rewrites.clear();
+        self.extras.clear();
         self.edits.clear();
         let mut done = 0;
         while done < chunk.len() {

@@ -503,7 +503,7 @@ fn ipv6_snat_binds_and_rewrites() {
     assert_eq!(to, tuple_of(&want));
     let mut out = req.clone();
     let mut ip = crate::wire::IpPacketMut::new(&mut out[14..]).unwrap();
-    rewrite(&mut ip, &tuple_of(&req), &to).unwrap();
+    rewrite(&mut ip, &to).unwrap();
     assert_eq!(out, want);
 }
 
