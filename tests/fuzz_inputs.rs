@@ -7,6 +7,7 @@ use std::path::Path;
 use ctfwd::capture::run_capture_bytes;
 use ctfwd::conntrack::{run_byte_sequence, run_fragment_sequence};
 use ctfwd::rules::run_rule_text;
+use ctfwd::wire::compare_rewrites;
 
 /// A fuzz target's driver: `Err` is a broken invariant.
 type Driver = fn(&[u8]) -> Result<(), String>;
@@ -35,11 +36,12 @@ fn replay(target: &str, run: Driver) -> usize {
 }
 
 /// Every fuzz target's driver, with how many seeds it has committed.
-const TARGETS: [(&str, Driver, usize); 4] = [
+const TARGETS: [(&str, Driver, usize); 5] = [
     ("packet_sequence", run_byte_sequence, 3),
     ("fragment_sequence", run_fragment_sequence, 3),
     ("rules_parse", run_rule_text, 2),
     ("capture_read", run_capture_bytes, 3),
+    ("rewrite_views", compare_rewrites, 3),
 ];
 
 #[test]

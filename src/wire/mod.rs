@@ -29,7 +29,7 @@ pub use l4::{
     TCP_RST, TCP_SYN, TCP_URG,
 };
 pub use rewrite::{checksum_adjust, IpPacketMut};
-pub use segment::Ipv4SegmentMut;
+pub use segment::{compare_rewrites, Ipv4SegmentMut};
 
 /// A buffer too short for the header a view needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

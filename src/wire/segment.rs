@@ -114,6 +114,77 @@ impl<'a> Ipv4SegmentMut<'a> {
     }
 }
 
+/// The fuzz target `rewrite_views`' driver: the fast view against the
+/// general one. `data` is 12 bytes of new endpoints (source and
+/// destination address, source and destination port, in network order),
+/// a byte that names a transport offset to try besides, then an IP packet.
+/// Where the packet is a whole IPv4 TCP or UDP one, both views must take
+/// it or refuse it alike and leave the same bytes; any other offset must
+/// be refused or taken without a panic. `Err` says how they differ.
+pub fn compare_rewrites(data: &[u8]) -> Result<(), String> {
+    let Some((head, packet)) = data.split_first_chunk::<13>() else {
+        return Ok(());
+    };
+    let word = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let (src, dst, ports) = (word(0), word(4), word(8));
+    let (sport, dport) = ((ports >> 16) as u16, ports as u16);
+    let mut other = packet.to_vec();
+    if let Ok(mut ip) = Ipv4SegmentMut::new(
+        &mut other,
+        usize::from(head[12]),
+        packet.get(9).copied().unwrap_or(0),
+    ) {
+        ip.set_endpoints(src, dst, sport, dport);
+    }
+    let Ok(ip) = super::parse_ip(packet, packet.len(), false) else {
+        return Ok(());
+    };
+    let whole = ip.l3 == super::L3::V4
+        && matches!(ip.proto, PROTO_TCP | PROTO_UDP)
+        && ip.fragment == super::Fragment::Whole;
+    if !whole {
+        return Ok(());
+    }
+    let (proto, l4) = (ip.proto, ip.l4_offset);
+    let mut fast = packet.to_vec();
+    let fast_ok = Ipv4SegmentMut::new(&mut fast, l4, proto)
+        .map(|mut ip| ip.set_endpoints(src, dst, sport, dport))
+        .is_ok();
+    let mut general = packet.to_vec();
+    let general_ok = super::IpPacketMut::with_layout(&mut general, super::L3::V4, proto, l4)
+        .ok()
+        .filter(|ip| ip.rewritable())
+        .map(|mut ip| {
+            let (s, d) = (
+                super::Addr::v4(src.to_be_bytes()),
+                super::Addr::v4(dst.to_be_bytes()),
+            );
+            ip.set_endpoints(s, d, sport, dport)
+        })
+        .is_some_and(|r| r.is_ok());
+    if fast_ok != general_ok {
+        return Err(format!(
+            "the fast view {} the packet, the general one {}",
+            took(fast_ok),
+            took(general_ok)
+        ));
+    }
+    if fast_ok && fast != general {
+        return Err(format!(
+            "the views wrote differently:\n fast    {fast:02x?}\n general {general:02x?}"
+        ));
+    }
+    Ok(())
+}
+
+fn took(ok: bool) -> &'static str {
+    if ok {
+        "took"
+    } else {
+        "refused"
+    }
+}
+
 /// The sum of a word's 32-bit halves: folded, the one's complement sum
 /// of its four 16-bit words.
 #[inline(always)]
