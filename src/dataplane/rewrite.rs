@@ -16,7 +16,7 @@ use crate::wire::{
 /// packet is not such a one (then `rewrite_frame` takes it). Through the
 /// general path, a call and a view that asks the family and protocol
 /// again at every field, NAT's writes took 226 instructions a translated
-/// packet; through this one 145 (`perf/bench-instructions`, mode snat).
+/// packet; through this one 146 (`perf/bench-instructions`, mode snat).
 #[inline(always)]
 pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
     let (PROTO_TCP | PROTO_UDP, false, None, L3::V4) =
