@@ -419,7 +419,7 @@ impl<'a> IpPacketMut<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::synth::{fragment, icmp, ip_packet, udp, Tcp};
     use crate::wire::{ip_header_ok, l4_ok};
@@ -430,7 +430,9 @@ mod tests {
         ip_header_ok(&ip) && l4_ok(&ip) != Some(false)
     }
 
-    fn packets() -> Vec<Vec<u8>> {
+    /// Packets of each family and protocol NAT rewrites, an even and an
+    /// odd transport length among them.
+    pub(in crate::wire) fn packets() -> Vec<Vec<u8>> {
         let (a, b) = ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap());
         let (a6, b6) = ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
         let seg = Tcp {
@@ -448,6 +450,8 @@ mod tests {
             ip_packet(a6, b6, 17, &[], &udp(1, 2, b"v6")),
             ip_packet(a6, b6, 6, &[], &seg.bytes(b"six")),
             ip_packet(a6, b6, 58, &[], &icmp(128, 0, 1, 1, b"p")),
+            ip_packet(a, b, 17, &[], &udp(5000, 53, b"even")),
+            ip_packet(a, b, 6, &[], &seg.bytes(b"")),
         ]
     }
 

@@ -211,25 +211,14 @@ fn bytes4(a: [u8; 2], b: [u8; 2]) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{ip_packet, udp, Tcp};
     use crate::wire::{ip_header_ok, l4_ok, parse_ip, Addr, IpPacketMut};
 
+    /// The general view's test packets that this one takes: IPv4, TCP
+    /// or UDP.
     fn packets() -> Vec<Vec<u8>> {
-        let (a, b) = ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap());
-        let seg = Tcp {
-            sport: 40000,
-            dport: 80,
-            seq: 7,
-            flags: 0x18,
-            window: 9,
-            ..Tcp::default()
-        };
-        vec![
-            ip_packet(a, b, 17, &[], &udp(5000, 53, b"odd")),
-            ip_packet(a, b, 17, &[], &udp(5000, 53, b"even")),
-            ip_packet(a, b, 6, &[], &seg.bytes(b"data!")),
-            ip_packet(a, b, 6, &[], &seg.bytes(b"")),
-        ]
+        let mut v = crate::wire::rewrite::tests::packets();
+        v.retain(|p| p[0] >> 4 == 4 && matches!(p[9], PROTO_TCP | PROTO_UDP));
+        v
     }
 
     fn l4_at(p: &[u8]) -> usize {
@@ -294,8 +283,35 @@ mod tests {
     }
 
     #[test]
+    fn a_computed_zero_udp_checksum_is_sent_as_all_ones() {
+        let p = packets().remove(0);
+        let (l4, at) = (l4_at(&p), l4_at(&p) + 6);
+        let word = |at: usize| u32::from_be_bytes(p[at..at + 4].try_into().unwrap());
+        // The general view sends a computed zero as all ones (RFC 768):
+        // the source port that gives one.
+        let sport = (0..=u16::MAX)
+            .find(|&sport| {
+                let mut q = p.clone();
+                IpPacketMut::new(&mut q).unwrap().set_sport(sport).unwrap();
+                q[at..at + 2] == [0xff, 0xff]
+            })
+            .expect("some port sums to zero");
+        let (mut fast, mut general) = (p.clone(), p.clone());
+        IpPacketMut::new(&mut general)
+            .unwrap()
+            .set_sport(sport)
+            .unwrap();
+        let dport = u16::from_be_bytes([p[l4 + 2], p[l4 + 3]]);
+        Ipv4SegmentMut::new(&mut fast, l4, PROTO_UDP)
+            .unwrap()
+            .set_endpoints(word(12), word(16), sport, dport);
+        assert_eq!(fast[at..at + 2], [0xff, 0xff]);
+        assert_eq!(fast, general);
+    }
+
+    #[test]
     fn short_or_other_packets_are_refused() {
-        let p = packets().remove(2);
+        let p = packets().remove(1);
         let l4 = l4_at(&p);
         // Cut before the TCP checksum's end; an IP length that stops
         // short of it; another protocol; a transport header in the IP's.
