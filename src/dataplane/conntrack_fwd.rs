@@ -204,6 +204,7 @@ impl<P: Policy> Core<P> {
         let extra = rw
             .and_then(|rw| rw.extra)
             .map(|i| self.stages.extras[usize::from(i)]);
+        self.stages.extras.clear();
         match fate {
             Fate::Drop => self.defrag.take_fragments().for_each(drop),
             _ => {
@@ -222,7 +223,6 @@ impl<P: Policy> Core<P> {
                     }
                     self.stages.edits.clear();
                 }
-                self.stages.extras.clear();
                 self.released.push(Released {
                     at,
                     fate,
