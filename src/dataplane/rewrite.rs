@@ -37,8 +37,8 @@ pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
 
 /// Rewrites the IP packet at `rw.l3` of a frame's first segment `data`
 /// (of `wire_len` bytes in all, if given; a fragment's IP header is found
-/// by parsing), with what else it needs (`extra`); whether it could. Out of line: the usual packet takes
-/// `rewrite_usual`.
+/// by parsing), with what else it needs (`extra`); whether it could. Out
+/// of line: the usual packet takes `rewrite_usual`.
 #[inline(never)]
 pub(super) fn rewrite_frame(
     data: &mut [u8],
