@@ -10,7 +10,7 @@ use super::Error;
 /// RFC 1624, eqn. 3: the checksum `hc` of data in which the 16-bit words
 /// `old` became `new` (equal, even lengths): HC' = ~(~HC + ~m + m').
 pub fn checksum_adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-    apply_delta(hc, checksum_delta(old, new))
+    apply_delta(hc, u64::from(checksum_delta(old, new)))
 }
 
 /// What RFC 1624's eqn. 3 adds to ~HC for a change of `old` to `new`:
@@ -28,10 +28,11 @@ fn checksum_delta(old: &[u8], new: &[u8]) -> u32 {
 }
 
 /// HC' = ~(~HC + delta), for a delta folded or not (a sum of a few
-/// 16-bit words: `fold` takes any sum).
-#[inline]
-fn apply_delta(hc: u16, delta: u32) -> u16 {
-    !fold(u64::from(!hc) + u64::from(delta))
+/// 16-bit words: `fold` takes any sum). The order of `hc` and the
+/// delta's words is the caller's, network or native (RFC 1071 2(B)).
+#[inline(always)]
+pub(super) fn apply_delta(hc: u16, delta: u64) -> u16 {
+    !fold(u64::from(!hc) + delta)
 }
 
 /// An IP packet whose headers can be changed in place. Lengths are checked
@@ -172,7 +173,7 @@ impl<'a> IpPacketMut<'a> {
     /// bytes (`replace`).
     fn adjust_header_by(&mut self, delta: u32) {
         if self.l3 == L3::V4 {
-            let c = apply_delta(self.word(10), delta);
+            let c = apply_delta(self.word(10), u64::from(delta));
             self.set_word(10, c);
         }
     }
@@ -191,7 +192,7 @@ impl<'a> IpPacketMut<'a> {
         if hc == 0 && self.proto == PROTO_UDP && self.l3 == L3::V4 {
             return;
         }
-        let mut v = apply_delta(hc, delta);
+        let mut v = apply_delta(hc, u64::from(delta));
         if v == 0 && self.proto == PROTO_UDP {
             v = 0xffff; // RFC 768: zero would mean "no checksum"
         }

@@ -9,8 +9,8 @@
 //! allows: a one's complement sum of byte-swapped words is the swapped
 //! sum, so a checksum computed and stored in native order is right.
 
-use super::checksum::fold;
 use super::ip::{PROTO_TCP, PROTO_UDP};
+use super::rewrite::apply_delta;
 use super::Error;
 
 /// Where the source address starts in an IPv4 header; the destination
@@ -70,14 +70,14 @@ impl<'a> Ipv4SegmentMut<'a> {
         let addrs_delta = self.replace8(ADDRS, addrs);
         let ports_delta = self.replace4(self.l4, ports);
         let header = self.get2(HEADER_CHECKSUM);
-        self.set2(HEADER_CHECKSUM, apply(header, addrs_delta));
+        self.set2(HEADER_CHECKSUM, apply_delta(header, addrs_delta));
         let hc = self.get2(self.csum);
         // UDP over IPv4: a zero checksum means none, and stays zero
         // (RFC 768); a computed zero is sent as all ones.
         if self.udp && hc == 0 {
             return;
         }
-        let mut c = apply(hc, addrs_delta + ports_delta);
+        let mut c = apply_delta(hc, addrs_delta + ports_delta);
         if self.udp && c == 0 {
             c = 0xffff;
         }
@@ -190,12 +190,6 @@ fn took(ok: bool) -> &'static str {
 #[inline(always)]
 fn halves(v: u64) -> u64 {
     (v >> 32) + (v & 0xffff_ffff)
-}
-
-/// HC' = ~(~HC + delta) (RFC 1624, eqn. 3), in native order.
-#[inline(always)]
-fn apply(hc: u16, delta: u64) -> u16 {
-    !fold(u64::from(!hc) + delta)
 }
 
 #[inline(always)]
