@@ -19,9 +19,7 @@ use crate::wire::{
 /// packet; through this one 146 (`perf/bench-instructions`, mode snat).
 #[inline(always)]
 pub(super) fn rewrite_usual(data: &mut [u8], rw: &Rewrite) -> Option<bool> {
-    let (PROTO_TCP | PROTO_UDP, false, None, L3::V4) =
-        (rw.to.proto, rw.icmp_error, rw.extra, rw.to.l3())
-    else {
+    let (PROTO_TCP | PROTO_UDP, None, L3::V4) = (rw.to.proto, rw.extra, rw.to.l3()) else {
         return None;
     };
     let ([_, src], [_, dst]) = (rw.to.src.words(), rw.to.dst.words());
@@ -61,13 +59,11 @@ pub(super) fn rewrite_frame(
         return false;
     };
     let extra = extra.copied().unwrap_or_default();
-    if rw.icmp_error {
-        // The quoted packet is rewritten and the message's checksum
-        // computed afresh: all of it must be in this segment.
-        return extra.this.is_some_and(|this| {
-            buf.len() >= wire_len - l3
-                && rewrite_icmp_error(buf, wire_len - l3, &this, &rw.to).is_ok()
-        });
+    if let Some(this) = extra.this {
+        // An ICMP error. The quoted packet is rewritten and the message's
+        // checksum computed afresh: all of it must be in this segment.
+        return buf.len() >= wire_len - l3
+            && rewrite_icmp_error(buf, wire_len - l3, &this, &rw.to).is_ok();
     }
     // Each view is used where it is built: one variable taking either
     // would be built in memory byte by byte and moved as words, a

@@ -146,8 +146,9 @@ pub enum Classify {
 }
 
 /// A packet `rewrite` found translated: burst index `at`, IP header at
-/// `l3`, to leave with the tuple `to`; or, for an ICMP error, `to` is its
-/// connection's tuple of the other direction. 56 bytes: what only a few
+/// `l3`, to leave with the tuple `to`; or, for an ICMP error (its
+/// `RewriteExtra` holds the error's own direction's tuple), `to` is its
+/// connection's tuple of the other direction. 48 bytes: what only a few
 /// packets need is in `RewriteExtra`, which `extra` indexes. (With the
 /// packet's own tuple and the sequence adjustment in it, the record took
 /// 120 bytes, and a translated packet 15 more instructions,
@@ -158,7 +159,6 @@ pub struct Rewrite {
     pub l3: u16,
     /// The transport header's offset from the IP header's, as classified.
     pub l4: u16,
-    pub icmp_error: bool,
     /// Index of this packet's `RewriteExtra` in `Stages::extras`.
     pub extra: Option<u8>,
     pub to: Tuple,
@@ -167,7 +167,8 @@ pub struct Rewrite {
 /// What a few translated packets need besides their `Rewrite`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RewriteExtra {
-    /// An ICMP error's connection's tuple of the error's direction.
+    /// An ICMP error's connection's tuple of the error's direction (set
+    /// for an ICMP error only).
     pub this: Option<Tuple>,
     /// The packet's direction and its connection's sequence adjustment,
     /// where NAT changed the length of one of its segments.
@@ -557,7 +558,6 @@ impl<P: Policy> Stages<P> {
                         at: p.at,
                         l3: p.l3,
                         l4: p.l4,
-                        icmp_error: true,
                         extra,
                         to,
                     });
@@ -580,7 +580,6 @@ impl<P: Policy> Stages<P> {
                     at: p.at,
                     l3: p.l3,
                     l4: p.l4,
-                    icmp_error: false,
                     extra,
                     to,
                 });
@@ -696,7 +695,7 @@ mod tests {
     /// The record of a packet to rewrite stays small: what few packets
     /// need is in `RewriteExtra`.
     #[test]
-    fn a_rewrite_record_is_56_bytes() {
-        assert_eq!(std::mem::size_of::<Rewrite>(), 56);
+    fn a_rewrite_record_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<Rewrite>(), 48);
     }
 }
