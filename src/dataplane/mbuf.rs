@@ -128,6 +128,15 @@ impl Burst {
         // (1.4% of firewall mode's cycles at 1k flows).
         let mut dropped =
             [const { std::mem::MaybeUninit::<*mut sys::rte_mbuf>::uninit() }; MAX_BURST];
+        // In established traffic every packet passes and nothing moves. A
+        // check without an early exit, which the compiler vectorises, says
+        // so in a few instructions a burst; the loop below rewrote every
+        // pointer, 17 instructions a packet in firewall mode, and a scan
+        // for the first packet that does not pass still took 12.
+        let fates = &fates[..fates.len().min(self.len)];
+        if fates.iter().fold(true, |all, &f| all & (f == Fate::Pass)) {
+            return;
+        }
         let (mut kept, mut n_dropped) = (0, 0);
         for i in 0..self.len {
             let m = self.pkts[i];
