@@ -173,9 +173,8 @@ fn sum(mut acc: u64, data: &[u8]) -> u64 {
     // and half the loop's two), beside a chain of adds that each wait for
     // the one before however the loop is written.
     while let Some((w, tail)) = rest.split_first_chunk::<16>() {
-        let (x, y) = w.split_at(8);
-        acc = add(acc, u64::from_ne_bytes(x.try_into().expect("8 bytes")));
-        acc = add(acc, u64::from_ne_bytes(y.try_into().expect("8 bytes")));
+        acc = add(acc, u64::from_ne_bytes(word_at(w, 0)));
+        acc = add(acc, u64::from_ne_bytes(word_at(w, 8)));
         rest = tail;
     }
     if let Some((w, tail)) = rest.split_first_chunk::<8>() {
