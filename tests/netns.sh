@@ -130,10 +130,10 @@ pids+=($!)
 sleep 1
 
 same() { [ "$(sha256sum <"$1")" = "$sum" ]; }
-http_get() { in_ns curl -s --max-time 20 -o "$work/http.bin" http://198.18.0.2:8080/data.bin && same "$work/http.bin"; }
+http_get() { in_ns curl -sS --max-time 20 -o "$work/http.bin" http://198.18.0.2:8080/data.bin && same "$work/http.bin"; }
 tftp_get() { (cd "$work" && in_ns tftp -m binary 198.18.0.2 -c get data.bin tftp.bin) && same "$work/tftp.bin"; }
-ftp_passive() { in_ns curl -s --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2/data.bin && same "$work/pasv.bin"; }
-ftp_active() { in_ns curl -s --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
+ftp_passive() { in_ns curl -sS --max-time 20 -o "$work/pasv.bin" ftp://198.18.0.2/data.bin && same "$work/pasv.bin"; }
+ftp_active() { in_ns curl -sS --max-time 20 -P - -o "$work/port.bin" ftp://198.18.0.2/data.bin && same "$work/port.bin"; }
 tftp_get_within() { # SECONDS
   (cd "$work" && timeout "$1" ip netns exec "$ns_in" tftp -m binary 198.18.0.2 -c get data.bin tftp.bin) &&
     same "$work/tftp.bin"

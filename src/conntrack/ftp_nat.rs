@@ -77,22 +77,23 @@ fn span(payload: &[u8], dir: usize) -> Option<(usize, usize, Form)> {
 }
 
 /// The payload change that makes a parsed announcement say `addr`:`port`
-/// (family `l3`); `None` where the text would not change or the line's
-/// announcement cannot be found again.
+/// (family `l3`); `None` where the text would not change (an EPSV reply
+/// names no address); an error where the line's announcement cannot be
+/// found again or cannot say it (an IPv6 address in a PORT command).
 pub fn rewrite_announcement(
     payload: &[u8],
     dir: usize,
     addr: Addr,
     l3: L3,
     port: u16,
-) -> Option<PayloadEdit> {
-    let (start, end, form) = span(payload, dir)?;
+) -> Result<Option<PayloadEdit>, ()> {
+    let (start, end, form) = span(payload, dir).ok_or(())?;
     let mut text = ArrayVec::<u8, 64>::new();
     let shown = addr.display(l3);
     let written = match form {
         Form::Numbers => {
             let std::net::IpAddr::V4(v4) = shown else {
-                return None;
+                return Err(());
             };
             let [a, b, c, d] = v4.octets();
             write!(text, "{a},{b},{c},{d},{},{}", port >> 8, port & 0xff)
@@ -106,22 +107,32 @@ pub fn rewrite_announcement(
             write!(text, "{d}{d}{d}{port}{d}")
         }
     };
-    written.ok()?;
-    (text[..] != payload[start..end]).then(|| PayloadEdit {
+    written.map_err(|_| ())?;
+    Ok((text[..] != payload[start..end]).then(|| PayloadEdit {
         at: start as u16,
         len: (end - start) as u16,
         text,
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn edit(payload: &[u8], dir: usize, addr: &str, port: u16) -> Option<(Vec<u8>, i32)> {
+    fn rewrite(
+        payload: &[u8],
+        dir: usize,
+        addr: &str,
+        port: u16,
+    ) -> Result<Option<PayloadEdit>, ()> {
         let ip: std::net::IpAddr = addr.parse().unwrap();
         let l3 = if ip.is_ipv4() { L3::V4 } else { L3::V6 };
-        let e = rewrite_announcement(payload, dir, Addr::from_std(ip), l3, port)?;
+        rewrite_announcement(payload, dir, Addr::from_std(ip), l3, port)
+    }
+
+    /// The line as rewritten and its growth; `None` if unchanged.
+    fn edit(payload: &[u8], dir: usize, addr: &str, port: u16) -> Option<(Vec<u8>, i32)> {
+        let e = rewrite(payload, dir, addr, port).expect("found")?;
         let mut out = payload.to_vec();
         out.splice(
             usize::from(e.at)..usize::from(e.at + e.len),
@@ -173,8 +184,26 @@ mod tests {
                 -1
             ))
         );
-        // Lines the helper would not have accepted.
-        assert_eq!(edit(b"PORT", 0, "198.18.0.1", 1), None);
-        assert_eq!(edit(b"EPRT |1|198.18.0.1|4", 0, "198.18.0.1", 1), None);
+        // An EPSV reply names no address: a new one changes nothing.
+        assert_eq!(
+            edit(
+                b"229 Extended Passive (|||30000|)\r\n",
+                1,
+                "198.18.0.200",
+                30000
+            ),
+            None
+        );
+        // Lines the helper would not have accepted, and an address a PORT
+        // command cannot name.
+        assert_eq!(rewrite(b"PORT", 0, "198.18.0.1", 1), Err(()));
+        assert_eq!(
+            rewrite(b"EPRT |1|198.18.0.1|4", 0, "198.18.0.1", 1),
+            Err(())
+        );
+        assert_eq!(
+            rewrite(b"PORT 198,18,0,1,1,1\r\n", 0, "2001:2::1", 1),
+            Err(())
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! expect. They return requests as data and never touch a table.
 
 use super::classify::L4;
+use super::steering::Steering;
 use super::{
     expect, Classified, ConnRef, CtInfo, Dir, Expectation, FollowNat, MasterRef, Status, Tuple,
 };
@@ -440,34 +441,32 @@ impl super::Shard {
                         dir,
                         addr,
                         port,
-                        self.steering.is_some(),
+                        self.steering.as_ref(),
                         &fseg,
                     ) {
-                        Ok(None) => Some((addr, port, port)),
-                        Ok(Some((seen, seen_port, edit))) => {
-                            let growth = edit.growth();
-                            if growth != 0 {
-                                ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
-                                self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
+                        Ok(told) => {
+                            if let Some(edit) = told.edit {
+                                let growth = edit.growth();
+                                if growth != 0 {
+                                    ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
+                                    self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
+                                }
+                                self.edit = Some(edit);
                             }
-                            self.edit = Some(edit);
-                            Some((seen, seen_port, port))
+                            saved_port = port;
+                            Some(Tuple {
+                                src: peer.src,
+                                dst: told.addr,
+                                sport: 0,
+                                dport: told.port,
+                                ..orig
+                            })
                         }
                         Err(()) => {
                             self.stats.helper_refused += 1;
                             None
                         }
-                    }
-                    .map(|(addr, seen_port, announced)| {
-                        saved_port = announced;
-                        Tuple {
-                            src: peer.src,
-                            dst: addr,
-                            sport: 0,
-                            dport: seen_port,
-                            ..orig
-                        }
-                    }),
+                    },
                 }
             }
             _ => None,
@@ -505,45 +504,88 @@ impl super::Shard {
     }
 }
 
-/// What NAT makes of an FTP announcement (`nf_nat_ftp`) on a translated
-/// control connection: the address and port the peer must be told, and
-/// the payload change that tells it; `None` if the connection is not
-/// translated or the text stays the same; an error if the announcement
-/// cannot be found again to rewrite.
-///
-/// The peer sees the announcing side at `tuples[!dir].dst`. The port: the
-/// announced one, as Linux starts from (it then moves on only when
-/// another expectation holds it); with several workers, the announced
-/// port XORed with the difference between the control connection's own
-/// port and the port the peer sees, so that, the Toeplitz hash being
-/// linear, the data connection's two sides land on one worker as the
-/// control connection's do.
+/// What the peer of an FTP announcement is told, and the payload change
+/// that tells it, if any.
+struct Told {
+    addr: Addr,
+    port: u16,
+    edit: Option<super::PayloadEdit>,
+}
+
+/// What NAT makes of an FTP announcement of `addr`:`port` (`nf_nat_ftp`):
+/// on a translated control connection, the peer sees the announcing side
+/// at `tuples[!dir].dst`, and is told that address and the announced port,
+/// as Linux starts from (it then moves on only when another expectation
+/// holds it); with several workers, where the announcing side is the
+/// translated one, the port that `steered_data_port` picks. An error if
+/// the announcement cannot be found again to rewrite.
 fn ftp_nat(
     conn: &super::Conn,
     tuples: &[Tuple; 2],
     dir: Dir,
     addr: Addr,
     port: u16,
-    steered: bool,
+    steering: Option<&Steering>,
     seg: &FtpSegment<'_>,
-) -> Result<Option<(Addr, u16, super::PayloadEdit)>, ()> {
+) -> Result<Told, ()> {
+    let untouched = Told {
+        addr,
+        port,
+        edit: None,
+    };
     if conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
-        return Ok(None);
+        return Ok(untouched);
     }
     let (mine, theirs) = (tuples[dir.index()], tuples[dir.other().index()]);
     let seen = theirs.dst;
-    let delta = mine.sport ^ theirs.dport;
-    let seen_port = match port ^ delta {
-        p if steered && p != 0 => p,
-        _ => port,
-    };
+    // Where the peer sees the announcing side as it is (a server named
+    // in a passive reply to a translated client), the data connection
+    // goes to the announced port itself, which must stay.
+    let translated = seen != mine.src || theirs.dport != mine.sport;
+    let seen_port = steering
+        .filter(|_| translated)
+        .and_then(|s| steered_data_port(s, &mine, &theirs, port))
+        .unwrap_or(port);
     if seen == addr && seen_port == port {
-        return Ok(None);
+        return Ok(untouched);
     }
-    match super::ftp_nat::rewrite_announcement(seg.payload, seg.dir, seen, seg.l3, seen_port) {
-        Some(edit) => Ok(Some((seen, seen_port, edit))),
-        None => Err(()),
-    }
+    let edit = super::ftp_nat::rewrite_announcement(seg.payload, seg.dir, seen, seg.l3, seen_port)?;
+    Ok(Told {
+        addr: seen,
+        port: seen_port,
+        edit,
+    })
+}
+
+/// The port a translated data connection is announced at with several
+/// workers: one that puts both its sides on one owner-table entry, so
+/// that whichever port the peer connects from (an expectation leaves it
+/// open, and the Toeplitz hash being linear, it moves both sides' hashes
+/// alike) the connection and its replies meet at one worker. The first
+/// such port from the announced one's place (the announced port with its
+/// low pivot bits set), within the announced port's class
+/// (`port_class`): vsftpd, for one, refuses a PORT or EPRT naming a
+/// privileged port. `None` where ports are not hashed: the addresses then
+/// place both sides as they place the control connection's.
+///
+/// `mine` is the announcing side's direction of the control connection,
+/// `theirs` the peer's.
+fn steered_data_port(s: &Steering, mine: &Tuple, theirs: &Tuple, port: u16) -> Option<u16> {
+    // Both sides with the peer's port 0: the hash of any other port
+    // differs from these by the same amount on both sides.
+    let told = Tuple {
+        sport: 0,
+        dport: 0,
+        ..*theirs
+    };
+    let back = Tuple {
+        sport: port,
+        dport: 0,
+        ..*mine
+    };
+    let (lo, hi) = super::nat::port_class(port);
+    s.ports_onto(&told, true, lo, hi, port, &[s.entry(&back)])
+        .next()
 }
 
 #[cfg(test)]

@@ -108,6 +108,19 @@ pub fn invert(t: &Tuple) -> Tuple {
     r
 }
 
+/// The ports a translated port may take when no range is given: Linux's
+/// loose convention (`nf_nat_l4proto_unique_tuple`) keeps a port's class,
+/// so a privileged port stays privileged and an unprivileged one does
+/// not become one (a server may refuse a privileged peer port: vsftpd's
+/// PORT does).
+pub(super) fn port_class(p: u16) -> (u16, u16) {
+    match p {
+        p if p < 512 => (1, 511),
+        p if p < 1024 => (600, 1023),
+        _ => (1024, u16::MAX),
+    }
+}
+
 fn is_icmp_query(t: &Tuple) -> bool {
     matches!(
         (t.proto, t.l3()),
@@ -295,12 +308,7 @@ impl Chooser<'_> {
             // A destination's port stays unless a range says otherwise.
             None if manip == Manip::Dst => (cur.dport, cur.dport),
             None if is_icmp_query(cur) => (0, u16::MAX),
-            // Linux's loose convention: keep the port's class.
-            None => match get(cur, f) {
-                p if p < 512 => (1, 511),
-                p if p < 1024 => (600, 1023),
-                _ => (1024, u16::MAX),
-            },
+            None => port_class(get(cur, f)),
         };
         if !r.random && (lo..=hi).contains(&get(&t, f)) && self.usable(&t) {
             return Ok(t);

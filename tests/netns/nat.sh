@@ -1,7 +1,8 @@
 # NAT through ctfwd with real clients and servers (sourced by
 # tests/netns.sh, whose hosts, servers and helpers it uses). The inside
 # host (198.18.0.1) is translated to 198.18.0.100 towards the outside, and
-# the outside reaches its web server on port 80 at 198.18.0.200:8080. The
+# the outside reaches its web server on port 80 at 198.18.0.200:8080 and
+# its FTP server at 198.18.0.200:21. The
 # outside host has static neighbour entries that send both addresses to
 # the inside host's MAC, as a router outside would route them towards the
 # inside: ctfwd itself answers no ARP.
@@ -9,6 +10,7 @@
 cat >"$work/nat.rules" <<'RULES'
 in-port 0 ip saddr 198.18.0.1 snat to 198.18.0.100
 in-port 1 ip daddr 198.18.0.200 tcp dport 8080 dnat to 198.18.0.1:80
+in-port 1 ip daddr 198.18.0.200 tcp dport 21 dnat to 198.18.0.1:21
 in-port 1 ct status dnat accept
 RULES
 
@@ -28,10 +30,14 @@ except ConnectionRefusedError:
 raise SystemExit(1)
 PY
 
-# The servers the NAT rounds add: a web server on the inside for the port
-# forward, one outside that logs who connects, and iperf3 outside.
+# The servers the NAT rounds add: a web server and an FTP server on the
+# inside for the port forwards, a web server outside that logs who
+# connects, and iperf3 outside.
 nat_servers() {
   ip netns exec "$ns_in" python3 -m http.server 80 --bind 198.18.0.1 --directory "$work/srv" >/dev/null 2>&1 &
+  pids+=($!)
+  sed 's/^listen_address=.*/listen_address=198.18.0.1/' "$work/vsftpd.conf" >"$work/vsftpd-in.conf"
+  ip netns exec "$ns_in" /usr/sbin/vsftpd "$work/vsftpd-in.conf" >/dev/null 2>&1 &
   pids+=($!)
   ip netns exec "$ns_out" python3 -m http.server 8081 --bind 198.18.0.2 --directory "$work/srv" \
     >"$work/http-log" 2>&1 &
@@ -39,6 +45,11 @@ nat_servers() {
   ip netns exec "$ns_out" iperf3 -s -B 198.18.0.2 -p 5201 >/dev/null 2>&1 &
   pids+=($!)
   sleep 1
+}
+
+fwd_ftp() { # [CURL FLAG]: from the outside, through the FTP port forward
+  out_ns curl -sS --max-time 20 "$@" -o "$work/fwd-ftp.bin" ftp://198.18.0.200/data.bin &&
+    same "$work/fwd-ftp.bin"
 }
 
 nat_round() {
@@ -56,16 +67,22 @@ nat_round() {
 
   # The web server's log line for this round's request names the client.
   check "TCP through SNAT: the server sees 198.18.0.100$tag" bash -c \
-    "ip netns exec $ns_in curl -s --max-time 20 -o $work/snat.bin 'http://198.18.0.2:8081/data.bin?round=$workers' \
+    "ip netns exec $ns_in curl -sS --max-time 20 -o $work/snat.bin 'http://198.18.0.2:8081/data.bin?round=$workers' \
      && [ \"\$(sha256sum <$work/snat.bin)\" = '$sum' ] \
      && grep -q '^198.18.0.100 .*GET /data.bin?round=$workers ' $work/http-log"
   check "port forward through DNAT: 198.18.0.200:8080 reaches the inside :80$tag" bash -c \
-    "ip netns exec $ns_out curl -s --max-time 20 -o $work/dnat.bin http://198.18.0.200:8080/data.bin \
+    "ip netns exec $ns_out curl -sS --max-time 20 -o $work/dnat.bin http://198.18.0.200:8080/data.bin \
      && [ \"\$(sha256sum <$work/dnat.bin)\" = '$sum' ]"
   check "ping through SNAT (echo identifier translated)$tag" in_ns ping -c 2 -W 2 198.18.0.2
   check "TFTP through SNAT: the transfer follows its master's translation$tag" tftp_get
   check "FTP passive through SNAT$tag" ftp_passive
   check "FTP active through SNAT: PORT rewritten, sequences adjusted$tag" ftp_active
+  # The inside server names 198.18.0.1 in its 227 (PASV) reply, which
+  # must reach the outside client as 198.18.0.200; its 229 (EPSV, curl's
+  # first choice) names only a port. Either way the data connection must
+  # come back to the server.
+  check "FTP passive (EPSV) to a forwarded server$tag" fwd_ftp
+  check "FTP passive (PASV) to a forwarded server: 227 rewritten$tag" fwd_ftp --disable-epsv
   check "iperf3 through SNAT$tag" in_ns iperf3 -c 198.18.0.2 -p 5201 -t 2 -J --logfile "$work/iperf-$workers.json"
   python3 -c "import json, sys; r = json.load(open(sys.argv[1])); \
 print('       iperf3 through SNAT: %.2f Gbit/s received' % (r['end']['sum_received']['bits_per_second'] / 1e9))" \
@@ -77,7 +94,7 @@ print('       iperf3 through SNAT: %.2f Gbit/s received' % (r['end']['sum_receiv
   kill -TERM "$fw"; wait "$fw"; status=$?
   check "ctfwd exits 0 with every mbuf back$tag" bash -c "[ $status -eq 0 ] && grep -q 'Mempool check: 0 of' '$out'"
   check "conntrack -L shows translated reply tuples$tag" grep -q 'dst=198.18.0.100 sport=' "$out"
-  check "no NAT range ran out$tag" grep -q 'NAT rules: line 1 exhausted=0, line 2 exhausted=0' "$out"
+  check "no NAT range ran out$tag" grep -q 'NAT rules: line 1 exhausted=0, line 2 exhausted=0, line 3 exhausted=0' "$out"
   check "nothing was dropped for NAT$tag" grep -Eq 'dropped: .* nat=0' "$out"
   if [ "$failed" -gt 0 ]; then
     echo "--- ctfwd output$tag"; cat "$out"

@@ -54,7 +54,7 @@ fn tuple_of(f: &[u8]) -> Tuple {
     let Frame::Ip(ip) = parse_frame(LinkType::Ethernet, f, f.len()).unwrap() else {
         panic!("not IP")
     };
-    Shard::new(Config::default()).classify(ip, 0).tuple
+    Classified::extract(&ip, 0).tuple
 }
 
 #[test]
@@ -574,6 +574,131 @@ fn active_ftp_through_snat_rewrites_port_and_adjusts_sequences() {
     );
 }
 
+/// Active FTP through SNAT with two workers: the port the server is told
+/// puts both sides of the data connection on one owner-table entry,
+/// whatever port the server connects from, and stays unprivileged as the
+/// announced one was (vsftpd refuses a PORT naming a privileged port);
+/// the data connection reaches the client's announced port.
+#[test]
+fn steered_ftp_data_ports_keep_their_entry_and_their_class() {
+    let mut next = crate::synth::xorshift(21);
+    let owners = Arc::new(Owners::new(None, 2));
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let s = "198.19.0.1:21";
+    let mut tally = (0, 0);
+    for me in 0..2u16 {
+        let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
+        let mut h = Harness::new();
+        h.shard.set_steering(steering.clone());
+        for i in 0..600 {
+            let c = format!("198.18.0.1:{}", 1024 + i * 97);
+            let syn = tcp_frame(&c, s, 1000, 0, TCP_SYN, b"");
+            // The control connection starts on its owner, too.
+            if !steering.owns(&tuple_of(&syn)) {
+                continue;
+            }
+            let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
+            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
+            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
+            // The helper reads a line that starts where one it saw ended.
+            let user = b"USER a\r\n";
+            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK | TCP_PSH, user));
+            let port = 1024 + next() as u16 % 64000;
+            let cmd = format!("PORT 198,18,0,1,{},{}\r\n", port >> 8, port & 0xff);
+            let cmd = tcp_frame(&c, s, 1009, 5001, TCP_ACK | TCP_PSH, cmd.as_bytes());
+            h.feed(&cmd);
+            let from = format!("198.19.0.1:{}", next() as u16 | 1);
+            let real = format!("198.18.0.1:{port}");
+            assert_steered_data(&mut h, &steering, &from, "198.18.0.100", &real, &mut tally);
+        }
+    }
+    assert!(tally.0 > 100 && tally.1 > 100, "{tally:?}");
+}
+
+/// The same for passive FTP to a server behind DNAT, whose 227 reply
+/// (the announcement in the reply direction) names a port for the client
+/// to connect to.
+#[test]
+fn steered_pasv_ports_keep_their_entry_and_their_class() {
+    let mut next = crate::synth::xorshift(227);
+    let owners = Arc::new(Owners::new(None, 2));
+    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
+    let (public, s) = ("198.18.0.200:21", "198.18.0.1:21");
+    let mut tally = (0, 0);
+    for me in 0..2u16 {
+        let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
+        let mut h = Harness::new();
+        h.shard.set_steering(steering.clone());
+        for i in 0..600 {
+            let c = format!("198.19.0.9:{}", 1024 + i * 97);
+            let syn = tcp_frame(&c, public, 1000, 0, TCP_SYN, b"");
+            // Translated to one address and port, the connection starts
+            // where its replies land (the data plane hands it there).
+            if !steering.owns(&tuple_of(&tcp_frame(s, &c, 1, 0, TCP_SYN, b""))) {
+                continue;
+            }
+            h.feed_nat(&syn, Manip::Dst, &r).unwrap();
+            h.feed(&tcp_frame(s, &c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+            h.feed(&tcp_frame(&c, public, 1001, 5001, TCP_ACK, b""));
+            h.feed(&tcp_frame(
+                s,
+                &c,
+                5001,
+                1001,
+                TCP_ACK | TCP_PSH,
+                b"220 ok\r\n",
+            ));
+            let port = 1024 + next() as u16 % 64000;
+            let text = format!("227 Passive ({},{})\r\n", port >> 8, port & 0xff);
+            let text = text.replace("(", "(198,18,0,1,");
+            h.feed(&tcp_frame(
+                s,
+                &c,
+                5009,
+                1001,
+                TCP_ACK | TCP_PSH,
+                text.as_bytes(),
+            ));
+            let from = format!("198.19.0.9:{}", next() as u16 | 1);
+            let real = format!("198.18.0.1:{port}");
+            assert_steered_data(&mut h, &steering, &from, "198.18.0.200", &real, &mut tally);
+        }
+    }
+    assert!(tally.0 > 100 && tally.1 > 100, "{tally:?}");
+}
+
+/// After an announcement of `real` was rewritten to name `seen_addr`:
+/// the port told is of the announced one's class, and a data connection
+/// from `from` lands on one owner-table entry both ways; where `steering`
+/// owns it, it starts here RELATED and goes to `real` (elsewhere NAT
+/// would move its source port to bring the reply here). `tally` counts
+/// ports moved and connections started here.
+fn assert_steered_data(
+    h: &mut Harness,
+    steering: &Steering,
+    from: &str,
+    seen_addr: &str,
+    real: &str,
+    tally: &mut (usize, usize),
+) {
+    let edit = h.shard.take_edit().expect("the announcement is rewritten");
+    let text = std::str::from_utf8(&edit.text).unwrap();
+    let n: Vec<u16> = text.split(',').map(|n| n.parse().unwrap()).collect();
+    let seen = n[4] << 8 | n[5];
+    let port: u16 = real.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(seen >= 1024, "{port} announced as {seen}");
+    tally.0 += usize::from(seen != port);
+    let told = format!("{seen_addr}:{seen}");
+    let data = tuple_of(&tcp_frame(from, &told, 1, 0, TCP_SYN, b""));
+    let back = tuple_of(&tcp_frame(real, from, 1, 0, TCP_SYN | TCP_ACK, b""));
+    assert_eq!(steering.entry(&data), steering.entry(&back), "{text}");
+    if steering.owns(&data) {
+        assert_data_goes_to(h, from, &told, real);
+        tally.1 += 1;
+    }
+}
+
 /// Passive FTP to a server behind DNAT: its 227 reply names its own
 /// address, which is rewritten to the forwarded one; the client's data
 /// connection to it is translated back to the server.
@@ -615,6 +740,82 @@ fn passive_ftp_to_a_forwarded_server_rewrites_227() {
         "198.18.0.200:30000",
         "198.18.0.1:30000",
     );
+}
+
+/// Passive FTP to a forwarded server answering EPSV: the 229 reply names
+/// only a port, so nothing is rewritten, but the expectation is for the
+/// forwarded address the client connects to, as Linux's (its daddr is the
+/// reply tuple's destination).
+#[test]
+fn epsv_to_a_forwarded_server_expects_the_forwarded_address() {
+    let (c, public, s) = ("198.19.0.9:40000", "198.18.0.200:21", "198.18.0.1:21");
+    let mut h = Harness::new();
+    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
+    h.feed_nat(&tcp_frame(c, public, 1000, 0, TCP_SYN, b""), Manip::Dst, &r)
+        .unwrap();
+    h.feed(&tcp_frame(s, c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+    h.feed(&tcp_frame(c, public, 1001, 5001, TCP_ACK, b""));
+    h.feed(&tcp_frame(
+        s,
+        c,
+        5001,
+        1001,
+        TCP_ACK | TCP_PSH,
+        b"220 ok\r\n",
+    ));
+    let reply = b"229 Entering Extended Passive Mode (|||30000|)\r\n";
+    h.feed(&tcp_frame(s, c, 5009, 1001, TCP_ACK | TCP_PSH, reply));
+    assert_eq!(h.shard.take_edit(), None);
+    assert_eq!(h.shard.stats().helper_refused, 0);
+    assert_data_goes_to(
+        &mut h,
+        "198.19.0.9:40001",
+        "198.18.0.200:30000",
+        "198.18.0.1:30000",
+    );
+}
+
+/// Passive FTP from a translated client, with two workers: the server's
+/// 227 names its own address and a port it listens on, which the client
+/// must be told as they are (the client's side of the data connection is
+/// what NAT moves).
+#[test]
+fn steered_pasv_from_a_translated_client_is_left_alone() {
+    let owners = Arc::new(Owners::new(None, 2));
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let s = "198.19.0.1:21";
+    for me in 0..2u16 {
+        let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
+        let mut h = Harness::new();
+        h.shard.set_steering(steering.clone());
+        for i in 0..100 {
+            let c = format!("198.18.0.1:{}", 1024 + i * 97);
+            let syn = tcp_frame(&c, s, 1000, 0, TCP_SYN, b"");
+            if !steering.owns(&tuple_of(&syn)) {
+                continue;
+            }
+            let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
+            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
+            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
+            h.feed(&tcp_frame(
+                s,
+                &nat,
+                5001,
+                1001,
+                TCP_ACK | TCP_PSH,
+                b"220 ok\r\n",
+            ));
+            let reply = b"227 Entering Passive Mode (198,19,0,1,117,48).\r\n";
+            h.feed(&tcp_frame(s, &nat, 5009, 1001, TCP_ACK | TCP_PSH, reply));
+            assert_eq!(h.shard.take_edit(), None, "{c}");
+            let from = format!("198.18.0.1:{}", 1025 + i * 97);
+            let data = tcp_frame(&from, "198.19.0.1:30000", 1, 0, TCP_SYN, b"");
+            if steering.owns(&tuple_of(&data)) {
+                assert_eq!(h.feed(&data).ctinfo, CtInfo::Related);
+            }
+        }
+    }
 }
 
 /// A data connection's first packet, from `from` to what the peer was
