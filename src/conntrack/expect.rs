@@ -440,6 +440,29 @@ impl Expectations {
         None
     }
 
+    /// Whether a pending expectation of a master other than `master`
+    /// would take connections an expectation of `t` from any source port
+    /// (what the helpers make) would (Linux's `nf_ct_expect_related`
+    /// fails with EBUSY then; `nf_nat_ftp` moves on to another port). One
+    /// of the same master is not a clash: the ledger replaces it.
+    pub fn clashes(&self, t: &Tuple, master: MasterRef, now: u64) -> bool {
+        if self.filter[self.filter_of(t)].load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        // Linux's `expect_clash`: the tuples agree where both masks care,
+        // which with any source port on one side is all but that port.
+        let key = Expectation::key(t);
+        let (tag, buckets) = self.candidates(t);
+        Self::slots(buckets).any(|slot| {
+            let seq = self.seq(slot).load(Ordering::Acquire);
+            seq & STATE == READY
+                && tag_of(seq) == tag
+                && self.read_at(slot, seq).is_some_and(|x| {
+                    x.master != master && x.deadline > now && Expectation::key(&x.tuple) == key
+                })
+        })
+    }
+
     /// Writes `e` into a free slot of its buckets.
     fn publish(&self, e: &Expectation) -> Result<Handle, ExpectFull> {
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max {
@@ -653,6 +676,37 @@ mod tests {
             sport: 40_000,
             ..expectation(i, 0).tuple
         }
+    }
+
+    /// A clash is another master's pending expectation of the same
+    /// connections: not one of the same master (replaced instead), not
+    /// an expired one, not one for another port, and not one consumed.
+    #[test]
+    fn clashes_are_other_masters_pending_overlaps() {
+        let set = Expectations::new(16);
+        let mut ledger = Ledger::new(16);
+        let exact = Expectation {
+            tuple: first_packet(8),
+            any_source_port: false,
+            ..expectation(8, 3)
+        };
+        ledger.expect(&set, expectation(7, 1), 1).unwrap();
+        ledger.expect(&set, exact, 1).unwrap();
+        let (t, other) = (expectation(7, 0).tuple, MasterRef { shard: 1, id: 2 });
+        assert!(set.clashes(&t, other, 0));
+        assert!(!set.clashes(&t, expectation(7, 1).master, 0), "same master");
+        assert!(!set.clashes(&t, other, 100 * SEC), "expired");
+        let elsewhere = Tuple {
+            dport: t.dport + 1,
+            ..t
+        };
+        assert!(!set.clashes(&elsewhere, other, 0));
+        assert!(
+            set.clashes(&expectation(8, 0).tuple, other, 0),
+            "any port overlaps one"
+        );
+        assert!(set.take(&first_packet(7), 0).is_some());
+        assert!(!set.clashes(&t, other, 0), "consumed");
     }
 
     /// Two workers race for every expectation: each is consumed exactly

@@ -405,6 +405,11 @@ impl super::Shard {
             _ => Dir::Original,
         };
         let [orig, reply] = tuples;
+        let master = MasterRef {
+            shard: self.id,
+            id: conn.id,
+        };
+        let nat = conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0;
         // The port the announcing side meant, which a translated data
         // connection is sent back to.
         let mut saved_port = 0;
@@ -435,38 +440,48 @@ impl super::Shard {
                     // The peer of the announcing side connects to the
                     // announced address and port, from any port; through
                     // NAT, to what the peer sees of them.
-                    FtpOutcome::Expect { addr, port } => match ftp_nat(
-                        &conn,
-                        &tuples,
-                        dir,
-                        addr,
-                        port,
-                        self.steering.as_ref(),
-                        &fseg,
-                    ) {
-                        Ok(told) => {
-                            if let Some(edit) = told.edit {
-                                let growth = edit.growth();
-                                if growth != 0 {
-                                    ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
-                                    self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
+                    FtpOutcome::Expect { addr, port } => {
+                        let told = if nat {
+                            let free = |addr, port| {
+                                let tuple = Tuple {
+                                    src: peer.src,
+                                    dst: addr,
+                                    sport: 0,
+                                    dport: port,
+                                    ..orig
+                                };
+                                !self.expectations.clashes(&tuple, master, now)
+                            };
+                            let steering = self.steering.as_ref();
+                            ftp_nat(&tuples, dir, (addr, port), steering, &fseg, free)
+                        } else {
+                            Ok(Told::as_announced(addr, port))
+                        };
+                        match told {
+                            Ok(told) => {
+                                if let Some(edit) = told.edit {
+                                    let growth = edit.growth();
+                                    if growth != 0 {
+                                        ext.seqadj[dir.index()].set(seg.hdr.seq(), growth);
+                                        self.table.get_mut(r.slot).status.set(Status::SEQ_ADJUST);
+                                    }
+                                    self.edit = Some(edit);
                                 }
-                                self.edit = Some(edit);
+                                saved_port = port;
+                                Some(Tuple {
+                                    src: peer.src,
+                                    dst: told.addr,
+                                    sport: 0,
+                                    dport: told.port,
+                                    ..orig
+                                })
                             }
-                            saved_port = port;
-                            Some(Tuple {
-                                src: peer.src,
-                                dst: told.addr,
-                                sport: 0,
-                                dport: told.port,
-                                ..orig
-                            })
+                            Err(()) => {
+                                self.stats.helper_refused += 1;
+                                None
+                            }
                         }
-                        Err(()) => {
-                            self.stats.helper_refused += 1;
-                            None
-                        }
-                    },
+                    }
                 }
             }
             _ => None,
@@ -476,9 +491,8 @@ impl super::Shard {
             // announcement; a translated master's is translated alike:
             // from where the announcing side sends to, to the announcing
             // side itself at the port it meant (before NAT changed it).
-            let translated = conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) != 0;
             let announcer = tuples[dir.index()];
-            let nat = translated.then_some(FollowNat {
+            let nat = nat.then_some(FollowNat {
                 src: announcer.dst,
                 dst: announcer.src,
                 dport: Some(match helper {
@@ -490,10 +504,7 @@ impl super::Shard {
                 nat,
                 tuple,
                 any_source_port: true,
-                master: MasterRef {
-                    shard: self.id,
-                    id: conn.id,
-                },
+                master,
                 helper,
                 deadline: expect::deadline(now, helper.timeout()),
                 created: now,
@@ -512,42 +523,62 @@ struct Told {
     edit: Option<super::PayloadEdit>,
 }
 
-/// What NAT makes of an FTP announcement of `addr`:`port` (`nf_nat_ftp`):
-/// on a translated control connection, the peer sees the announcing side
-/// at `tuples[!dir].dst`, and is told that address and the announced port,
-/// as Linux starts from (it then moves on only when another expectation
-/// holds it); with several workers, where the announcing side is the
-/// translated one, the port that `steered_data_port` picks. An error if
-/// the announcement cannot be found again to rewrite.
+impl Told {
+    /// The announcement as it stands.
+    fn as_announced(addr: Addr, port: u16) -> Told {
+        Told {
+            addr,
+            port,
+            edit: None,
+        }
+    }
+}
+
+/// How many ports an announcement may be moved through before it is
+/// refused.
+const MAX_PORT_TRIES: usize = 128;
+
+/// What NAT makes of an FTP announcement of `addr`:`port` on a translated
+/// control connection (`nf_nat_ftp`): the peer sees the announcing side
+/// at `tuples[!dir].dst`, and is told that address and, where it is the
+/// announcing side that is translated, the first port from the announced
+/// one (`nf_nat_exp_find_port`) that is `free` (no other master's
+/// expectation holds it), of the announced port's class (`port_class`:
+/// vsftpd, for one, refuses a PORT or EPRT naming a privileged port);
+/// with several workers, the first such port that also lands the data
+/// connection where `steered_data_target` says. An error if none is free
+/// or the announcement cannot be found again to rewrite.
 fn ftp_nat(
-    conn: &super::Conn,
     tuples: &[Tuple; 2],
     dir: Dir,
-    addr: Addr,
-    port: u16,
+    (addr, port): (Addr, u16),
     steering: Option<&Steering>,
     seg: &FtpSegment<'_>,
+    free: impl Fn(Addr, u16) -> bool,
 ) -> Result<Told, ()> {
-    let untouched = Told {
-        addr,
-        port,
-        edit: None,
-    };
-    if conn.status.0 & (Status::SRC_NAT.0 | Status::DST_NAT.0) == 0 {
-        return Ok(untouched);
-    }
     let (mine, theirs) = (tuples[dir.index()], tuples[dir.other().index()]);
     let seen = theirs.dst;
     // Where the peer sees the announcing side as it is (a server named
     // in a passive reply to a translated client), the data connection
-    // goes to the announced port itself, which must stay.
+    // goes to the announced port itself, which stays.
     let translated = seen != mine.src || theirs.dport != mine.sport;
-    let seen_port = steering
-        .filter(|_| translated)
-        .and_then(|s| steered_data_port(s, &mine, &theirs, port))
-        .unwrap_or(port);
+    let seen_port = if translated {
+        let (lo, hi) = super::nat::port_class(port);
+        match steering.filter(|s| s.fields().ports(mine.proto)) {
+            Some(s) => {
+                let (told, entry) = steered_data_target(s, &mine, &theirs, port);
+                s.ports_onto(&told, true, lo, hi, port, &[entry])
+                    .take(MAX_PORT_TRIES)
+                    .find(|&p| free(seen, p))
+            }
+            None => (port..=hi).take(MAX_PORT_TRIES).find(|&p| free(seen, p)),
+        }
+        .ok_or(())?
+    } else {
+        port
+    };
     if seen == addr && seen_port == port {
-        return Ok(untouched);
+        return Ok(Told::as_announced(addr, port));
     }
     let edit = super::ftp_nat::rewrite_announcement(seg.payload, seg.dir, seen, seg.l3, seen_port)?;
     Ok(Told {
@@ -557,20 +588,18 @@ fn ftp_nat(
     })
 }
 
-/// The port a translated data connection is announced at with several
-/// workers: one that puts both its sides on one owner-table entry, so
-/// that whichever port the peer connects from (an expectation leaves it
-/// open, and the Toeplitz hash being linear, it moves both sides' hashes
-/// alike) the connection and its replies meet at one worker. The first
-/// such port from the announced one's place (the announced port with its
-/// low pivot bits set), within the announced port's class
-/// (`port_class`): vsftpd, for one, refuses a PORT or EPRT naming a
-/// privileged port. `None` where ports are not hashed: the addresses then
-/// place both sides as they place the control connection's.
+/// Where a translated data connection must land with several workers:
+/// its tuple (the port told still 0) and the owner-table entry its reply
+/// lands on. A port told that puts the tuple on that entry puts the
+/// connection's two sides on one worker whichever port the peer connects
+/// from (an expectation leaves it open, and the Toeplitz hash being
+/// linear, it moves both sides' hashes alike). `Steering::ports_onto`
+/// gives those ports from the announced one's place: first the announced
+/// port with its low pivot bits set.
 ///
 /// `mine` is the announcing side's direction of the control connection,
 /// `theirs` the peer's.
-fn steered_data_port(s: &Steering, mine: &Tuple, theirs: &Tuple, port: u16) -> Option<u16> {
+fn steered_data_target(s: &Steering, mine: &Tuple, theirs: &Tuple, port: u16) -> (Tuple, u16) {
     // Both sides with the peer's port 0: the hash of any other port
     // differs from these by the same amount on both sides.
     let told = Tuple {
@@ -583,9 +612,7 @@ fn steered_data_port(s: &Steering, mine: &Tuple, theirs: &Tuple, port: u16) -> O
         dport: 0,
         ..*mine
     };
-    let (lo, hi) = super::nat::port_class(port);
-    s.ports_onto(&told, true, lo, hi, port, &[s.entry(&back)])
-        .next()
+    (told, s.entry(&back))
 }
 
 #[cfg(test)]

@@ -742,6 +742,75 @@ fn passive_ftp_to_a_forwarded_server_rewrites_227() {
     );
 }
 
+/// Two clients behind one address announce the same port to one server:
+/// the second is told another (`nf_nat_exp_find_port` moves on from a
+/// port another master's expectation holds), with one worker and with
+/// two, and each data connection reaches its own client.
+#[test]
+fn a_port_another_master_expects_is_not_told_twice() {
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let s = "198.19.0.1:21";
+    let owners = Arc::new(Owners::new(None, 2));
+    for steering in [None, Some(Steering::new(owners, HashFields::ALL, 0))] {
+        let mut h = Harness::new();
+        if let Some(st) = &steering {
+            h.shard.set_steering(st.clone());
+        }
+        // The first port from `from` whose connection to `to` starts here.
+        let here = |ip: &str, from: u16, to: &str| {
+            (from..)
+                .map(|p| format!("{ip}:{p}"))
+                .find(|a| {
+                    let t = tuple_of(&tcp_frame(a, to, 1, 0, TCP_SYN, b""));
+                    steering.as_ref().is_none_or(|st| st.owns(&t))
+                })
+                .unwrap()
+        };
+        let mut told = Vec::new();
+        for client in ["198.18.0.1", "198.18.0.3"] {
+            let c = here(client, 40000, s);
+            let master = h.feed_nat(&tcp_frame(&c, s, 1000, 0, TCP_SYN, b""), Manip::Src, &r);
+            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master.unwrap()).dport);
+            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
+            h.feed(&tcp_frame(
+                &c,
+                s,
+                1001,
+                5001,
+                TCP_ACK | TCP_PSH,
+                b"USER a\r\n",
+            ));
+            let cmd = format!("PORT {},19,136\r\n", client.replace('.', ","));
+            h.feed(&tcp_frame(
+                &c,
+                s,
+                1009,
+                5001,
+                TCP_ACK | TCP_PSH,
+                cmd.as_bytes(),
+            ));
+            let edit = h.shard.take_edit().expect("the PORT command is rewritten");
+            let n: Vec<u16> = std::str::from_utf8(&edit.text)
+                .unwrap()
+                .split(',')
+                .map(|n| n.parse().unwrap())
+                .collect();
+            told.push((client, n[4] << 8 | n[5]));
+        }
+        assert_ne!(told[0].1, told[1].1, "{told:?}");
+        if steering.is_none() {
+            assert_eq!((told[0].1, told[1].1), (5000, 5001));
+        }
+        assert_eq!(h.shard.stats().helper_refused, 0);
+        for (client, port) in told {
+            let seen = format!("198.18.0.100:{port}");
+            let from = here("198.19.0.1", 2000, &seen);
+            assert_data_goes_to(&mut h, &from, &seen, &format!("{client}:5000"));
+        }
+    }
+}
+
 /// Passive FTP to a forwarded server answering EPSV: the 229 reply names
 /// only a port, so nothing is rewritten, but the expectation is for the
 /// forwarded address the client connects to, as Linux's (its daddr is the
