@@ -37,7 +37,7 @@ fn replay(target: &str, run: Driver) -> usize {
 
 /// Every fuzz target's driver, with how many seeds it has committed.
 const TARGETS: [(&str, Driver, usize); 5] = [
-    ("packet_sequence", run_byte_sequence, 3),
+    ("packet_sequence", run_byte_sequence, 6),
     ("fragment_sequence", run_fragment_sequence, 3),
     ("rules_parse", run_rule_text, 2),
     ("capture_read", run_capture_bytes, 3),

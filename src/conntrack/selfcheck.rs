@@ -2,8 +2,10 @@
 //! for coverage-guided fuzzers (the `fuzz/` targets and their regression
 //! test use the same code).
 
-use super::{Config, Dir, Shard, Status, SEC};
-use crate::wire::{parse_frame, Frame, LinkType};
+use super::classify::L4;
+use super::steering::{HashFields, Owners, Steering};
+use super::{Classified, Config, Dir, Manip, NatRange, Shard, Status, SEC};
+use crate::wire::{parse_frame, Addr, Frame, LinkType, L3};
 
 impl Shard {
     /// Checks what must hold between bursts: every confirmed connection is
@@ -105,11 +107,16 @@ const LINK_TYPES: [u32; 6] = [1, 101, 113, 276, 0, 108];
 
 /// Runs a byte string as a packet sequence through a fresh shard and checks
 /// the invariants after every packet. Format: a link-type byte, a
-/// settings byte (bit 0 checksum, bit 1 liberal, bit 2 not loose, bits 3-7
+/// settings byte (bit 0 checksum, bit 1 liberal, bit 2 not loose, bit 3
+/// the shard is worker 0 of two, whose NAT steers replies to it, bits 4-7
 /// table size), then records of [control, length, frame bytes...], where
-/// the control byte's low 2 bits say what egress does (confirm, confirm,
-/// discard, forget) and its high 6 bits advance the clock by that many
-/// 10-second steps.
+/// the control byte's low 2 bits say what egress does (confirm; NAT then
+/// confirm; discard; forget), bit 7 which NAT (source to 198.18.0.100 or
+/// 2001:2::100, or destination to 198.18.0.1 or 2001:2::1, port 21, so
+/// that the FTP helper reads what the fuzzer sends both ways),
+/// and bits 2-6 advance the clock by that many 10-second steps. A payload
+/// change NAT asks for (an FTP announcement rewritten) must lie within
+/// the packet's payload.
 pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
     let [link, settings, rest @ ..] = data else {
         return Ok(());
@@ -117,7 +124,7 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
     let link = LinkType::from_linktype(LINK_TYPES[*link as usize % LINK_TYPES.len()])
         .expect("every listed link type is known");
     let mut cfg = Config {
-        max: 2 + (*settings >> 3) as usize,
+        max: 2 + (*settings >> 4) as usize,
         prefault: false,
         ..Config::default()
     };
@@ -125,6 +132,10 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
     cfg.tcp.be_liberal = settings & 2 != 0;
     cfg.tcp.loose = settings & 4 == 0;
     let mut shard = Shard::new(cfg);
+    if settings & 8 != 0 {
+        let owners = std::sync::Arc::new(Owners::new(None, 2));
+        shard.set_steering(Steering::new(owners, HashFields::ALL, 0));
+    }
     let mut now = 1_000 * SEC;
     let mut packets = 0;
     let mut rest = rest;
@@ -132,7 +143,7 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
         let len = (*len as usize).min(tail.len());
         let (f, next) = tail.split_at(len);
         rest = next;
-        now += u64::from(control >> 2) * 10 * SEC;
+        now += u64::from(control >> 2 & 0x1f) * 10 * SEC;
         packets += 1;
         match parse_frame(link, f, f.len()) {
             Ok(Frame::Ip(ip)) => {
@@ -144,8 +155,22 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
                     }
                 }
                 match control & 3 {
-                    0 | 1 => {
+                    0 => {
                         let _ = shard.egress(&mut v, &c, now);
+                    }
+                    1 => {
+                        let manip = if control & 0x80 == 0 {
+                            Manip::Src
+                        } else {
+                            Manip::Dst
+                        };
+                        if shard.nat(&mut v, manip, &fuzz_range(manip, &c)).is_err() {
+                            if let Some(u) = v.unconfirmed.take() {
+                                shard.discard(u);
+                            }
+                        } else {
+                            let _ = shard.egress(&mut v, &c, now);
+                        }
                     }
                     2 => {
                         if let Some(u) = v.unconfirmed.take() {
@@ -153,6 +178,17 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
                         }
                     }
                     _ => drop(v.unconfirmed.take()),
+                }
+                if let Some(e) = shard.take_edit() {
+                    let within = match &c.l4 {
+                        Ok(L4::Tcp(seg)) => {
+                            usize::from(e.at) + usize::from(e.len) <= seg.payload.len()
+                        }
+                        _ => false,
+                    };
+                    if !within {
+                        return Err(format!("a payload change outside the payload: {e:?}"));
+                    }
                 }
             }
             Ok(Frame::NotIp(_)) => shard.ignore(),
@@ -163,4 +199,24 @@ pub fn run_byte_sequence(data: &[u8]) -> Result<(), String> {
         shard.check_invariants(packets)?;
     }
     Ok(())
+}
+
+/// The mapping the byte-sequence driver applies: one address of the
+/// packet's family, and for destination NAT one port.
+fn fuzz_range(manip: Manip, c: &Classified<'_>) -> NatRange {
+    let (v4, v6, ports) = match manip {
+        Manip::Src => ([198, 18, 0, 100], 0x100, None),
+        Manip::Dst => ([198, 18, 0, 1], 1, Some((21, 21))),
+    };
+    let a = match c.tuple.l3() {
+        L3::V4 => Addr::v4(v4),
+        L3::V6 => Addr::from_std(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, v6).into()),
+    };
+    NatRange {
+        min_addr: a,
+        max_addr: a,
+        ports,
+        persistent: false,
+        random: false,
+    }
 }
