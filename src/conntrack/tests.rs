@@ -74,6 +74,25 @@ impl Harness {
     fn advance(&mut self, secs: u64) {
         self.now += secs * SEC;
     }
+
+    /// An FTP control connection's opening after its SYN went through:
+    /// the server's answer, the banner and the USER line, so that the
+    /// next line starts at 1009 from the client and 5009 from the server
+    /// (the helper reads a line that starts where one it saw ended).
+    /// `client` is the client and where it sends to, `server` the server
+    /// and where it sends to (each side's view, which NAT makes differ).
+    /// Returns what the handshake's last packet saw.
+    fn ftp_opening(&mut self, client: (&str, &str), server: (&str, &str)) -> Seen {
+        let ((c, to_s), (s, to_c)) = (client, server);
+        self.feed(&tcp_frame(s, to_c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
+        let established = self.feed(&tcp_frame(c, to_s, 1001, 5001, TCP_ACK, b""));
+        let banner = b"220 ok\r\n";
+        self.feed(&tcp_frame(s, to_c, 5001, 1001, TCP_ACK | TCP_PSH, banner));
+        let user = b"USER a\r\n";
+        self.feed(&tcp_frame(c, to_s, 1001, 5009, TCP_ACK | TCP_PSH, user));
+        self.feed(&tcp_frame(s, to_c, 5009, 1009, TCP_ACK, b""));
+        established
+    }
 }
 
 fn sa(s: &str) -> SocketAddr {

@@ -95,30 +95,12 @@ fn tftp_write_requests_other_opcodes_and_replies_from_69() {
 const FC: &str = "198.18.0.1:40000";
 const FS: &str = "198.19.0.1:21";
 
-/// An FTP control connection through the banner and USER line, so that
-/// the next line in each direction starts at a known sequence number:
-/// client 1008, server 5010.
+/// An FTP control connection through the banner and USER line
+/// (`Harness::ftp_opening`): the next line starts at 1009 from the
+/// client and 5009 from the server. Returns the connection's id.
 fn ftp_session(h: &mut Harness, c: &str, s: &str) -> u32 {
     h.feed(&tcp_frame(c, s, 1000, 0, TCP_SYN, b""));
-    h.feed(&tcp_frame(s, c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-    let s1 = h.feed(&tcp_frame(c, s, 1001, 5001, TCP_ACK, b""));
-    h.feed(&tcp_frame(
-        s,
-        c,
-        5001,
-        1001,
-        TCP_ACK | TCP_PSH,
-        b"220 ok\r\n",
-    ));
-    h.feed(&tcp_frame(
-        c,
-        s,
-        1001,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"USER a\r\n",
-    ));
-    h.feed(&tcp_frame(s, c, 5009, 1009, TCP_ACK, b""));
+    let s1 = h.ftp_opening((c, s), (s, c));
     assert!(h.conn(&s1).status.has(Status::HELPER));
     h.conn(&s1).id
 }

@@ -516,29 +516,7 @@ fn ipv6_snat_binds_and_rewrites() {
 fn active_ftp_through_snat_rewrites_port_and_adjusts_sequences() {
     let (c, s) = ("198.18.0.1:40000", "198.19.0.1:21");
     let mut h = Harness::new();
-    let r = range("198.18.0.100", "198.18.0.100", None);
-    let syn = tcp_frame(c, s, 1000, 0, TCP_SYN, b"");
-    let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
-    let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
-    h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-    h.feed(&tcp_frame(c, s, 1001, 5001, TCP_ACK, b""));
-    h.feed(&tcp_frame(
-        s,
-        &nat,
-        5001,
-        1001,
-        TCP_ACK | TCP_PSH,
-        b"220 ok\r\n",
-    ));
-    h.feed(&tcp_frame(
-        c,
-        s,
-        1001,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"USER a\r\n",
-    ));
-    h.feed(&tcp_frame(s, &nat, 5009, 1009, TCP_ACK, b""));
+    let nat = snat_ftp_control(&mut h, c, s);
     assert_eq!(h.shard.take_edit(), None);
     let port = h.feed(&tcp_frame(
         c,
@@ -574,98 +552,60 @@ fn active_ftp_through_snat_rewrites_port_and_adjusts_sequences() {
     );
 }
 
-/// Active FTP through SNAT with two workers: the port the server is told
-/// puts both sides of the data connection on one owner-table entry,
-/// whatever port the server connects from, and stays unprivileged as the
-/// announced one was (vsftpd refuses a PORT naming a privileged port);
-/// the data connection reaches the client's announced port.
+/// FTP through NAT with two workers: the port the peer is told puts both
+/// sides of the data connection on one owner-table entry, whatever port
+/// the peer connects from, and stays unprivileged as the announced one
+/// was (vsftpd refuses a PORT naming a privileged port); the data
+/// connection reaches the announced port. Active FTP through SNAT (the
+/// client's PORT), and passive FTP to a server behind DNAT (its 227).
 #[test]
 fn steered_ftp_data_ports_keep_their_entry_and_their_class() {
     let mut next = crate::synth::xorshift(21);
     let owners = Arc::new(Owners::new(None, 2));
-    let r = range("198.18.0.100", "198.18.0.100", None);
-    let s = "198.19.0.1:21";
-    let mut tally = (0, 0);
-    for me in 0..2u16 {
-        let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
-        let mut h = Harness::new();
-        h.shard.set_steering(steering.clone());
-        for i in 0..600 {
-            let c = format!("198.18.0.1:{}", 1024 + i * 97);
-            let syn = tcp_frame(&c, s, 1000, 0, TCP_SYN, b"");
-            // The control connection starts on its owner, too.
-            if !steering.owns(&tuple_of(&syn)) {
-                continue;
+    for active in [true, false] {
+        let mut tally = (0, 0);
+        for me in 0..2u16 {
+            let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
+            let mut h = Harness::new();
+            h.shard.set_steering(steering.clone());
+            for i in 0..600 {
+                let port = 1024 + next() as u16 % 64000;
+                let (p1, p2) = (port >> 8, port & 0xff);
+                let (peer, seen) = if active {
+                    let (c, s) = (format!("198.18.0.1:{}", 1024 + i * 97), "198.19.0.1:21");
+                    // The control connection starts on its owner.
+                    if !steering.owns(&tuple_of(&tcp_frame(&c, s, 1, 0, TCP_SYN, b""))) {
+                        continue;
+                    }
+                    snat_ftp_control(&mut h, &c, s);
+                    send_port(&mut h, &c, s, port);
+                    ("198.19.0.1", "198.18.0.100")
+                } else {
+                    let c = format!("198.19.0.9:{}", 1024 + i * 97);
+                    // Translated to one address and port, it starts where
+                    // its replies land (the data plane hands it there).
+                    if !steering.owns(&tuple_of(&tcp_frame(REAL_FTP, &c, 1, 0, TCP_SYN, b""))) {
+                        continue;
+                    }
+                    dnat_ftp_control(&mut h, &c);
+                    let text = format!("227 Passive (198,18,0,1,{p1},{p2})\r\n");
+                    h.feed(&tcp_frame(
+                        REAL_FTP,
+                        &c,
+                        5009,
+                        1009,
+                        TCP_ACK | TCP_PSH,
+                        text.as_bytes(),
+                    ));
+                    ("198.19.0.9", "198.18.0.200")
+                };
+                let from = format!("{peer}:{}", next() as u16 | 1);
+                let real = format!("198.18.0.1:{port}");
+                assert_steered_data(&mut h, &steering, &from, seen, &real, &mut tally);
             }
-            let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
-            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
-            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
-            // The helper reads a line that starts where one it saw ended.
-            let user = b"USER a\r\n";
-            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK | TCP_PSH, user));
-            let port = 1024 + next() as u16 % 64000;
-            let cmd = format!("PORT 198,18,0,1,{},{}\r\n", port >> 8, port & 0xff);
-            let cmd = tcp_frame(&c, s, 1009, 5001, TCP_ACK | TCP_PSH, cmd.as_bytes());
-            h.feed(&cmd);
-            let from = format!("198.19.0.1:{}", next() as u16 | 1);
-            let real = format!("198.18.0.1:{port}");
-            assert_steered_data(&mut h, &steering, &from, "198.18.0.100", &real, &mut tally);
         }
+        assert!(tally.0 > 100 && tally.1 > 100, "active {active}: {tally:?}");
     }
-    assert!(tally.0 > 100 && tally.1 > 100, "{tally:?}");
-}
-
-/// The same for passive FTP to a server behind DNAT, whose 227 reply
-/// (the announcement in the reply direction) names a port for the client
-/// to connect to.
-#[test]
-fn steered_pasv_ports_keep_their_entry_and_their_class() {
-    let mut next = crate::synth::xorshift(227);
-    let owners = Arc::new(Owners::new(None, 2));
-    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
-    let (public, s) = ("198.18.0.200:21", "198.18.0.1:21");
-    let mut tally = (0, 0);
-    for me in 0..2u16 {
-        let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
-        let mut h = Harness::new();
-        h.shard.set_steering(steering.clone());
-        for i in 0..600 {
-            let c = format!("198.19.0.9:{}", 1024 + i * 97);
-            let syn = tcp_frame(&c, public, 1000, 0, TCP_SYN, b"");
-            // Translated to one address and port, the connection starts
-            // where its replies land (the data plane hands it there).
-            if !steering.owns(&tuple_of(&tcp_frame(s, &c, 1, 0, TCP_SYN, b""))) {
-                continue;
-            }
-            h.feed_nat(&syn, Manip::Dst, &r).unwrap();
-            h.feed(&tcp_frame(s, &c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-            h.feed(&tcp_frame(&c, public, 1001, 5001, TCP_ACK, b""));
-            h.feed(&tcp_frame(
-                s,
-                &c,
-                5001,
-                1001,
-                TCP_ACK | TCP_PSH,
-                b"220 ok\r\n",
-            ));
-            let port = 1024 + next() as u16 % 64000;
-            let text = format!("227 Passive ({},{})\r\n", port >> 8, port & 0xff);
-            let text = text.replace("(", "(198,18,0,1,");
-            h.feed(&tcp_frame(
-                s,
-                &c,
-                5009,
-                1001,
-                TCP_ACK | TCP_PSH,
-                text.as_bytes(),
-            ));
-            let from = format!("198.19.0.9:{}", next() as u16 | 1);
-            let real = format!("198.18.0.1:{port}");
-            assert_steered_data(&mut h, &steering, &from, "198.18.0.200", &real, &mut tally);
-        }
-    }
-    assert!(tally.0 > 100 && tally.1 > 100, "{tally:?}");
 }
 
 /// After an announcement of `real` was rewritten to name `seen_addr`:
@@ -682,64 +622,56 @@ fn assert_steered_data(
     real: &str,
     tally: &mut (usize, usize),
 ) {
-    let edit = h.shard.take_edit().expect("the announcement is rewritten");
-    let text = std::str::from_utf8(&edit.text).unwrap();
-    let n: Vec<u16> = text.split(',').map(|n| n.parse().unwrap()).collect();
-    let seen = n[4] << 8 | n[5];
+    let seen = told_port(h);
     let port: u16 = real.rsplit(':').next().unwrap().parse().unwrap();
     assert!(seen >= 1024, "{port} announced as {seen}");
     tally.0 += usize::from(seen != port);
     let told = format!("{seen_addr}:{seen}");
     let data = tuple_of(&tcp_frame(from, &told, 1, 0, TCP_SYN, b""));
     let back = tuple_of(&tcp_frame(real, from, 1, 0, TCP_SYN | TCP_ACK, b""));
-    assert_eq!(steering.entry(&data), steering.entry(&back), "{text}");
+    assert_eq!(steering.entry(&data), steering.entry(&back), "{seen}");
     if steering.owns(&data) {
         assert_data_goes_to(h, from, &told, real);
         tally.1 += 1;
     }
 }
 
-/// Passive FTP to a server behind DNAT: its 227 reply names its own
-/// address, which is rewritten to the forwarded one; the client's data
-/// connection to it is translated back to the server.
+/// Passive FTP to a server behind DNAT: a 227 reply names the server's
+/// own address, which is rewritten to the forwarded one; a 229 names only
+/// a port, so nothing is rewritten, but the expectation is for the
+/// forwarded address all the same, as Linux's (its daddr is the reply
+/// tuple's destination). Either way the client's data connection is
+/// translated back to the server.
 #[test]
-fn passive_ftp_to_a_forwarded_server_rewrites_227() {
-    let (c, public) = ("198.19.0.9:40000", "198.18.0.200:21");
-    let mut h = Harness::new();
-    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
-    let syn = tcp_frame(c, public, 1000, 0, TCP_SYN, b"");
-    h.feed_nat(&syn, Manip::Dst, &r).unwrap();
-    let s = "198.18.0.1:21";
-    h.feed(&tcp_frame(s, c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-    h.feed(&tcp_frame(c, public, 1001, 5001, TCP_ACK, b""));
-    h.feed(&tcp_frame(
-        s,
-        c,
-        5001,
-        1001,
-        TCP_ACK | TCP_PSH,
-        b"220 ok\r\n",
-    ));
-    h.feed(&tcp_frame(
-        c,
-        public,
-        1001,
-        5009,
-        TCP_ACK | TCP_PSH,
-        b"PASV\r\n",
-    ));
-    let reply = b"227 Entering Passive Mode (198,18,0,1,117,48).\r\n";
-    let r227 = h.feed(&tcp_frame(s, c, 5009, 1007, TCP_ACK | TCP_PSH, reply));
-    assert_eq!(r227.ctinfo, CtInfo::EstablishedReply);
-    let edit = h.shard.take_edit().expect("the 227 reply is rewritten");
-    assert_eq!(&edit.text[..], b"198,18,0,200,117,48");
-    assert_eq!(edit.growth(), 2);
-    assert_data_goes_to(
-        &mut h,
-        "198.19.0.9:40001",
-        "198.18.0.200:30000",
-        "198.18.0.1:30000",
-    );
+fn passive_ftp_to_a_forwarded_server() {
+    let c = "198.19.0.9:40000";
+    let pasv = b"227 Entering Passive Mode (198,18,0,1,117,48).\r\n";
+    let epsv = b"229 Entering Extended Passive Mode (|||30000|)\r\n";
+    for (reply, rewritten) in [
+        (&pasv[..], Some((&b"198,18,0,200,117,48"[..], 2))),
+        (&epsv[..], None),
+    ] {
+        let mut h = Harness::new();
+        dnat_ftp_control(&mut h, c);
+        let r = h.feed(&tcp_frame(
+            REAL_FTP,
+            c,
+            5009,
+            1009,
+            TCP_ACK | TCP_PSH,
+            reply,
+        ));
+        assert_eq!(r.ctinfo, CtInfo::EstablishedReply);
+        let edit = h.shard.take_edit();
+        assert_eq!(edit.as_ref().map(|e| (&e.text[..], e.growth())), rewritten);
+        assert_eq!(h.shard.stats().helper_refused, 0);
+        assert_data_goes_to(
+            &mut h,
+            "198.19.0.9:40001",
+            "198.18.0.200:30000",
+            "198.18.0.1:30000",
+        );
+    }
 }
 
 /// Two clients behind one address announce the same port to one server:
@@ -748,7 +680,6 @@ fn passive_ftp_to_a_forwarded_server_rewrites_227() {
 /// two, and each data connection reaches its own client.
 #[test]
 fn a_port_another_master_expects_is_not_told_twice() {
-    let r = range("198.18.0.100", "198.18.0.100", None);
     let s = "198.19.0.1:21";
     let owners = Arc::new(Owners::new(None, 2));
     for steering in [None, Some(Steering::new(owners, HashFields::ALL, 0))] {
@@ -769,34 +700,9 @@ fn a_port_another_master_expects_is_not_told_twice() {
         let mut told = Vec::new();
         for client in ["198.18.0.1", "198.18.0.3"] {
             let c = here(client, 40000, s);
-            let master = h.feed_nat(&tcp_frame(&c, s, 1000, 0, TCP_SYN, b""), Manip::Src, &r);
-            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master.unwrap()).dport);
-            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
-            h.feed(&tcp_frame(
-                &c,
-                s,
-                1001,
-                5001,
-                TCP_ACK | TCP_PSH,
-                b"USER a\r\n",
-            ));
-            let cmd = format!("PORT {},19,136\r\n", client.replace('.', ","));
-            h.feed(&tcp_frame(
-                &c,
-                s,
-                1009,
-                5001,
-                TCP_ACK | TCP_PSH,
-                cmd.as_bytes(),
-            ));
-            let edit = h.shard.take_edit().expect("the PORT command is rewritten");
-            let n: Vec<u16> = std::str::from_utf8(&edit.text)
-                .unwrap()
-                .split(',')
-                .map(|n| n.parse().unwrap())
-                .collect();
-            told.push((client, n[4] << 8 | n[5]));
+            snat_ftp_control(&mut h, &c, s);
+            send_port(&mut h, &c, s, 5000);
+            told.push((client, told_port(&mut h)));
         }
         assert_ne!(told[0].1, told[1].1, "{told:?}");
         if steering.is_none() {
@@ -811,39 +717,6 @@ fn a_port_another_master_expects_is_not_told_twice() {
     }
 }
 
-/// Passive FTP to a forwarded server answering EPSV: the 229 reply names
-/// only a port, so nothing is rewritten, but the expectation is for the
-/// forwarded address the client connects to, as Linux's (its daddr is the
-/// reply tuple's destination).
-#[test]
-fn epsv_to_a_forwarded_server_expects_the_forwarded_address() {
-    let (c, public, s) = ("198.19.0.9:40000", "198.18.0.200:21", "198.18.0.1:21");
-    let mut h = Harness::new();
-    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
-    h.feed_nat(&tcp_frame(c, public, 1000, 0, TCP_SYN, b""), Manip::Dst, &r)
-        .unwrap();
-    h.feed(&tcp_frame(s, c, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-    h.feed(&tcp_frame(c, public, 1001, 5001, TCP_ACK, b""));
-    h.feed(&tcp_frame(
-        s,
-        c,
-        5001,
-        1001,
-        TCP_ACK | TCP_PSH,
-        b"220 ok\r\n",
-    ));
-    let reply = b"229 Entering Extended Passive Mode (|||30000|)\r\n";
-    h.feed(&tcp_frame(s, c, 5009, 1001, TCP_ACK | TCP_PSH, reply));
-    assert_eq!(h.shard.take_edit(), None);
-    assert_eq!(h.shard.stats().helper_refused, 0);
-    assert_data_goes_to(
-        &mut h,
-        "198.19.0.9:40001",
-        "198.18.0.200:30000",
-        "198.18.0.1:30000",
-    );
-}
-
 /// Passive FTP from a translated client, with two workers: the server's
 /// 227 names its own address and a port it listens on, which the client
 /// must be told as they are (the client's side of the data connection is
@@ -851,7 +724,6 @@ fn epsv_to_a_forwarded_server_expects_the_forwarded_address() {
 #[test]
 fn steered_pasv_from_a_translated_client_is_left_alone() {
     let owners = Arc::new(Owners::new(None, 2));
-    let r = range("198.18.0.100", "198.18.0.100", None);
     let s = "198.19.0.1:21";
     for me in 0..2u16 {
         let steering = Steering::new(Arc::clone(&owners), HashFields::ALL, me);
@@ -863,20 +735,9 @@ fn steered_pasv_from_a_translated_client_is_left_alone() {
             if !steering.owns(&tuple_of(&syn)) {
                 continue;
             }
-            let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
-            let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
-            h.feed(&tcp_frame(s, &nat, 5000, 1001, TCP_SYN | TCP_ACK, b""));
-            h.feed(&tcp_frame(&c, s, 1001, 5001, TCP_ACK, b""));
-            h.feed(&tcp_frame(
-                s,
-                &nat,
-                5001,
-                1001,
-                TCP_ACK | TCP_PSH,
-                b"220 ok\r\n",
-            ));
+            let nat = snat_ftp_control(&mut h, &c, s);
             let reply = b"227 Entering Passive Mode (198,19,0,1,117,48).\r\n";
-            h.feed(&tcp_frame(s, &nat, 5009, 1001, TCP_ACK | TCP_PSH, reply));
+            h.feed(&tcp_frame(s, &nat, 5009, 1009, TCP_ACK | TCP_PSH, reply));
             assert_eq!(h.shard.take_edit(), None, "{c}");
             let from = format!("198.18.0.1:{}", 1025 + i * 97);
             let data = tcp_frame(&from, "198.19.0.1:30000", 1, 0, TCP_SYN, b"");
@@ -885,6 +746,57 @@ fn steered_pasv_from_a_translated_client_is_left_alone() {
             }
         }
     }
+}
+
+/// An FTP control connection from `c` to `s` through source NAT to
+/// 198.18.0.100, opened (`Harness::ftp_opening`). Returns the translated
+/// client as the server sees it.
+fn snat_ftp_control(h: &mut Harness, c: &str, s: &str) -> String {
+    let r = range("198.18.0.100", "198.18.0.100", None);
+    let syn = tcp_frame(c, s, 1000, 0, TCP_SYN, b"");
+    let master = h.feed_nat(&syn, Manip::Src, &r).unwrap();
+    let nat = format!("198.18.0.100:{}", h.reply_tuple(&master).dport);
+    h.ftp_opening((c, s), (s, &nat));
+    nat
+}
+
+/// The address a port forward is reached at, and the server behind it.
+const PUBLIC_FTP: &str = "198.18.0.200:21";
+const REAL_FTP: &str = "198.18.0.1:21";
+
+/// An FTP control connection from `c` to `PUBLIC_FTP`, forwarded by
+/// destination NAT to `REAL_FTP`, opened (`Harness::ftp_opening`).
+fn dnat_ftp_control(h: &mut Harness, c: &str) {
+    let r = range("198.18.0.1", "198.18.0.1", Some((21, 21)));
+    let syn = tcp_frame(c, PUBLIC_FTP, 1000, 0, TCP_SYN, b"");
+    h.feed_nat(&syn, Manip::Dst, &r).unwrap();
+    h.ftp_opening((c, PUBLIC_FTP), (REAL_FTP, c));
+}
+
+/// The client's PORT command naming its own address and `port`, on a
+/// control connection `snat_ftp_control` opened.
+fn send_port(h: &mut Harness, c: &str, s: &str, port: u16) {
+    let ip = c.split(':').next().unwrap().replace('.', ",");
+    let cmd = format!("PORT {ip},{},{}\r\n", port >> 8, port & 0xff);
+    h.feed(&tcp_frame(
+        c,
+        s,
+        1009,
+        5009,
+        TCP_ACK | TCP_PSH,
+        cmd.as_bytes(),
+    ));
+}
+
+/// The port a rewritten PORT command or 227 reply tells.
+fn told_port(h: &mut Harness) -> u16 {
+    let edit = h.shard.take_edit().expect("the announcement is rewritten");
+    let n: Vec<u16> = std::str::from_utf8(&edit.text)
+        .unwrap()
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    n[4] << 8 | n[5]
 }
 
 /// A data connection's first packet, from `from` to what the peer was
