@@ -209,9 +209,15 @@ pub struct ExpectStats {
     pub expect_full: u64,
 }
 
-/// Why an expectation was not created.
+/// Why an expectation was not created (`nf_ct_expect_related`'s errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpectFull;
+pub enum ExpectRefused {
+    /// The set holds `expect_max` (counted as `expect_full`).
+    Full,
+    /// Another master's pending expectation would take the same
+    /// connections (Linux's EBUSY).
+    Clash,
+}
 
 const WORDS: usize = 13;
 const BUCKET: usize = 8;
@@ -464,11 +470,11 @@ impl Expectations {
     }
 
     /// Writes `e` into a free slot of its buckets.
-    fn publish(&self, e: &Expectation) -> Result<Handle, ExpectFull> {
+    fn publish(&self, e: &Expectation) -> Result<Handle, ExpectRefused> {
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             self.count(3);
-            return Err(ExpectFull);
+            return Err(ExpectRefused::Full);
         }
         let words = e.encode();
         let filter = self.filter_of(&e.tuple);
@@ -508,7 +514,7 @@ impl Expectations {
         // full set.
         self.pending.fetch_sub(1, Ordering::Relaxed);
         self.count(3);
-        Err(ExpectFull)
+        Err(ExpectRefused::Full)
     }
 
     /// Removes the expectation behind `h` unless it was consumed; whether
@@ -553,13 +559,17 @@ impl Ledger {
 
     /// Adds an expectation. One the master already has for the same
     /// tuple is replaced, so a repeated announcement does not pile up; a
-    /// master at `max_per_master` loses its oldest; a full set refuses it.
+    /// master at `max_per_master` loses its oldest; one that clashes with
+    /// another master's is refused, and so is one a full set cannot take.
     pub(super) fn expect(
         &mut self,
         set: &Expectations,
         e: Expectation,
         max_per_master: usize,
-    ) -> Result<(), ExpectFull> {
+    ) -> Result<(), ExpectRefused> {
+        if set.clashes(&e.tuple, e.master, e.created) {
+            return Err(ExpectRefused::Clash);
+        }
         let mine = self.by_master.entry(e.master.id).or_default();
         mine.retain(|h| {
             let same = set

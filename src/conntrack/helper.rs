@@ -5,7 +5,8 @@
 use super::classify::L4;
 use super::steering::Steering;
 use super::{
-    expect, Classified, ConnRef, CtInfo, Dir, Expectation, FollowNat, MasterRef, Status, Tuple,
+    expect, Classified, ConnRef, CtInfo, Dir, ExpectRefused, Expectation, FollowNat, MasterRef,
+    Status, Tuple,
 };
 use crate::wire::{Addr, L3, PROTO_TCP, PROTO_UDP};
 
@@ -442,6 +443,10 @@ impl super::Shard {
                     // NAT, to what the peer sees of them.
                     FtpOutcome::Expect { addr, port } => {
                         let told = if nat {
+                            // The port told must be one whose expectation
+                            // the set will take (`expect` refuses a clash):
+                            // NAT looks ahead, as `nf_nat_exp_find_port`
+                            // tries each port.
                             let free = |addr, port| {
                                 let tuple = Tuple {
                                     src: peer.src,
@@ -509,8 +514,12 @@ impl super::Shard {
                 deadline: expect::deadline(now, helper.timeout()),
                 created: now,
             };
-            // A full set is counted there (expect_full); the packet passes.
-            let _ = self.expect(e, helper.max_expected());
+            // A full set is counted there (expect_full), a clash with
+            // another master's as the helper's refusal; the packet passes
+            // either way (Linux drops it).
+            if self.expect(e, helper.max_expected()) == Err(ExpectRefused::Clash) {
+                self.stats.helper_refused += 1;
+            }
         }
     }
 }

@@ -78,7 +78,7 @@ use events::EventLog;
 pub use events::{CtEvent, CtEventKind};
 use expect::Ledger;
 pub use expect::{
-    ExpectFull, ExpectLine, ExpectStats, Expectation, Expectations, FollowNat, MasterRef,
+    ExpectLine, ExpectRefused, ExpectStats, Expectation, Expectations, FollowNat, MasterRef,
     MAX_PER_MASTER,
 };
 use ext::{Ext, Exts};
@@ -335,8 +335,9 @@ impl Shard {
 
     /// Announces an expected connection of one of this shard's masters (as
     /// a helper does, `nf_ct_expect_related`), subject to
-    /// `max_per_master` (at most `MAX_PER_MASTER`) and the set's size.
-    pub fn expect(&mut self, e: Expectation, max_per_master: usize) -> Result<(), ExpectFull> {
+    /// `max_per_master` (at most `MAX_PER_MASTER`), other masters'
+    /// expectations and the set's size.
+    pub fn expect(&mut self, e: Expectation, max_per_master: usize) -> Result<(), ExpectRefused> {
         debug_assert_eq!(
             e.master.shard, self.id,
             "a shard expects for its own masters"

@@ -61,6 +61,13 @@ fn clashes_are_other_masters_pending_overlaps() {
         ..t
     };
     assert!(!set.clashes(&elsewhere, other, 0));
+    // The set refuses the clashing one, as `nf_ct_expect_related` does.
+    let e = Expectation {
+        master: other,
+        ..expectation(7, 0)
+    };
+    assert_eq!(ledger.expect(&set, e, 1), Err(ExpectRefused::Clash));
+    assert_eq!(set.len(), 2);
     assert!(
         set.clashes(&expectation(8, 0).tuple, other, 0),
         "any port overlaps one"
@@ -149,7 +156,7 @@ fn fills_to_max() {
         }
         assert_eq!(
             ledger.expect(&set, expectation(5000, 5000), 1),
-            Err(ExpectFull)
+            Err(ExpectRefused::Full)
         );
     }
 }
@@ -170,7 +177,10 @@ fn ledger_semantics() {
     for m in 8..11 {
         ledger.expect(&set, expectation(m, m), 1).unwrap();
     }
-    assert_eq!(ledger.expect(&set, expectation(20, 20), 1), Err(ExpectFull));
+    assert_eq!(
+        ledger.expect(&set, expectation(20, 20), 1),
+        Err(ExpectRefused::Full)
+    );
     assert_eq!(set.stats().expect_full, 1);
     // Master 8's is consumed; its ledger entry goes stale and the slot
     // may be reused, but removing master 8 then removes nothing.
