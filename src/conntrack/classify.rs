@@ -19,7 +19,7 @@ pub(super) enum L4<'a> {
     /// `Classified::EMPTY`, which a chunk writes before `fill`, is all
     /// zero bytes in the layout rustc picks: stored from a zeroed register
     /// instead of copied from a constant, 6 instructions a packet fewer
-    /// (`perf/bench-instructions`, 752.2 against 746.0). Only speed hangs
+    /// (`perf/bench-instructions`, 746.0 against 752.2). Only speed hangs
     /// on that layout, never behaviour.
     Other,
     Tcp(Segment<'a>),
