@@ -290,3 +290,32 @@ fn ipv6_addresses_start_on_a_line() {
         }
     }
 }
+
+/// An IPv4 tuple's ends are ordered by one 48-bit compare: the same order
+/// as the 128-bit compare of the addresses with the ports' tie-break that
+/// IPv6 tuples take, and of a tuple and its swapped twin exactly one
+/// sorts descending unless the two are equal.
+#[test]
+fn descending_v4_orders_as_the_wide_compare() {
+    let wide = |t: &Tuple| {
+        let w = |a: Addr| u128::from(a.words()[0]) << 64 | u128::from(a.words()[1]);
+        let (s, d) = (w(t.src), w(t.dst));
+        s > d || (s == d && t.sport > t.dport)
+    };
+    let addrs = [
+        [198, 18, 0, 1],
+        [198, 18, 0, 2],
+        [198, 19, 255, 254],
+        [0, 0, 0, 0],
+    ];
+    let ports = [0, 1, 53, 1024, 65535];
+    for (&a, &b) in addrs.iter().flat_map(|a| addrs.iter().map(move |b| (a, b))) {
+        for (&p, &q) in ports.iter().flat_map(|p| ports.iter().map(move |q| (p, q))) {
+            let t = udp(a, p, b, q);
+            assert_eq!(descending(&t), wide(&t), "{t:?}");
+            if t != t.swapped() {
+                assert_ne!(descending(&t), descending(&t.swapped()), "{t:?}");
+            }
+        }
+    }
+}
