@@ -47,10 +47,15 @@ target/release/ctfwd-gen --flows 500 --requests 2 "$work/in.pcap" "$work/out.pca
 mkfifo "$work/commands"
 prefix="ctfwd-dumpcap-$$"
 # Shared configuration (no --no-shconf): dumpcap finds ctfwd by prefix.
+# No tx_pcap: the PMD then drops what is sent. With tx_pcap files in the
+# work folder, each run left two empty pcap files at paths cut short,
+# /tmp/ctfwd-d and /tmp/ctfwd-du; only this test did, where dpdk-dumpcap's
+# secondary process attaches to the ports (the other tests give tx_pcap
+# files too and leave nothing behind).
 target/release/ctfwd --lcores=0@0,1@"$last_cpu" -m 256 --huge-dir="$huge" --no-pci \
   --file-prefix="$prefix" --log-level=lib.eal:warning \
-  --vdev=net_pcap0,rx_pcap="$work/in.pcap",tx_pcap="$work/o0.pcap" \
-  --vdev=net_pcap1,rx_pcap="$work/out.pcap",tx_pcap="$work/o1.pcap" \
+  --vdev=net_pcap0,rx_pcap="$work/in.pcap" \
+  --vdev=net_pcap1,rx_pcap="$work/out.pcap" \
   -- -i --forward-mode=firewall <"$work/commands" >"$work/ctfwd.log" 2>&1 &
 ctfwd_pid=$!
 exec 3>"$work/commands"
