@@ -98,7 +98,7 @@ impl FlagSet {
 }
 
 /// The flags `FlagSet::of` looks at.
-const FLAG_SET_BITS: u8 = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK;
+pub(super) const FLAG_SET_BITS: u8 = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK;
 
 /// `FlagSet::decide` for every combination of `FLAG_SET_BITS`.
 static FLAG_SETS: [FlagSet; FLAG_SET_BITS as usize + 1] = {
