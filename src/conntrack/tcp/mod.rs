@@ -280,7 +280,7 @@ impl TcpConn {
     }
 
     /// `packet` for any segment in any state.
-    #[inline(never)]
+    #[inline]
     fn any_segment(
         &mut self,
         dir: Dir,
@@ -566,9 +566,9 @@ impl TcpConn {
 
     /// `tcp_in_window`: checks the segment against what each end has
     /// announced, and learns from it. `flags` are the header's, given so
-    /// that the fast path's are constants. Always in line: once in each
-    /// path, where as one call from both it took 14 more instructions an
-    /// established segment.
+    /// that the fast path's are constants. Always in line, once in each
+    /// path: left to the compiler, it became one call from both, and an
+    /// established segment took 74 more instructions in `ct-bench`.
     #[inline(always)]
     fn in_window(
         &mut self,
