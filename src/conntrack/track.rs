@@ -6,14 +6,15 @@ use super::classify::{Classified, L4};
 use super::conn::{Deadline, ProtoState, Status};
 use super::table::Slot;
 use super::tuple::Dir;
-use super::{udp, Shard, TcpVerdict};
+use super::{udp, Segment, Shard, TcpVerdict};
 use crate::wire::L3;
 
 impl Shard {
     /// The protocol tracker's verdict on a UDP packet, with timeout and
     /// accounting applied (`nf_conntrack_handle_packet`). UDP, the most
-    /// common and the simplest, is tracked in line; the others in
-    /// `track_l4`.
+    /// common and the simplest, is tracked in line, as TCP is
+    /// (`track_tcp`); ICMP queries and other protocols by a call
+    /// (`track_other`).
     #[inline(always)]
     pub(super) fn track_udp(
         &mut self,
@@ -45,9 +46,60 @@ impl Shard {
         Track::Accept
     }
 
-    /// `track_udp` for a TCP packet, an ICMP query, or a packet of
-    /// another protocol.
-    pub(super) fn track_l4(
+    /// `track_udp` for a TCP segment. In line: `ingress` gives TCP a copy
+    /// of the lookup of its own for this.
+    #[inline(always)]
+    pub(super) fn track_tcp(
+        &mut self,
+        slot: Slot,
+        dir: Dir,
+        c: &Classified<'_>,
+        seg: &Segment<'_>,
+        now: u64,
+    ) -> Track {
+        let cfg = &self.cfg;
+        let conn = self.table.get_mut(slot);
+        let ProtoState::Tcp(tcp) = &mut conn.proto else {
+            // Cannot be: the protocol is part of the tuple.
+            return Track::Invalid("protocol-mismatch");
+        };
+        let seen_reply = conn.status.has(Status::SEEN_REPLY);
+        let assured = conn.status.has(Status::ASSURED);
+        // The peer acknowledges data NAT shifted: its ACK is taken back to
+        // the sender's numbers (`tcp_in_window`'s receiver_offset).
+        let ack_offset = match self.exts.of(slot) {
+            Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
+                a.seqadj[dir.other().index()].offset(seg.hdr.ack().wrapping_sub(1))
+            }
+            _ => 0,
+        };
+        match tcp.packet(dir, seg, seen_reply, assured, ack_offset, &cfg.tcp) {
+            TcpVerdict::Accept { timeout, assured } => {
+                if assured {
+                    conn.status.set(Status::ASSURED);
+                }
+                conn.deadline = Deadline::after(now, timeout);
+            }
+            TcpVerdict::AcceptNoRefresh => {}
+            TcpVerdict::Ignore => return Track::Ignore,
+            TcpVerdict::Invalid { reason, shrink_to } => {
+                if let Some(s) = shrink_to {
+                    conn.deadline = conn.deadline.at_most(now, s);
+                }
+                return Track::Invalid(reason);
+            }
+            TcpVerdict::Kill => {
+                self.acct.add(slot, dir, c.wire_len);
+                return Track::Kill;
+            }
+            TcpVerdict::Reopen => return Track::Reopen,
+        }
+        self.acct.add(slot, dir, c.wire_len);
+        Track::Accept
+    }
+
+    /// `track_udp` for an ICMP query or a packet of another protocol.
+    pub(super) fn track_other(
         &mut self,
         slot: Slot,
         dir: Dir,
@@ -57,53 +109,15 @@ impl Shard {
     ) -> Track {
         let cfg = &self.cfg;
         let conn = self.table.get_mut(slot);
-        let seen_reply = conn.status.has(Status::SEEN_REPLY);
-        let timeout = match (&mut conn.proto, l4) {
-            (ProtoState::Tcp(tcp), L4::Tcp(seg)) => {
-                let assured = conn.status.has(Status::ASSURED);
-                // The peer acknowledges data NAT shifted: its ACK is
-                // taken back to the sender's numbers (`tcp_in_window`'s
-                // receiver_offset).
-                let ack_offset = match self.exts.of(slot) {
-                    Some(a) if conn.status.has(Status::SEQ_ADJUST) => {
-                        a.seqadj[dir.other().index()].offset(seg.hdr.ack().wrapping_sub(1))
-                    }
-                    _ => 0,
-                };
-                match tcp.packet(dir, seg, seen_reply, assured, ack_offset, &cfg.tcp) {
-                    TcpVerdict::Accept { timeout, assured } => {
-                        if assured {
-                            conn.status.set(Status::ASSURED);
-                        }
-                        Some(timeout)
-                    }
-                    TcpVerdict::AcceptNoRefresh => None,
-                    TcpVerdict::Ignore => return Track::Ignore,
-                    TcpVerdict::Invalid { reason, shrink_to } => {
-                        if let Some(s) = shrink_to {
-                            conn.deadline = conn.deadline.at_most(now, s);
-                        }
-                        return Track::Invalid(reason);
-                    }
-                    TcpVerdict::Kill => {
-                        self.acct.add(slot, dir, c.wire_len);
-                        return Track::Kill;
-                    }
-                    TcpVerdict::Reopen => return Track::Reopen,
-                }
-            }
-            (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => {
-                Some(cfg.timeouts.icmpv6)
-            }
-            (ProtoState::Other, L4::IcmpQuery) => Some(cfg.timeouts.icmp),
-            (ProtoState::Other, L4::Other) => Some(cfg.timeouts.generic),
+        let timeout = match (&conn.proto, l4) {
+            (ProtoState::Other, L4::IcmpQuery) if c.tuple.l3() == L3::V6 => cfg.timeouts.icmpv6,
+            (ProtoState::Other, L4::IcmpQuery) => cfg.timeouts.icmp,
+            (ProtoState::Other, L4::Other) => cfg.timeouts.generic,
             // A tuple shared by two trackers cannot happen: the protocol is
             // part of the tuple.
             _ => return Track::Invalid("protocol-mismatch"),
         };
-        if let Some(t) = timeout {
-            conn.deadline = Deadline::after(now, t);
-        }
+        conn.deadline = Deadline::after(now, timeout);
         self.acct.add(slot, dir, c.wire_len);
         Track::Accept
     }
