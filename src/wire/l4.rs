@@ -81,6 +81,14 @@ impl<'a> TcpHeader<'a> {
     pub fn options(&self) -> TcpOptions<'a> {
         TcpOptions { rest: self.options }
     }
+
+    /// Whether the options are two No-Operations and a Timestamp and
+    /// nothing else: the layout RFC 7323's appendix A recommends, which
+    /// stacks with timestamps on send on every segment but the SYN.
+    #[inline]
+    pub fn timestamp_only(&self) -> bool {
+        self.options.len() == 12 && self.options[..4] == [1, 1, 8, 10]
+    }
 }
 
 /// Iterator over TCP options (RFC 9293 3.1): stops at End of Option List,
@@ -173,5 +181,53 @@ impl<'a> IcmpHeader<'a> {
             id: u16::from_be_bytes([l4[4], l4[5]]),
             body: &l4[8..],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::Tcp;
+
+    fn header_with(options: &[u8]) -> Vec<u8> {
+        Tcp {
+            options,
+            ..Tcp::default()
+        }
+        .bytes(&[])
+    }
+
+    #[test]
+    fn timestamp_only_is_the_aligned_layout_alone() {
+        let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        let yes = header_with(&ts);
+        assert!(TcpHeader::parse(&yes).unwrap().timestamp_only());
+        // The same option unaligned, with a SACK block after it, or
+        // without its padding is not the layout.
+        let unaligned = [8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1];
+        let mut with_sack = ts.to_vec();
+        with_sack.extend_from_slice(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        for other in [&unaligned[..], &with_sack, &ts[2..], &[]] {
+            let bytes = header_with(other);
+            assert!(
+                !TcpHeader::parse(&bytes).unwrap().timestamp_only(),
+                "{other:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// What lets `tcp_sack`'s shortcut skip the options: whatever a
+        /// timestamp carries, the layout holds no option but it.
+        #[test]
+        fn the_timestamp_layout_holds_no_other_option(value in proptest::prelude::any::<[u8; 8]>()) {
+            let mut ts = vec![1, 1, 8, 10];
+            ts.extend_from_slice(&value);
+            let bytes = header_with(&ts);
+            let h = TcpHeader::parse(&bytes).unwrap();
+            proptest::prop_assert!(h.timestamp_only());
+            let kinds: Vec<u8> = h.options().map(|(kind, _)| kind).collect();
+            proptest::prop_assert_eq!(kinds, vec![8]);
+        }
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! usage: ct-bench [--conns 1000,100000,1000000,4000000] [--packets N]
 //!                 [--cases established,new,mixed,flood,expect,nat]
-//!                 [--protos udp,tcp,udp6] (of the established case)
+//!                 [--protos udp,tcp,udp6,tcpts] (of the established case;
+//!                 tcpts: TCP with the options Linux sends, not by default)
 
 use std::time::{Duration, Instant};
 
@@ -29,9 +30,13 @@ use ctfwd::wire::{parse_frame, Addr, Frame, LinkType, TCP_ACK, TCP_SYN};
 
 const BURST: usize = 32;
 /// IPv4 frames are 60 bytes on the wire (64 with the FCS), IPv6 ones 62.
+/// TCP with options as Linux sends it (`tcpts`): 66 for a segment with
+/// timestamps, 74 for a SYN.
 const FRAME: usize = 60;
 const FRAME6: usize = 62;
-const BUF: usize = 64;
+/// Two lines a buffer, so that the longest frame fits and every frame
+/// starts on a line of its own.
+const BUF: usize = 128;
 /// The low word of the IPv6 sources in the `flood` case: the public
 /// constant the hash used to XOR into a multiply's operand, which made all
 /// such sources of one /48 collide.
@@ -43,7 +48,12 @@ const SETUP_TIME: u64 = 1_000 * SEC;
 #[derive(Clone, Copy, PartialEq)]
 enum Proto {
     Udp,
+    /// A bare header: no options.
     Tcp,
+    /// As Linux stacks send it: the handshake's SYNs with MSS,
+    /// SACK-permitted, timestamps and window scale, every later segment
+    /// with a timestamp (RFC 7323's appendix A layout).
+    TcpTs,
     /// UDP over IPv6 from 2001:2:0:SUBNET:IID, the interface id `CRAFTED_IID`
     /// or (not crafted) a different one per connection.
     Udp6 {
@@ -55,6 +65,9 @@ enum Proto {
 struct Templates {
     udp: [u8; BUF],
     tcp: [u8; BUF],
+    /// `Proto::TcpTs`'s SYN and later segments, with their lengths.
+    tcp_syn: ([u8; BUF], usize),
+    tcp_ts: ([u8; BUF], usize),
     udp6: [u8; BUF],
 }
 
@@ -82,9 +95,23 @@ impl Templates {
         };
         let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
         tcp_t[..f.len()].copy_from_slice(&f); // Ethernet pads 54 bytes to 60
+                                              // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
+        let syn_options = [
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let ts_options = [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1];
+        let with = |options: &[u8]| {
+            let seg = Tcp { options, ..seg };
+            let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
+            let mut t = [0u8; BUF];
+            t[..f.len()].copy_from_slice(&f);
+            (t, f.len())
+        };
         Templates {
             udp: udp_t,
             tcp: tcp_t,
+            tcp_syn: with(&syn_options),
+            tcp_ts: with(&ts_options),
             udp6: udp6_t,
         }
     }
@@ -95,11 +122,13 @@ impl Templates {
         if let Proto::Udp6 { crafted } = proto {
             return self.write6(buf, crafted, i, reply);
         }
-        *buf = if proto == Proto::Udp {
-            self.udp
-        } else {
-            self.tcp
+        let (template, len) = match proto {
+            Proto::Udp => (&self.udp, FRAME),
+            Proto::TcpTs if p.flags & TCP_SYN != 0 => (&self.tcp_syn.0, self.tcp_syn.1),
+            Proto::TcpTs => (&self.tcp_ts.0, self.tcp_ts.1),
+            _ => (&self.tcp, FRAME),
         };
+        *buf = *template;
         let client = [198, 18, (i >> 8) as u8, i as u8];
         let server = [198, 19, (i >> 24) as u8, 1];
         let cport = (1024 + (i >> 16)) as u16;
@@ -112,12 +141,12 @@ impl Templates {
         buf[30..34].copy_from_slice(&dst);
         buf[34..36].copy_from_slice(&sp.to_be_bytes());
         buf[36..38].copy_from_slice(&dp.to_be_bytes());
-        if proto == Proto::Tcp {
+        if proto != Proto::Udp {
             buf[38..42].copy_from_slice(&p.seq.to_be_bytes());
             buf[42..46].copy_from_slice(&p.ack.to_be_bytes());
             buf[47] = p.flags;
         }
-        FRAME
+        len
     }
 
     /// A packet of IPv6 connection `i`: from 2001:2:0:SUBNET:IID port
@@ -289,7 +318,7 @@ fn room_for(n: u32) -> usize {
 fn populate(shard: &mut Shard, t: &Templates, proto: Proto, n: u32) {
     let setup: Vec<Pkt> = match proto {
         Proto::Udp | Proto::Udp6 { .. } => vec![(false, 0), (true, 0)],
-        Proto::Tcp => vec![
+        Proto::Tcp | Proto::TcpTs => vec![
             (false, TCP_SYN),
             (true, TCP_SYN | TCP_ACK),
             (false, TCP_ACK),
@@ -348,7 +377,7 @@ fn main() {
             "--cases" => cases = it.next().cloned().unwrap_or_default(),
             "--protos" => protos = it.next().cloned().unwrap_or_default(),
             _ => {
-                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat] [--protos udp,tcp,udp6]");
+                eprintln!("usage: ct-bench [--conns 1000,100000,...] [--packets N] [--cases established,new,mixed,flood,expect,nat] [--protos udp,tcp,udp6,tcpts]");
                 std::process::exit(2);
             }
         }
@@ -366,7 +395,13 @@ fn main() {
         &[]
     };
     let udp6 = Proto::Udp6 { crafted: false };
-    for (proto, name) in [(Proto::Udp, "udp"), (Proto::Tcp, "tcp"), (udp6, "udp6")] {
+    let protos_named = [
+        (Proto::Udp, "udp"),
+        (Proto::Tcp, "tcp"),
+        (udp6, "udp6"),
+        (Proto::TcpTs, "tcpts"),
+    ];
+    for (proto, name) in protos_named {
         if !protos.split(',').any(|p| p == name) {
             continue;
         }
