@@ -34,8 +34,8 @@ const BURST: usize = 32;
 /// timestamps, 74 for a SYN.
 const FRAME: usize = 60;
 const FRAME6: usize = 62;
-/// Two lines a buffer, so that the longest frame fits and every frame
-/// starts on a line of its own.
+/// Room for the longest frame, a `tcpts` SYN; two cache lines, as one
+/// was before that case came.
 const BUF: usize = 128;
 /// The low word of the IPv6 sources in the `flood` case: the public
 /// constant the hash used to XOR into a multiply's operand, which made all
@@ -95,7 +95,8 @@ impl Templates {
         };
         let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
         tcp_t[..f.len()].copy_from_slice(&f); // Ethernet pads 54 bytes to 60
-                                              // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
+
+        // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
         let syn_options = [
             2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
         ];
