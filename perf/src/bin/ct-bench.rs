@@ -85,7 +85,6 @@ impl Templates {
         );
         let f = frame(&ip_packet(a6, b6, 17, &[], &udp(1, 80, &[])), &[]);
         udp6_t[..FRAME6].copy_from_slice(&f);
-        let mut tcp_t = [0u8; BUF];
         let seg = Tcp {
             sport: 1,
             dport: 80,
@@ -93,14 +92,8 @@ impl Templates {
             window: 65535,
             ..Tcp::default()
         };
-        let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
-        tcp_t[..f.len()].copy_from_slice(&f); // Ethernet pads 54 bytes to 60
-
-        // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
-        let syn_options = [
-            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
-        ];
-        let ts_options = [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1];
+        // The segment with `options`, as a frame (Ethernet pads the bare
+        // header's 54 bytes to 60), and its length.
         let with = |options: &[u8]| {
             let seg = Tcp { options, ..seg };
             let f = frame(&ip_packet(a, b, 6, &[], &seg.bytes(&[])), &[]);
@@ -108,9 +101,14 @@ impl Templates {
             t[..f.len()].copy_from_slice(&f);
             (t, f.len())
         };
+        // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
+        let syn_options = [
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let ts_options = [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1];
         Templates {
             udp: udp_t,
-            tcp: tcp_t,
+            tcp: with(&[]).0,
             tcp_syn: with(&syn_options),
             tcp_ts: with(&ts_options),
             udp6: udp6_t,
