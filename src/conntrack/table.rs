@@ -820,7 +820,9 @@ impl ConnTable {
         let max95 = self.max / 100 * 95;
         for _ in 0..budget.min(self.conns.len()) {
             let i = self.gc_cursor;
-            self.gc_cursor = (i + 1) % self.conns.len();
+            // A compare, not `%`: a division a slot walked, on the
+            // cursor's dependency chain, every burst.
+            self.gc_cursor = if i + 1 == self.conns.len() { 0 } else { i + 1 };
             if self.meta[i].kind() != SlotKind::Confirmed {
                 continue;
             }
